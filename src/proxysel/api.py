@@ -1,0 +1,132 @@
+"""The Python API. Each function is one CLI command; the CLI modules only parse arguments.
+
+    >>> import proxysel
+    >>> proxysel.score("pool.jsonl", out="runs/r1", signals=["loss"], model="smollm2-135m")
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from proxysel.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+SIGNALS = ("loss", "ifd", "ask_llm", "embedding", "density")
+#: signal -> module that registers it
+_SIGNAL_MODULES = {"loss": "loss", "ifd": "ifd", "ask_llm": "ask_llm", "embedding": "embedding",
+                   "density": "density"}
+
+
+def _signals(signals: str | Sequence[str]) -> list[str]:
+    out = [s.strip() for s in (signals.split(",") if isinstance(signals, str) else signals) if s.strip()]
+    if not out:
+        raise UsageError("--signals: give at least one signal")
+    bad = [s for s in out if s not in SIGNALS]
+    if bad:
+        raise UsageError(f"--signals: unknown signal(s) {bad}; choose from {list(SIGNALS)}")
+    # density reads the embeddings, so it always runs after them.
+    return sorted(dict.fromkeys(out), key=SIGNALS.index)
+
+
+def _positive(name: str, value: int | None, minimum: int = 1) -> None:
+    if value is not None and value < minimum:
+        raise UsageError(f"{name} must be >= {minimum}, got {value}")
+
+
+def score(data: str | Path, *, out: str | Path, signals: str | Sequence[str] = ("loss",),
+          model: str = "smollm2-135m", judge: str = "smollm2-135m", embedder: str = "minilm",
+          max_length: int = 512, batch_tokens: int = 8192, dtype: str = "float32", template: str = "auto",
+          limit: int | None = None, on_bad_record: str = "error", format: str | None = None,
+          columns: dict[str, str] | None = None, dedupe: bool = False, shard_size: int = 256,
+          overwrite: bool = False, trust_remote_code: bool = False, allow_pickle: bool = False,
+          device: str | None = None, density: dict[str, Any] | None = None) -> Path:
+    """Score every example of ``data`` and store the signals in the run directory ``out``.
+
+    signals (any of): ``loss`` (mean response-token loss in nats with ``model``, plus ``ppl``,
+    ``n_tokens``, ``n_response_tokens``, ``truncated``), ``ifd`` (``ifd``, ``ifd_loss`` with
+    ``model``), ``ask_llm`` (P(yes) of ``judge``), ``embedding`` (``embedder`` vectors into
+    embeddings.parquet) and ``density`` (LSH kernel density over the stored embeddings).
+    Work is split into shards of ``shard_size`` examples in input order; rerunning the same
+    command skips finished shards. Returns the run directory.
+    """
+    import importlib
+
+    from proxysel.data import read_pool
+    from proxysel.signals.base import SIGNALS as REGISTRY
+    from proxysel.signals.base import ScoreOptions
+    from proxysel.store import Run
+
+    sigs = _signals(signals)
+    _positive("--max-length", max_length, 2)
+    _positive("--batch-tokens", batch_tokens)
+    _positive("--shard-size", shard_size)
+    _positive("--limit", limit)
+    opts = ScoreOptions(model=model, judge=judge, embedder=embedder, max_length=max_length,
+                        batch_tokens=batch_tokens, dtype=dtype, template=template, shard_size=shard_size,
+                        device=device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+                        density=dict(density or {}))
+    # All input is read and validated before any model work (bad input: exit 2, nothing written).
+    pool = read_pool(data, format=format, columns=columns, on_bad_record=on_bad_record, limit=limit,
+                     dedupe=dedupe)
+    if not pool.examples:
+        raise UsageError(f"{data}: no usable examples")
+    with Run.open(out, overwrite=overwrite) as run:
+        run.update_manifest(data={"path": str(data), "fingerprint": pool.fingerprint,
+                                  "n_examples": len(pool.examples), "files": pool.paths},
+                            skipped_records=[s.to_dict() for s in pool.skipped])
+        for sig in sigs:
+            importlib.import_module(f"proxysel.signals.{_SIGNAL_MODULES[sig]}")
+            REGISTRY[sig](run, pool, opts)
+    return Path(out)
+
+
+def _preview(text: str, width: int = 72) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def demo(*, limit: int = 300, out: str | Path = "runs/demo", model: str = "smollm2-135m",
+         dtype: str = "float32") -> dict[str, Any]:
+    """The embedded default: score ``limit`` real ShareGPT conversations with the bundled SmolLM2.
+
+    Returns {"run": path, "data": path, "summary": printable text}.
+    """
+    import numpy as np
+
+    from proxysel.data import read_pool
+    from proxysel.data.sharegpt_demo import demo_pool_path
+    from proxysel.store import Run
+
+    if limit < 1:
+        raise UsageError(f"--limit must be >= 1, got {limit}")
+    out = Path(out)
+    t0 = time.perf_counter()
+    data = demo_pool_path(out / "data", n=limit)
+    score(data, out=out, signals=["loss"], model=model, dtype=dtype)
+    with Run.open(out) as run:
+        table = run.read_scores()
+    pool = read_pool(data)
+    by_id = {e.id: e for e in pool.examples}
+    ids = table.column("id").to_pylist()
+    loss = np.asarray(table.column("loss").to_numpy(zero_copy_only=False), dtype=float)
+    ok = np.flatnonzero(np.isfinite(loss))
+    order = ok[np.argsort(loss[ok], kind="stable")]
+    lines = [f"proxysel demo: {len(ids)} ShareGPT conversations scored with {model} in "
+             f"{time.perf_counter() - t0:.0f}s (median loss {np.median(loss[ok]):.3f} nats)", "",
+             "hardest (highest response loss):"]
+
+    def row(i: int) -> str:
+        e = by_id[ids[i]]
+        user = next((m.content for m in e.messages if m.role == "user"), "")
+        return f"  {loss[i]:6.3f}  {ids[i]:<14} {_preview(user)}"
+
+    lines += [row(i) for i in order[::-1][:5]]
+    lines += ["", "easiest (lowest response loss):"]
+    lines += [row(i) for i in order[:5]]
+    lines += ["", f"run directory: {out}", f"scores:        {out / 'scores.parquet'}",
+              f"input sample:  {data}"]
+    return {"run": out, "data": data, "summary": "\n".join(lines)}

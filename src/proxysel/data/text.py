@@ -1,0 +1,41 @@
+"""Plain-text views of an example, for embedders and judges (not for the proxy's loss)."""
+
+from __future__ import annotations
+
+from proxysel.data.example import Example
+
+ROLE_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
+
+
+def _alpaca(example: Example) -> tuple[str, str, str] | None:
+    rec = example.record if isinstance(example.record, dict) else {}
+    if example.format == "alpaca" and isinstance(rec.get("instruction"), str) and isinstance(rec.get("output"), str):
+        inp = rec.get("input") if isinstance(rec.get("input"), str) else ""
+        return rec["instruction"], inp, rec["output"]
+    return None
+
+
+def embedding_text(example: Example) -> str:
+    """The text an embedder sees.
+
+    alpaca: the official LP clustering string ``Instruction: {instruction input} Response: {output}``
+    (instruction and input joined by one space, as in Small2Large clustering.py);
+    conversations: every turn as ``{Role}: {content}``, joined by newlines; text: the text.
+    """
+    a = _alpaca(example)
+    if a is not None:
+        instruction = f"{a[0]} {a[1]}" if a[1] else a[0]
+        return f"Instruction: {instruction} Response: {a[2]}"
+    return conversation_text(example)
+
+
+def conversation_text(example: Example) -> str:
+    """Every turn as ``{Role}: {content}`` joined by newlines; a ``text`` record is its text."""
+    if example.is_text:
+        return example.messages[0].content
+    return "\n".join(f"{ROLE_NAMES.get(m.role, m.role)}: {m.content}" for m in example.messages)
+
+
+def response_text(example: Example) -> str:
+    """The assistant turns alone, joined by a blank line: what IFD's unconditioned pass reads."""
+    return "\n\n".join(m.content for m in example.messages if m.role == "assistant")

@@ -1,0 +1,243 @@
+"""The ``train-proxy`` stage: train the proxy on the pool and store ppl_epoch, trajectory, lp, lp_app.
+
+Layout of ``RUN/stages/train-proxy/``:
+
+    fingerprint.json, COMPLETE        as every stage (store.run)
+    shard-XXXXX.parquet (+ .done)     per-example losses of one *record*, in parts of
+                                      ``shard_size`` examples (input order): record r, part j is
+                                      shard ``r * n_parts + j``. Records are the scoring passes
+                                      (one per step of plan.pass_steps, in order), then with
+                                      --online one per epoch (the training forward losses).
+                                      Each shard is the ``loss`` stage's table (id, n_tokens,
+                                      n_response_tokens, truncated, loss, ppl), so a pass of
+                                      train-proxy and ``proxysel score`` of the same weights
+                                      compute the same numbers the same way.
+    history.jsonl                     the training loss, lr and gradient norm of every step
+    state/step-XXXXXX/                the resumable training state (dynamics.state); removed
+                                      when the stage completes
+    checkpoints/step-XXXXXX/          with --keep-checkpoints: the weights at every pass step
+                                      (full fine-tuning: a model folder ``proxysel score
+                                      --model`` can read; LoRA: adapter.safetensors)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from proxysel.data.example import Pool
+from proxysel.dynamics.schedule import Plan, make_plan
+from proxysel.dynamics.train import TrainConfig, autocast
+from proxysel.errors import UsageError
+from proxysel.signals.loss import loss_table, shards
+from proxysel.store.atomic import TMP_PREFIX, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+STAGE = "train-proxy"
+HISTORY = "history.jsonl"  # one JSON object per optimizer step: step, epoch, loss, lr, grad_norm, tokens
+
+
+def _write_checkpoint(folder: Path, lm: Any, lora: bool) -> None:
+    """Save the current weights to ``folder`` (safetensors only), atomically by renaming a temp folder."""
+    if folder.exists():
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f"{TMP_PREFIX}{folder.name}.{secrets.token_hex(6)}"
+    try:
+        if lora:
+            from safetensors.torch import save_file
+
+            from proxysel.dynamics.state import trainable_parameters
+
+            tmp.mkdir()
+            save_file({k: v.detach().contiguous().cpu() for k, v in trainable_parameters(lm.model).items()},
+                      str(tmp / "adapter.safetensors"))
+        else:
+            lm.model.save_pretrained(tmp, safe_serialization=True)
+            lm.tokenizer.save_pretrained(tmp)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _record_losses(stage: Any, record: int, n_parts: int) -> np.ndarray:
+    """The stored losses of record ``record``: float64 (n_examples,) in pool order."""
+    parts = [stage.read_shard(record * n_parts + j) for j in range(n_parts)]
+    return np.concatenate([np.asarray(t.column("loss").to_numpy(zero_copy_only=False), dtype=np.float64)
+                           for t in parts])
+
+
+def run_train_proxy_stage(run: Any, pool: Pool, *, model: str, config: TrainConfig, max_length: int,
+                          template: str, lp_epoch: int, keep_checkpoints: bool, shard_size: int,
+                          trust_remote_code: bool = False, allow_pickle: bool = False,
+                          device: str | None = None) -> dict[str, Any]:
+    """Train (or resume) the proxy into ``run``'s ``train-proxy`` stage and merge its columns.
+
+    Writes to scores.parquet: ``n_tokens``, ``n_response_tokens``, ``truncated``, ``ppl_epoch``
+    (list of n+1 floats P_0..P_n), ``trajectory`` (list of per-checkpoint losses; only with
+    checkpoints > 0), ``lp`` and ``lp_app`` (for epoch ``lp_epoch``). NaN where truncated.
+    Returns the stage's manifest entry.
+    """
+    from proxysel.models.loader import resolve_model_path
+    from proxysel.signals.lp import lp, lp_app
+
+    if not 1 <= lp_epoch <= config.epochs:
+        raise UsageError(f"--lp-epoch must be in [1, {config.epochs}] (the epochs trained), got {lp_epoch}")
+    _, revision = resolve_model_path(model)
+    fingerprint = {"data": pool.fingerprint, "model": model, "revision": revision, "max_length": max_length,
+                   "template": template, "shard_size": shard_size, **dataclasses.asdict(config)}
+    stage = run.stage(STAGE, fingerprint)
+    n = len(pool.examples)
+    parts = shards(n, shard_size)
+    ids = [e.id for e in pool.examples]
+    info: dict[str, Any] = dict(run.manifest["stages"].get(STAGE, {}))
+
+    if not stage.complete:
+        info.update(_train_stage(run, stage, pool, parts, model=model, config=config, max_length=max_length,
+                                 template=template, keep_checkpoints=keep_checkpoints,
+                                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, device=device))
+    plan_info = info["plan"]
+    pass_steps, checkpoints, epoch_ends = plan_info["pass_steps"], plan_info["checkpoints"], plan_info["epoch_ends"]
+
+    # Assemble the columns from the stored records (also when the stage was already complete,
+    # e.g. rerun with another --lp-epoch: no model is loaded then).
+    first = [stage.read_shard(j) for j in range(len(parts))]
+    losses = {s: _record_losses(stage, k, len(parts)) for k, s in enumerate(pass_steps)}
+    if config.online:
+        after = [_record_losses(stage, len(pass_steps) + e, len(parts)) for e in range(config.epochs)]
+    else:
+        after = [losses[s] for s in epoch_ends]
+    with np.errstate(over="ignore"):
+        ppl_epoch = np.exp(np.stack([losses[0], *after], axis=1))  # (n, epochs + 1)
+    import pyarrow as pa
+
+    columns: dict[str, Any] = {
+        "id": pa.array(ids, pa.string()),
+        "n_tokens": pa.concat_arrays([t.column("n_tokens").combine_chunks() for t in first]),
+        "n_response_tokens": pa.concat_arrays([t.column("n_response_tokens").combine_chunks() for t in first]),
+        "truncated": pa.concat_arrays([t.column("truncated").combine_chunks() for t in first]),
+        "ppl_epoch": pa.array(list(ppl_epoch), pa.list_(pa.float64())),
+    }
+    if checkpoints:
+        trajectory = np.stack([losses[s] for s in checkpoints], axis=1)  # (n, len(checkpoints))
+        columns["trajectory"] = pa.array(list(trajectory), pa.list_(pa.float64()))
+    columns["lp"] = pa.array(lp(ppl_epoch, lp_epoch), pa.float64())
+    columns["lp_app"] = pa.array(lp_app(ppl_epoch, lp_epoch), pa.float64())
+    table = pa.table(columns)
+    if [i for t in first for i in t.column("id").to_pylist()] != ids:
+        raise UsageError(f"stage {stage.path} holds other example ids than the pool; rerun with --overwrite")
+    run.merge_scores(table)
+
+    info["lp_epoch"] = lp_epoch
+    info.pop("fingerprint", None)
+    info.pop("status", None)
+    stage.mark_complete(info)
+    shutil.rmtree(stage.path / "state", ignore_errors=True)  # 1-3x the model size; done with it
+    return run.manifest["stages"][STAGE]
+
+
+def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, model: str, config: TrainConfig,
+                 max_length: int, template: str, keep_checkpoints: bool, trust_remote_code: bool,
+                 allow_pickle: bool, device: str | None) -> dict[str, Any]:
+    from proxysel.dynamics.train import add_lora, train
+    from proxysel.engine import score_losses
+    from proxysel.models.loader import load_causal_lm
+    from proxysel.models.render import Renderer
+    from proxysel.progress import Progress
+
+    # Weights stay float32 in both modes: bfloat16 means autocast (see dynamics.train).
+    lm = load_causal_lm(model, dtype="float32", device=device or "cpu", trust_remote_code=trust_remote_code,
+                        allow_pickle=allow_pickle)
+    if config.lora:
+        add_lora(lm.model, config)
+    pad_id = lm.tokenizer.pad_token_id
+    renderer = Renderer(lm.tokenizer, max_length=max_length, template=template)
+    encoded = [renderer.encode(e) for e in pool.examples]
+    truncated = [e.truncated for e in encoded]
+    plan: Plan = make_plan(truncated, epochs=config.epochs, effective_batch=config.effective_batch,
+                           n_checkpoints=config.checkpoints, warmup_ratio=config.warmup_ratio,
+                           online=config.online)
+    if len(plan.trainable) == 0:
+        raise UsageError(f"all {len(encoded)} examples lost their response to --max-length {max_length}: "
+                         "nothing to train on")
+    if config.checkpoints and len(plan.checkpoints) < config.checkpoints:
+        log.warning("--checkpoints %d: the run has only %d optimizer steps, so the trajectory has %d points",
+                    config.checkpoints, plan.total_steps, len(plan.checkpoints))
+    n_parts = len(parts)
+    pass_index = {s: k for k, s in enumerate(plan.pass_steps)}
+    ids = [e.id for e in pool.examples]
+
+    def write_record(record: int, part: int, losses: np.ndarray, idx: range) -> None:
+        from proxysel.engine import LossResult
+
+        sub = [encoded[i] for i in idx]
+        res = LossResult(np.asarray(losses, dtype=np.float64),
+                         np.array([e.n_tokens for e in sub], dtype=np.int64),
+                         np.array([e.n_response_tokens for e in sub], dtype=np.int64),
+                         np.array([e.truncated for e in sub], dtype=bool))
+        stage.write_shard(record * n_parts + part, loss_table([ids[i] for i in idx], res))
+
+    def evaluate(step: int) -> None:
+        record = pass_index[step]
+        todo = [j for j in range(n_parts) if not stage.shard_done(record * n_parts + j)]
+        if not todo:
+            return
+        with Progress(sum(len(parts[j]) for j in todo), desc=f"score after {step} steps") as bar, \
+                autocast(config, lm.model.device):
+            for j in todo:
+                res = score_losses(lm.model, [encoded[i] for i in parts[j]], pad_id=pad_id,
+                                   batch_tokens=config.batch_tokens, on_batch=lambda m, t: bar.update(m, t))
+                write_record(record, j, res.loss, parts[j])
+
+    def record_online(epoch: int, losses: np.ndarray) -> None:
+        for j, idx in enumerate(parts):
+            write_record(len(plan.pass_steps) + epoch - 1, j, losses[idx.start:idx.stop], idx)
+
+    def save_checkpoint(step: int) -> None:
+        if keep_checkpoints:
+            _write_checkpoint(stage.path / "checkpoints" / f"step-{step:06d}", lm, config.lora)
+
+    t0 = time.perf_counter()
+    with Progress(plan.total_steps, desc=f"train-proxy [{model}]", unit="step") as bar:
+        result = train(lm.model, encoded, pad_id=pad_id, config=config, plan=plan,
+                       state_dir=stage.path / "state", evaluate=evaluate, record_online=record_online,
+                       save_checkpoint=save_checkpoint, progress=bar)
+    elapsed = time.perf_counter() - t0
+    hist = result.history
+    per_epoch = {}
+    for e in range(1, config.epochs + 1):
+        vals = [h["loss"] for h in hist if h["epoch"] == e]
+        per_epoch[str(e)] = float(np.mean(vals)) if vals else None
+    n_trunc = int(np.sum(truncated))
+    atomic_write_text(stage.path / HISTORY, "".join(json.dumps(h, sort_keys=True) + "\n" for h in hist))
+    log.info("train-proxy: %d steps (%d examples, %d truncated) in %.1fs (training %.1fs, scoring %.1fs)",
+             plan.total_steps, len(encoded), n_trunc, elapsed, result.seconds_train, result.seconds_eval)
+    return {
+        "model_path": lm.path,
+        "plan": {"total_steps": plan.total_steps, "steps_per_epoch": plan.steps_per_epoch,
+                 "warmup_steps": plan.warmup_steps, "pass_steps": list(plan.pass_steps),
+                 "checkpoints": list(plan.checkpoints), "save_steps": list(plan.save_steps),
+                 "epoch_ends": [plan.epoch_end(e) for e in range(1, config.epochs + 1)],
+                 "trainable_examples": int(len(plan.trainable))},
+        "examples": len(encoded), "truncated": n_trunc,
+        "resumed_from_step": result.resumed_from,
+        "seconds_total": round(elapsed, 3),
+        "seconds_train": round(result.seconds_train, 3), "seconds_scoring": round(result.seconds_eval, 3),
+        "tokens_trained": result.tokens_trained,
+        "train_tokens_per_s": round(result.tokens_trained / result.seconds_train, 1) if result.seconds_train else None,
+        "train_loss_per_epoch": per_epoch,
+        "train_loss_first_last": [hist[0]["loss"], hist[-1]["loss"]] if hist else None,
+        "history": str(stage.path / HISTORY),
+        "checkpoints_dir": str(stage.path / "checkpoints") if keep_checkpoints else None,
+    }

@@ -1,0 +1,279 @@
+"""The proxy training loop: fine-tune on the pool and score the whole pool at planned steps.
+
+Read ``train`` from top to bottom; the helpers above it are the parts one step is made of.
+
+The recipe follows the official LP code (Small2Large, which trains with the HF Trainer):
+AdamW (betas 0.9/0.999, eps 1e-8, fused where torch has it, as the Trainer's default
+``adamw_torch_fused``), lr 2e-5 with linear warmup over ceil(0.03 x steps) and cosine decay to
+0 (``schedule.cosine_lr``), gradient clipping at norm 1.0, effective batch 32 = batch_size x
+grad_accum, 3 epochs, response tokens only.
+
+Loss normalisation (a deliberate choice): the loss of one optimizer step is the sum of the
+token losses of the whole effective batch divided by its number of scored tokens, i.e. the
+per-token mean over the effective batch, whatever the micro-batches. Every response token
+weighs the same, and the gradient does not depend on how the batch is cut into micro-batches,
+which lets ``schedule.micro_batches`` sort them by length. This is what transformers >= 4.46
+Trainer does for models that accept ``num_items_in_batch`` (Llama, Gemma, ...). The official LP
+code ran on an older Trainer that averaged per micro-batch and divided by the accumulation
+steps, so a long response weighed less per token there; with its micro-batch size of 1 per
+device that is a per-example mean. The difference changes the step sizes, not the procedure.
+
+Mixed precision: with ``dtype="bfloat16"`` the weights and the optimizer stay float32 and the
+forward and backward passes run under bf16 autocast (plain bf16 weights lose the lr-2e-5
+updates to rounding). The scoring passes then also run under bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from proxysel.dynamics.schedule import Plan, cosine_lr, micro_batches
+from proxysel.dynamics.state import latest_state, load_state, save_state, trainable_parameters
+from proxysel.engine import batch_token_losses, collate
+from proxysel.errors import UsageError
+from proxysel.models.render import Encoded
+
+log = logging.getLogger(__name__)
+
+TRAIN_DTYPES = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of proxy training. Defaults: the official LP recipe."""
+
+    epochs: int = 3
+    """Training epochs n; P_0..P_n are recorded."""
+    checkpoints: int = 8
+    """S2L trajectory points: evenly spaced optimizer steps including step 0 and the last; 0: none."""
+    lr: float = 2e-5
+    """Peak learning rate."""
+    batch_size: int = 4
+    """Examples per micro-batch (one forward/backward)."""
+    grad_accum: int = 8
+    """Micro-batches per optimizer step; effective batch = batch_size x grad_accum."""
+    warmup_ratio: float = 0.03
+    """Share of all optimizer steps spent in linear warmup (rounded up)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay, applied to matrices only (not to norms and biases)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm; 0 disables clipping."""
+    seed: int = 42
+    """Seeds the data order of every epoch (and torch's RNG for dropout, if the model has any)."""
+    dtype: str = "float32"
+    """float32, or bfloat16 (float32 weights and optimizer, bf16 autocast compute)."""
+    lora: bool = False
+    """Train LoRA adapters on every linear layer instead of all weights (needs peft)."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    online: bool = False
+    """Take P_1..P_n from the training forward passes instead of a pass after each epoch."""
+    batch_tokens: int = 8192
+    """Padded tokens per batch of the scoring passes (as in ``proxysel score``)."""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "batch_tokens", "lora_r", "lora_alpha"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.checkpoints < 0 or self.checkpoints == 1:
+            raise UsageError(f"checkpoints must be 0 (no trajectory) or >= 2 (step 0 ... last step), "
+                             f"got {self.checkpoints}")
+        if not self.lr > 0:
+            raise UsageError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UsageError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise UsageError(f"weight_decay and max_grad_norm must be >= 0, got {self.weight_decay} "
+                             f"and {self.max_grad_norm}")
+        if self.dtype not in TRAIN_DTYPES:
+            raise UsageError(f"dtype for training must be one of {TRAIN_DTYPES} (float16 would need loss "
+                             f"scaling; use bfloat16), got {self.dtype!r}")
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.grad_accum
+
+
+@dataclass
+class TrainLog:
+    """What the loop reports. history: one dict per optimizer step (step, epoch, loss, lr, grad_norm,
+    tokens), including the steps of earlier, interrupted processes of the same run."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int | None = None
+    seconds_train: float = 0.0
+    seconds_eval: float = 0.0
+    tokens_trained: int = 0
+
+
+# ---- the parts of a step ----------------------------------------------------------------------
+
+def add_lora(model: Any, config: TrainConfig) -> None:
+    """Inject LoRA adapters into every linear layer of ``model`` in place and freeze the rest.
+
+    In place (not a PeftModel wrapper), so the model keeps its class and the scoring engine
+    sees the same backbone and lm_head.
+    """
+    try:
+        from peft import LoraConfig, inject_adapter_in_model
+    except ImportError as e:
+        raise UsageError("--lora needs peft: pip install 'proxysel[models]'") from e
+    cfg = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                     target_modules="all-linear", bias="none")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    inject_adapter_in_model(cfg, model)
+    for name, p in model.named_parameters():
+        p.requires_grad_("lora_" in name)
+
+
+def make_optimizer(model: Any, config: TrainConfig) -> Any:
+    """AdamW over the trainable parameters; weight decay on matrices only."""
+    import torch
+
+    params = list(trainable_parameters(model).values())
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    # fused: one kernel for all parameters (what the Trainer uses on torch >= 2.8); it gives the
+    # same update as the for-loop implementation up to float rounding.
+    fused = all(p.dtype in (torch.float32, torch.bfloat16, torch.float16) for p in params)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, fused=fused or None)
+
+
+def autocast(config: TrainConfig, device: Any) -> Any:
+    import torch
+
+    if config.dtype == "bfloat16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def optimizer_step(optimizer: Any) -> None:
+    """One optimizer update (a function of its own so tests can interrupt a run right here)."""
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+
+def train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainConfig, plan: Plan,
+          state_dir: str | Path, evaluate: Callable[[int], None],
+          record_online: Callable[[int, np.ndarray], None] | None = None,
+          save_checkpoint: Callable[[int], None] | None = None,
+          progress: Any = None) -> TrainLog:
+    """Train ``model`` on ``encoded`` following ``plan``; resumes from ``state_dir`` if a state is there.
+
+    At each step s of ``plan.pass_steps`` (s updates done), in this order:
+    ``save_checkpoint(s)`` (weights kept for the user), then ``evaluate(s)`` (score the whole
+    pool; the caller stores the losses). With ``config.online``, ``record_online(e, loss)`` gets
+    the per-example losses (float64 (n,), NaN where not trained) of the training forward passes
+    of epoch e when it ends. The resumable state is saved at ``plan.save_steps`` before any of
+    these, so an interruption inside a long scoring pass does not repeat training. The callbacks
+    must be idempotent: after a resume they may be called again for the step resumed from.
+
+    progress: an object with ``update(n_steps, tokens, **postfix)`` (a proxysel Progress bar).
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    # The loop seeds and restores torch's RNG (dropout, for models that have it) inside a fork,
+    # so the caller's global RNG state is left as it was.
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(config.seed)
+        return _train(model, encoded, pad_id=pad_id, config=config, plan=plan, state_dir=state_dir,
+                      evaluate=evaluate, record_online=record_online, save_checkpoint=save_checkpoint,
+                      progress=progress, device=device)
+
+
+def _train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainConfig, plan: Plan,
+           state_dir: str | Path, evaluate: Callable[[int], None],
+           record_online: Callable[[int, np.ndarray], None] | None,
+           save_checkpoint: Callable[[int], None] | None, progress: Any, device: Any) -> TrainLog:
+    import torch
+
+    lengths = [e.n_tokens for e in encoded]
+    params = list(trainable_parameters(model).values())
+    optimizer = make_optimizer(model, config)
+    out = TrainLog()
+
+    # Resume: parameters, optimizer moments, RNG and the online losses of the current epoch.
+    # The lr schedule and the data position are functions of the step (see schedule.py).
+    start = 0
+    online = np.full(len(encoded), np.nan)
+    if (saved := latest_state(state_dir)) is not None:
+        meta, arrays = load_state(saved, model, optimizer)
+        start, out.history, out.resumed_from = meta["step"], meta["history"], meta["step"]
+        online = arrays.get("online", online)
+        log.info("resuming proxy training from %s (step %d of %d)", saved, start, plan.total_steps)
+    if progress is not None and start:
+        progress.update(start)
+
+    model.train()
+    for step in range(start, plan.total_steps + 1):
+        epoch = step // plan.steps_per_epoch  # epochs finished
+        # The work that belongs "between" updates. At the step a run resumes from, the online
+        # record and the state were already written before the state was saved.
+        if step > start:
+            if config.online and record_online is not None and step % plan.steps_per_epoch == 0:
+                record_online(epoch, online)
+                online = np.full(len(encoded), np.nan)
+            if step in plan.save_steps:
+                save_state(state_dir, step, model, optimizer, arrays={"online": online},
+                           meta={"history": out.history})
+        if step in plan.pass_steps:
+            t0 = time.perf_counter()
+            if save_checkpoint is not None:
+                save_checkpoint(step)
+            evaluate(step)
+            model.train()
+            out.seconds_eval += time.perf_counter() - t0
+        if step == plan.total_steps:
+            break
+
+        # One optimizer update on the effective batch of this step.
+        t0 = time.perf_counter()
+        batch = plan.batch(step, config.seed)
+        n_scored = sum(encoded[i].n_response_tokens for i in batch)
+        lr = cosine_lr(step, base_lr=config.lr, warmup_steps=plan.warmup_steps, total_steps=plan.total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = 0.0
+        tokens = 0
+        for micro in micro_batches(batch, lengths, config.batch_size):
+            ids, att, tgt = collate([encoded[i] for i in micro], pad_id, device)
+            with autocast(config, device):
+                losses, rows = batch_token_losses(model, ids, att, tgt)
+            # Divide by the scored tokens of the whole effective batch: after the last micro-batch
+            # the accumulated gradient is that of the per-token mean over the effective batch.
+            (losses.sum() / n_scored).backward()
+            losses = losses.detach()
+            loss_sum += float(losses.sum())
+            tokens += int(att.sum())
+            if config.online:
+                sums = torch.zeros(len(micro), dtype=torch.float64, device=losses.device)
+                sums.index_add_(0, rows, losses.double())
+                counts = torch.bincount(rows, minlength=len(micro)).double()
+                online[micro] = (sums / counts).cpu().numpy()
+        grad_norm = (torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                     if config.max_grad_norm > 0 else torch.tensor(float("nan")))
+        optimizer_step(optimizer)
+
+        out.seconds_train += time.perf_counter() - t0
+        out.tokens_trained += tokens
+        out.history.append({"step": step + 1, "epoch": epoch + 1, "loss": loss_sum / n_scored, "lr": lr,
+                            "grad_norm": float(grad_norm), "tokens": tokens})
+        if progress is not None:
+            progress.update(1, tokens, loss=f"{loss_sum / n_scored:.3f}", epoch=epoch + 1)
+    return out

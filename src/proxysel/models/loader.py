@@ -1,0 +1,166 @@
+"""Load a causal LM and its tokenizer from a bundled name, a ``.gguf`` file, a local folder or a hub id.
+
+GGUF files are dequantized to float once and cached as safetensors under ``cache_dir()/models``,
+so the second load takes about a second instead of 20-40 s. Remote code never runs unless
+``trust_remote_code=True``; weights are read from safetensors (or GGUF) only, unless
+``allow_pickle=True``, which then loads ``.bin`` files with ``weights_only``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from proxysel.errors import UsageError
+from proxysel.models.bundled import BUNDLED, bundled_path, cache_dir
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for scoring or training.
+
+    model_id: what the user asked for (bundled name, path or hub id).
+    revision: a content hash of the weights (sha256 prefix), recorded in stage fingerprints.
+    """
+
+    model: Any  # transformers.PreTrainedModel
+    tokenizer: Any  # transformers.PreTrainedTokenizerBase
+    model_id: str
+    revision: str
+    path: str
+
+
+def _require_torch():
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise UsageError(
+            f"this needs the model stack ({e.name} is missing): pip install 'proxysel[models]' torch==2.13.0"
+        ) from e
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def _folder_revision(folder: Path) -> str:
+    """A hash of a model folder: config plus the names, sizes and leading bytes of its weight files."""
+    h = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and (p.suffix in {".json", ".safetensors", ".bin", ".model", ".txt"}):
+            h.update(p.name.encode())
+            h.update(str(p.stat().st_size).encode())
+            with open(p, "rb") as f:
+                h.update(f.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def dequantized_dir(gguf_file: Path) -> tuple[Path, str]:
+    """Return the cached safetensors folder for a GGUF file, creating it on first use."""
+    _require_torch()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    sha = file_sha256(gguf_file)
+    out = cache_dir() / "models" / f"{gguf_file.stem}-{sha[:16]}"
+    if (out / "COMPLETE").exists():
+        return out, sha[:16]
+    log.info("dequantizing %s once into %s (later loads take about a second)", gguf_file, out)
+    tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf_file.parent), gguf_file=gguf_file.name, dtype=torch.float32,
+        quantization_config=GgufConfig(dequantize=True))
+    # The quantizer must be cleared before save_pretrained will write plain float weights.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    (tmp / "COMPLETE").write_text(json.dumps({"gguf": str(gguf_file), "sha256": sha}) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out, sha[:16]
+
+
+def resolve_model_path(spec: str) -> tuple[Path | str, str]:
+    """Map a model spec to (local folder or hub id, revision)."""
+    if spec in BUNDLED:
+        if BUNDLED[spec].kind != "causal-lm":
+            raise UsageError(f"{spec!r} is an embedder, not a causal LM")
+        return dequantized_dir(bundled_path(spec))
+    p = Path(spec).expanduser()
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise UsageError(f"model file not found: {p}")
+        return dequantized_dir(p)
+    if p.is_dir():
+        return p, _folder_revision(p)
+    if p.exists():
+        raise UsageError(f"--model {spec}: a file that is not .gguf; give a model folder, a .gguf file, "
+                         f"a hub id or one of {sorted(BUNDLED)}")
+    if spec.startswith((".", "/", "~")):
+        raise UsageError(f"model folder not found: {spec}")
+    return spec, "hub"
+
+
+def load_tokenizer(path: Path | str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    if tok.pad_token_id is None:
+        # Padding positions are always masked (labels -100, attention 0), so any id works;
+        # eos is the conventional choice.
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
+    return tok
+
+
+def load_causal_lm(spec: str, *, dtype: str = "float32", device: str = "cpu",
+                   trust_remote_code: bool = False, allow_pickle: bool = False) -> LoadedModel:
+    """Load ``spec`` for inference or training.
+
+    spec: a bundled name (``smollm2-135m``, ``gemma3-270m``), a ``.gguf`` file, a local folder
+    with safetensors weights, or a Hugging Face hub id (needs the hub or its local cache).
+    dtype: ``float32`` (default on CPU), ``bfloat16`` or ``float16``; weights are cast to it.
+    """
+    _require_torch()
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype must be one of {DTYPES}, got {dtype!r}")
+    path, revision = resolve_model_path(spec)
+    if isinstance(path, Path) and not allow_pickle:
+        has_st = any(path.glob("*.safetensors"))
+        has_pickle = any(path.glob("*.bin")) or any(path.glob("*.pt"))
+        if not has_st and has_pickle:
+            raise UsageError(f"{path} has only pickle weights (.bin/.pt); they can run code when loaded. "
+                             "Convert them to safetensors, or pass --allow-pickle to load them with weights_only.")
+    try:
+        tok = load_tokenizer(path, trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code,
+            use_safetensors=None if allow_pickle else True)
+    except OSError as e:
+        raise UsageError(f"cannot load model {spec!r}: {e}. Offline, use a local folder, a .gguf file "
+                         f"or a bundled name: {sorted(BUNDLED)}") from e
+    model.to(device)
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tok, model_id=spec, revision=revision, path=str(path))

@@ -1,0 +1,512 @@
+"""What every selector shares: the score table it reads, the selection it returns, budgets,
+candidate filtering, cluster labels and the allocation of a budget across clusters.
+
+A selector turns a ``ScoreTable`` (one row per example id, in pool order) and a budget into a
+``Selection`` (one row per id: selected, rank, cluster, reason). Rows whose needed signal is NaN
+or inf, and rows marked ``truncated``, are never candidates; their reason says why.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable
+
+import numpy as np
+
+__all__ = [
+    "EXCLUDED_INF", "EXCLUDED_NAN", "EXCLUDED_TRUNCATED", "RankingSelector", "ScoreTable",
+    "Selection", "Selector", "allocate_largest_remainder", "allocate_official", "resolve_budget",
+]
+
+EXCLUDED_NAN = "excluded: signal is NaN"
+EXCLUDED_INF = "excluded: signal is inf"
+EXCLUDED_TRUNCATED = "excluded: truncated"
+
+
+# --------------------------------------------------------------------------------------- budget
+
+
+def resolve_budget(budget: float | int, n: int) -> int:
+    """Turn ``--budget`` into a number of examples for a pool of ``n``.
+
+    budget: a fraction in (0, 1) -> ``round(budget * n)`` (halves round up), at least 1;
+            or an integer count >= 1 (an integral float such as ``5000.0`` counts too).
+    n:      size of the candidate pool.
+
+    >>> resolve_budget(0.1, 52002), resolve_budget(300, 1000), resolve_budget(0.001, 10)
+    (5200, 300, 1)
+    """
+    if n < 1:
+        raise ValueError(f"budget: the candidate pool is empty (n={n})")
+    if isinstance(budget, (bool, np.bool_)) or not isinstance(budget, (int, float, np.integer, np.floating)):
+        raise ValueError(f"budget must be a fraction in (0, 1) or an integer count >= 1, got {budget!r}")
+    if isinstance(budget, (int, np.integer)):
+        count = int(budget)
+    else:
+        value = float(budget)
+        if 0.0 < value < 1.0:
+            return max(1, math.floor(value * n + 0.5))
+        if value == 1.0:
+            raise ValueError("budget 1.0 is ambiguous: pass 1 for one example, or a fraction below 1")
+        if not (math.isfinite(value) and value.is_integer()):
+            raise ValueError(f"budget must be a fraction in (0, 1) or an integer count >= 1, got {budget!r}")
+        count = int(value)
+    if count < 1:
+        raise ValueError(f"budget must be a fraction in (0, 1) or an integer count >= 1, got {budget!r}")
+    if count > n:
+        raise ValueError(f"budget {count} is larger than the candidate pool ({n} examples)")
+    return count
+
+
+def allocate_largest_remainder(sizes: np.ndarray, budget: int) -> np.ndarray:
+    """Split ``budget`` across groups in proportion to ``sizes``, summing to exactly ``budget``.
+
+    Hamilton's method: every group gets ``floor(budget * size / total)``; the few left over go to
+    the largest remainders (ties: the earlier group). Integer arithmetic, so no float ties.
+
+    >>> allocate_largest_remainder(np.array([1, 9, 23]), 3).tolist()
+    [0, 1, 2]
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    total = int(sizes.sum())
+    if not 0 <= budget <= total:
+        raise ValueError(f"cannot allocate {budget} across groups holding {total} rows")
+    scaled = sizes * budget
+    quotas = scaled // total
+    remainders = scaled % total
+    short = budget - int(quotas.sum())
+    if short:
+        order = np.lexsort((np.arange(len(sizes)), -remainders))
+        quotas[order[:short]] += 1
+    return quotas
+
+
+def allocate_official(sizes: np.ndarray, fraction: float) -> np.ndarray:
+    """The official Small2Large rule: ``ceil(n_c / round(100 / pct))`` from every group.
+
+    ``subset.py`` keeps ``np.array_split(sorted_cluster, round(100 / pct))[0]``, i.e. the first
+    ``ceil(n_c / m)`` rows: every non-empty group gives at least one, so the total exceeds the
+    budget (Alpaca "10%" -> 5,667 of 52,002). ``round`` is Python's, as in the original.
+
+    >>> allocate_official(np.array([1, 9, 23]), 0.10).tolist()
+    [1, 1, 3]
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"official rounding needs a budget fraction in (0, 1], got {fraction!r}")
+    m = max(1, round(100 / (fraction * 100)))
+    sizes = np.asarray(sizes, dtype=np.int64)
+    return -(-sizes // m)
+
+
+# ---------------------------------------------------------------------------------- data types
+
+
+@dataclass
+class ScoreTable:
+    """The scores a selector reads: one row per example, keyed by id, in pool order.
+
+    ids:       list[str] (n,), unique; row i of every column belongs to ``ids[i]``.
+    columns:   name -> numpy array with n rows. Signals are float64 (n,) (NaN where missing);
+               list signals are 2-D float arrays, e.g. ``trajectory`` (n, n_checkpoints) and
+               ``embedding`` float32 (n, d); ``cluster`` is int (n,); ``source`` is str (n,).
+    truncated: bool (n,): the response was fully truncated away. Such rows are left out unless a
+               selector is built with ``include_truncated=True``. ``None`` takes the
+               ``truncated`` column if there is one, else all False.
+    """
+
+    ids: list[str]
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    truncated: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.ids = list(self.ids)
+        n = len(self.ids)
+        if len(set(self.ids)) != n:
+            seen: set[str] = set()
+            dups = [i for i in self.ids if i in seen or seen.add(i)]
+            raise ValueError(f"score table: duplicate ids {sorted(set(dups))[:5]} "
+                             f"({len(dups)} duplicate rows)")
+        columns = {}
+        for name, values in dict(self.columns).items():
+            arr = np.asarray(values)
+            if arr.dtype == object and arr.ndim == 1 and n and not isinstance(arr[0], str):
+                # A list-column read row by row: stack it into (n, length).
+                try:
+                    arr = np.array([np.asarray(v, dtype=np.float64) for v in arr])
+                except ValueError as e:
+                    raise ValueError(f"score table: list column '{name}' has rows of different "
+                                     f"lengths") from e
+            if arr.ndim == 0 or arr.shape[0] != n:
+                raise ValueError(f"score table: column '{name}' has {arr.shape[:1] or 'no'} rows, "
+                                 f"expected {n} (one per id)")
+            columns[name] = arr
+        if self.truncated is None:
+            self.truncated = columns.pop("truncated", np.zeros(n, dtype=bool))
+        truncated = np.asarray(self.truncated)
+        if truncated.shape != (n,):
+            raise ValueError(f"score table: truncated must have shape ({n},), got {truncated.shape}")
+        self.truncated = truncated.astype(bool)
+        self.columns = columns
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    def column(self, name: str) -> np.ndarray:
+        """The column ``name``; a clear error naming the columns there are if it is missing."""
+        try:
+            return self.columns[name]
+        except KeyError:
+            have = ", ".join(sorted(self.columns)) or "none"
+            raise ValueError(f"the score table has no column '{name}' (columns: {have})") from None
+
+    @classmethod
+    def from_arrow(cls, table: Any, id_column: str = "id") -> "ScoreTable":
+        """Build from a pyarrow Table such as ``scores.parquet``: list columns become 2-D arrays."""
+        import pyarrow as pa
+
+        ids = [str(v) for v in table.column(id_column).to_pylist()]
+        columns: dict[str, np.ndarray] = {}
+        for name in table.column_names:
+            if name == id_column:
+                continue
+            col = table.column(name).combine_chunks()
+            if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) \
+                    or pa.types.is_fixed_size_list(col.type):
+                columns[name] = np.asarray(col.to_pylist(), dtype=np.float64)
+            elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                columns[name] = np.asarray(col.to_pylist(), dtype=object)
+            elif pa.types.is_floating(col.type):
+                columns[name] = col.to_numpy(zero_copy_only=False).astype(np.float64)
+            else:
+                columns[name] = col.to_numpy(zero_copy_only=False)
+        return cls(ids=ids, columns=columns)
+
+
+@dataclass
+class Selection:
+    """The outcome of one selector run: one row per pool id, in pool order.
+
+    ids:      list[str] (n,), as in the score table.
+    selected: bool (n,).
+    rank:     int64 (n,): 1 = most preferred within the row's group (its cluster, or the whole pool
+              for unclustered selectors; for random samplers, the draw order); -1 when the row was
+              not a candidate or the method gives it no order.
+    cluster:  int64 (n,): the cluster the row was assigned to, -1 when none.
+    reason:   list[str] (n,): why the row was kept or dropped, e.g.
+              ``"cluster 17: lp=0.12, rank 3 of 40, kept"`` or ``"excluded: signal is NaN"``.
+    method, params: the selector's registry name and parameters; budget: the resolved budget.
+    count:    int64 (n,) draws per row when sampling with replacement, else None.
+    notes:    run-level remarks (a lowered k, an official-rounding total above the budget, ...).
+    """
+
+    ids: list[str]
+    selected: np.ndarray
+    rank: np.ndarray
+    cluster: np.ndarray
+    reason: list[str]
+    method: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    budget: int = 0
+    count: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_selected(self) -> int:
+        return int(self.selected.sum())
+
+    @property
+    def selected_ids(self) -> list[str]:
+        """Ids of the selected rows, in pool order."""
+        return [self.ids[i] for i in np.flatnonzero(self.selected)]
+
+    def to_arrow(self) -> Any:
+        """The ``selection.parquet`` table: id, selected, rank, cluster, reason (+ count)."""
+        import pyarrow as pa
+
+        data = {"id": pa.array(self.ids, pa.string()), "selected": pa.array(self.selected),
+                "rank": pa.array(self.rank, pa.int64()), "cluster": pa.array(self.cluster, pa.int64()),
+                "reason": pa.array(self.reason, pa.string())}
+        if self.count is not None:
+            data["count"] = pa.array(self.count, pa.int64())
+        return pa.table(data)
+
+
+# ------------------------------------------------------------------------------------ selectors
+
+
+def split_rngs(seed: Any) -> tuple[np.random.Generator, np.random.Generator]:
+    """Two independent generators from one seed: (for clustering, for the selection itself).
+
+    Separate streams keep the k-means draw from shifting when a selector changes how many random
+    numbers it uses, and vice versa.
+    """
+    if isinstance(seed, (bool, np.bool_)):
+        raise ValueError(f"seed must be an int, SeedSequence or Generator, got {seed!r}")
+    if isinstance(seed, np.random.Generator):
+        a, b = seed.spawn(2)
+        return a, b
+    if seed is None:
+        raise ValueError("seed must be given (an int): selections are always seeded")
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    a, b = ss.spawn(2)
+    return np.random.default_rng(a), np.random.default_rng(b)
+
+
+def format_value(v: float) -> str:
+    return f"{v:.4g}"
+
+
+class Selector:
+    """Base class: parameters in ``__init__``, all work in ``select``.
+
+    Subclasses are registered with ``@register_selector("name")`` and list the columns they read in
+    ``required_columns``; rows where one of them is NaN/inf are excluded.
+    """
+
+    name: ClassVar[str] = ""
+    include_truncated: bool = False
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Signal columns whose NaN/inf rows are excluded from the candidates."""
+        return ()
+
+    def select(self, table: ScoreTable, budget: float | int, *, seed: Any = 0) -> Selection:
+        """Pick ``budget`` examples of ``table``. ``seed`` (int or Generator) drives every random
+        choice, including k-means; the same table, budget and seed give the same selection."""
+        raise NotImplementedError
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters and their values (saved in the manifest)."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {p: getattr(self, p) for p in names}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- shared steps ------------------------------------------------------------------------
+
+    def _candidates(self, table: ScoreTable, columns: Iterable[str]) -> tuple[np.ndarray, list[str]]:
+        """(bool (n,) candidate mask, reason per row: "" for candidates)."""
+        n = table.n
+        reason = [""] * n
+        ok = np.ones(n, dtype=bool)
+        for name in columns:
+            col = table.column(name)
+            if col.dtype.kind not in "fiub":
+                raise ValueError(f"column '{name}' must be numeric, got dtype {col.dtype}")
+            values = col.reshape(n, -1) if col.ndim > 1 else col[:, None]
+            if values.dtype.kind == "f":
+                nan = np.isnan(values).any(axis=1)
+                inf = np.isinf(values).any(axis=1) & ~nan
+                for i in np.flatnonzero(nan & ok):
+                    reason[i] = EXCLUDED_NAN
+                for i in np.flatnonzero(inf & ok):
+                    reason[i] = EXCLUDED_INF
+                ok &= ~(nan | inf)
+        if not self.include_truncated:
+            for i in np.flatnonzero(table.truncated & ok):
+                reason[i] = EXCLUDED_TRUNCATED
+            ok &= ~table.truncated
+        return ok, reason
+
+    def _budget(self, budget: float | int, table: ScoreTable, n_candidates: int, why: str = "") -> int:
+        """Resolve the budget against the pool size and check it fits the candidates."""
+        k = resolve_budget(budget, table.n)
+        if n_candidates == 0:
+            raise ValueError(f"{self.name}: no candidates: all {table.n} rows are excluded"
+                             f" (NaN/inf signal or truncated){why}")
+        if k > n_candidates:
+            raise ValueError(f"{self.name}: budget {k} is larger than the {n_candidates} candidates "
+                             f"({table.n - n_candidates} of {table.n} rows excluded{why}); "
+                             f"lower the budget")
+        return k
+
+    def _selection(self, table: ScoreTable, selected: np.ndarray, rank: np.ndarray,
+                   cluster: np.ndarray, reason: list[str], budget: int, notes: list[str],
+                   count: np.ndarray | None = None) -> Selection:
+        return Selection(ids=list(table.ids), selected=selected, rank=rank, cluster=cluster,
+                         reason=reason, method=self.name, params=self.get_params(), budget=budget,
+                         count=count, notes=notes)
+
+
+class ClusterMixin:
+    """Cluster labels for the candidates: k-means on a feature column, or the ``cluster`` column."""
+
+    name: ClassVar[str]
+    clusters: int | None
+    cluster_features: str
+    kmeans_iter: int
+
+    def _cluster_labels(self, table: ScoreTable, rows: np.ndarray, rng: np.random.Generator,
+                        notes: list[str]) -> np.ndarray:
+        """int64 labels (len(rows),) for the given row indices."""
+        if self.clusters is None:
+            if "cluster" not in table.columns:
+                raise ValueError(
+                    f"{self.name}: the score table has no 'cluster' column; pass clusters=K to "
+                    f"run k-means with K clusters on the '{self.cluster_features}' column")
+            labels = np.asarray(table.columns["cluster"])[rows]
+            if labels.dtype.kind not in "iu":
+                raise ValueError(f"{self.name}: column 'cluster' must hold integers, got {labels.dtype}")
+            if len(labels) and labels.min() < 0:
+                raise ValueError(f"{self.name}: column 'cluster' holds negative labels")
+            return labels.astype(np.int64)
+        return self._kmeans(table, rows, self.clusters, rng, notes)
+
+    def _kmeans(self, table: ScoreTable, rows: np.ndarray, k: int, rng: np.random.Generator,
+                notes: list[str]) -> np.ndarray:
+        from proxysel.cluster import kmeans
+
+        feats = table.column(self.cluster_features)
+        if feats.ndim != 2:
+            raise ValueError(f"{self.name}: column '{self.cluster_features}' must be 2-D "
+                             f"(n, dim) to cluster on, got shape {feats.shape}")
+        x = feats[rows]
+        if not np.isfinite(x).all():
+            raise ValueError(f"{self.name}: column '{self.cluster_features}' holds NaN/inf in "
+                             f"candidate rows")
+        if k > len(rows):
+            notes.append(f"k={k} lowered to the {len(rows)} rows clustered")
+            k = len(rows)
+        return kmeans(x, k, seed=rng, n_iter=self.kmeans_iter)
+
+
+class RankingSelector(ClusterMixin, Selector):
+    """A selector that orders candidates, then keeps the first ``budget``, over the whole pool or
+    (``within_clusters=True``) cluster by cluster with the budget split in proportion to cluster
+    size.
+
+    Subclasses set ``signal`` (the column read, or None) and implement ``_order``.
+
+    Shared parameters:
+      within_clusters: rank inside every cluster instead of over the whole pool.
+      clusters:        None: use the table's ``cluster`` column; K: k-means with K clusters on
+                       ``cluster_features`` (seeded by ``seed``).
+      cluster_features: the 2-D column k-means reads (default ``embedding``).
+      rounding:        "exact" (default): largest-remainder allocation, the budget is met exactly;
+                       "official": ``ceil(n_c / round(100/pct))`` per cluster, as Small2Large's
+                       ``subset.py`` (more than the budget).
+      kmeans_iter:     Lloyd iterations.
+      include_truncated: let truncated rows compete (their signal must still be finite).
+    """
+
+    signal: str | None = None
+
+    def __init__(self, *, within_clusters: bool = False, clusters: int | None = None,
+                 cluster_features: str = "embedding", rounding: str = "exact", kmeans_iter: int = 20,
+                 include_truncated: bool = False) -> None:
+        self.within_clusters = within_clusters
+        self.clusters = clusters
+        self.cluster_features = cluster_features
+        self.rounding = rounding
+        self.kmeans_iter = kmeans_iter
+        self.include_truncated = include_truncated
+        self._validate_common()
+
+    def _validate_common(self) -> None:
+        if self.rounding not in ("exact", "official"):
+            raise ValueError(f"rounding must be 'exact' or 'official', got {self.rounding!r}")
+        if self.clusters is not None and (isinstance(self.clusters, bool)
+                                          or not isinstance(self.clusters, (int, np.integer))
+                                          or self.clusters < 1):
+            raise ValueError(f"clusters must be None or an integer >= 1, got {self.clusters!r}")
+
+    def required_columns(self) -> tuple[str, ...]:
+        return (self.signal,) if self.signal else ()
+
+    @property
+    def label(self) -> str:
+        return self.signal or ""
+
+    def _order(self, values: np.ndarray | None, m: int, rng: np.random.Generator) -> np.ndarray:
+        """Positions 0..m-1 of one group's m candidates (given in pool order, with their signal
+        ``values`` or None) in preference order.
+
+        Ties must keep pool order (``argsort(kind="stable")``).
+        """
+        raise NotImplementedError
+
+    def _filter(self, table: ScoreTable, candidates: np.ndarray, reason: list[str]) -> np.ndarray:
+        """Hook for selectors that drop some candidates by rule (IFD >= 1); returns the new mask."""
+        return candidates
+
+    def _short_budget(self, table: ScoreTable, n_candidates: int, budget: float | int) -> int | None:
+        """Hook: a budget to use when it exceeds the candidates (None: raise)."""
+        return None
+
+    def select(self, table: ScoreTable, budget: float | int, *, seed: Any = 0) -> Selection:
+        cluster_rng, rng = split_rngs(seed)
+        candidates, reason = self._candidates(table, self.required_columns())
+        candidates = self._filter(table, candidates, reason)
+        rows = np.flatnonzero(candidates)
+        notes: list[str] = []
+        k = self._resolve(table, budget, len(rows), notes)
+        values = table.column(self.signal)[rows].astype(np.float64) if self.signal else None
+
+        n = table.n
+        cluster = np.full(n, -1, dtype=np.int64)
+        if self.within_clusters:
+            labels = self._cluster_labels(table, rows, cluster_rng, notes)
+            if self.clusters is None:
+                cluster[:] = np.asarray(table.columns["cluster"], dtype=np.int64)
+            cluster[rows] = labels
+            group_ids, group_of = np.unique(labels, return_inverse=True)
+        else:
+            group_ids, group_of = np.array([-1]), np.zeros(len(rows), dtype=np.int64)
+        sizes = np.bincount(group_of, minlength=len(group_ids))
+        if self.rounding == "official":
+            quotas = allocate_official(sizes, k / n if isinstance(budget, (int, np.integer))
+                                       else float(budget))
+            total = int(quotas.sum())
+            if total != k:
+                notes.append(f"official rounding kept {total} for a budget of {k}")
+            k = total
+        else:
+            quotas = allocate_largest_remainder(sizes, k)
+
+        selected = np.zeros(n, dtype=bool)
+        rank = np.full(n, -1, dtype=np.int64)
+        by_group = np.argsort(group_of, kind="stable")  # candidates grouped, pool order inside
+        bounds = np.concatenate(([0], np.cumsum(sizes)))
+        for g in range(len(group_ids)):
+            members = by_group[bounds[g]:bounds[g + 1]]
+            order = self._order(None if values is None else values[members], len(members), rng)
+            ranked = rows[members[order]]
+            rank[ranked] = np.arange(1, len(ranked) + 1)
+            selected[ranked[:quotas[g]]] = True
+
+        self._write_reasons(reason, rows, values, rank, selected, cluster, sizes[group_of])
+        return self._selection(table, selected, rank, cluster, reason, k, notes)
+
+    def _resolve(self, table: ScoreTable, budget: float | int, n_candidates: int,
+                 notes: list[str]) -> int:
+        try:
+            return self._budget(budget, table, n_candidates)
+        except ValueError:
+            short = self._short_budget(table, n_candidates, budget)
+            if short is None:
+                raise
+            notes.append(f"budget lowered to the {short} candidates")
+            return short
+
+    def _write_reasons(self, reason: list[str], rows: np.ndarray, values: np.ndarray | None,
+                       rank: np.ndarray, selected: np.ndarray, cluster: np.ndarray,
+                       group_size: np.ndarray) -> None:
+        label = self.label
+        r = rank[rows].tolist()
+        kept = selected[rows].tolist()
+        sizes = group_size.tolist()
+        vals = ([f"{label}={format_value(v)}, " for v in values.tolist()] if values is not None
+                else ["random order, "] * len(rows))
+        if self.within_clusters:
+            cl = cluster[rows].tolist()
+            for j, i in enumerate(rows.tolist()):
+                reason[i] = (f"cluster {cl[j]}: {vals[j]}rank {r[j]} of {sizes[j]}, "
+                             f"{'kept' if kept[j] else 'dropped'}")
+        else:
+            for j, i in enumerate(rows.tolist()):
+                reason[i] = f"{vals[j]}rank {r[j]} of {sizes[j]}, {'kept' if kept[j] else 'dropped'}"

@@ -1,0 +1,135 @@
+"""``ask_llm``: P("yes") of an instruction-tuned judge asked whether an example is worth training on.
+
+Sachdeva et al. 2024 (How to Train Data-Efficient LLMs). The prompt is the paper's, verbatim
+(``PROMPT``), with ``{example}`` the example as plain text (``conversation_text``: turns as
+``Role: content``). The score is the judge's next-token probability, over its full vocabulary,
+of "yes", summed over the case and leading-space variants of "yes" that are single tokens of
+its vocabulary. The probabilities of every yes and no variant are stored in ``ask_llm_detail``
+(JSON) for audit.
+
+With a chat template the prompt is the user turn and the generation prompt follows; without
+one the prompt is followed by ``\\nAnswer:``. An example too long for ``--max-length`` is cut
+(its tokens, from the right) so that the question always fits.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from proxysel.data.example import Pool
+from proxysel.data.text import conversation_text
+from proxysel.signals.base import ScoreOptions, load_lm, model_fingerprint, register_signal, run_sharded
+
+PROMPT = """###
+{example}
+###
+
+Does the previous paragraph demarcated within ### and ### contain informative signal for pre-training a large-language model? An informative datapoint should be well-formatted, contain some usable knowledge of the world, and strictly NOT have any harmful, racist, sexist, etc. content.
+
+OPTIONS:
+- yes
+- no"""
+
+ANSWER_SUFFIX = "\nAnswer:"
+
+
+def answer_tokens(tokenizer: Any, word: str) -> dict[str, int]:
+    """Single-token variants of ``word`` (case x leading space) -> token id."""
+    out: dict[str, int] = {}
+    for w in (word.lower(), word.capitalize(), word.upper()):
+        for v in (w, " " + w):
+            ids = tokenizer.encode(v, add_special_tokens=False)
+            if len(ids) == 1:
+                out[v] = ids[0]
+    return out
+
+
+class JudgePrompter:
+    """Builds the judge's input ids for an example."""
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self.tok = tokenizer
+        self.max_length = max_length
+        self.chat = bool(getattr(tokenizer, "chat_template", None))
+        # Token cost of the prompt around the example, measured with an empty example.
+        self.overhead = len(self._ids(""))
+
+    def _ids(self, example_text: str) -> list[int]:
+        prompt = PROMPT.format(example=example_text)
+        if self.chat:
+            text = self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                add_generation_prompt=True)
+            return self.tok(text, add_special_tokens=False)["input_ids"]
+        return self.tok(prompt + ANSWER_SUFFIX, add_special_tokens=True)["input_ids"]
+
+    def ids(self, example_text: str) -> list[int]:
+        budget = max(self.max_length - self.overhead - 2, 1)
+        ex_ids = self.tok(example_text, add_special_tokens=False)["input_ids"]
+        if len(ex_ids) > budget:
+            example_text = self.tok.decode(ex_ids[:budget])
+        return self._ids(example_text)
+
+
+def next_token_probs(model: Any, batch_ids: list[list[int]], pad_id: int) -> Any:
+    """Softmax over the vocabulary at the last position of each sequence: float32 (b, vocab)."""
+    import torch
+
+    from proxysel.engine import _backbone_and_head
+
+    base, head, cap = _backbone_and_head(model)
+    t = max(len(x) for x in batch_ids)
+    ids = torch.full((len(batch_ids), t), pad_id, dtype=torch.long)
+    att = torch.zeros_like(ids)
+    for r, x in enumerate(batch_ids):
+        ids[r, : len(x)] = torch.tensor(x)
+        att[r, : len(x)] = 1
+    dev = next(model.parameters()).device
+    hidden = base(input_ids=ids.to(dev), attention_mask=att.to(dev), use_cache=False).last_hidden_state
+    last = hidden[torch.arange(len(batch_ids), device=dev), att.sum(1).to(dev) - 1]
+    logits = head(last).float()
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return torch.softmax(logits, dim=-1)
+
+
+@register_signal("ask_llm")
+def run_ask_llm_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
+    def setup() -> Any:
+        lm = load_lm(opts.judge, opts)
+        yes, no = answer_tokens(lm.tokenizer, "yes"), answer_tokens(lm.tokenizer, "no")
+        if not yes:
+            from proxysel.errors import UsageError
+
+            raise UsageError(f"judge {opts.judge}: no variant of 'yes' is a single token of its vocabulary")
+        return lm, JudgePrompter(lm.tokenizer, opts.max_length), yes, no
+
+    def compute(state: Any, examples: list, bar: Any) -> Any:
+        import pyarrow as pa
+        import torch
+
+        from proxysel.engine import plan_batches
+
+        lm, prompter, yes, no = state
+        all_ids = [prompter.ids(conversation_text(e)) for e in examples]
+        score = np.full(len(examples), np.nan)
+        detail: list[str] = [""] * len(examples)
+        with torch.inference_mode():
+            for batch in plan_batches([len(x) for x in all_ids], opts.batch_tokens):
+                probs = next_token_probs(lm.model, [all_ids[i] for i in batch], lm.tokenizer.pad_token_id).cpu()
+                for row, i in enumerate(batch):
+                    p = {k: float(probs[row, v]) for k, v in {**yes, **no}.items()}
+                    score[i] = float(sum(probs[row, v] for v in yes.values()))
+                    detail[i] = json.dumps(p, sort_keys=True)
+                bar.update(len(batch), sum(len(all_ids[i]) for i in batch))
+        return pa.table({
+            "id": pa.array([e.id for e in examples], pa.string()),
+            "ask_llm": pa.array(score, pa.float64()),
+            "ask_llm_detail": pa.array(detail, pa.string()),
+        })
+
+    fp = model_fingerprint(pool, opts.judge, opts, prompt=PROMPT)
+    run_sharded(run, pool, stage_name="ask_llm", fingerprint=fp, shard_size=opts.shard_size, setup=setup,
+                compute=compute, desc=f"ask_llm [{opts.judge}]")

@@ -1,0 +1,109 @@
+"""What every signal stage shares: options, a registry, and the resumable shard loop."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from proxysel.data.example import Example, Pool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Options of ``proxysel score``; each signal reads the ones it needs.
+
+    model: proxy for ``loss`` and ``ifd``. judge: Ask-LLM judge. embedder: ``embedding``.
+    max_length: tokens per example (right truncation). batch_tokens: padded tokens per batch.
+    shard_size: examples per resumable shard. density_*: the LSH sketch (see signals/density.py).
+    """
+
+    model: str = "smollm2-135m"
+    judge: str = "smollm2-135m"
+    embedder: str = "minilm"
+    max_length: int = 512
+    batch_tokens: int = 8192
+    dtype: str = "float32"
+    template: str = "auto"
+    shard_size: int = 256
+    device: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    density: dict[str, Any] = field(default_factory=dict)
+
+
+#: signal name -> stage function(run, pool, opts)
+SIGNALS: dict[str, Callable[..., None]] = {}
+
+
+def register_signal(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    def deco(fn: Callable[..., None]) -> Callable[..., None]:
+        SIGNALS[name] = fn
+        return fn
+
+    return deco
+
+
+def shards(n: int, shard_size: int) -> list[range]:
+    return [range(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+
+
+def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str, Any], shard_size: int,
+                setup: Callable[[], Any], compute: Callable[[Any, list[Example], Any], Any], desc: str,
+                merge: bool = True) -> Any:
+    """Compute a per-example stage shard by shard, resumably, and merge it into scores.parquet.
+
+    setup() -> state: loads models; called only if some shard is left to compute.
+    compute(state, examples, bar) -> pa.Table with an ``id`` column and one row per example
+    (and ``n_tokens`` when it knows them, for tokens/s). Returns the merged stage table.
+    """
+    from proxysel.progress import Progress
+
+    stage = run.stage(stage_name, fingerprint)
+    parts = shards(len(pool.examples), shard_size)
+    todo = [k for k in range(len(parts)) if not stage.shard_done(k)]
+    t0 = time.perf_counter()
+    tokens = 0
+    if todo:
+        state = setup()
+        with Progress(sum(len(parts[k]) for k in todo), desc=desc) as bar:
+            for k in todo:
+                table = compute(state, [pool.examples[i] for i in parts[k]], bar)
+                if "n_tokens" in table.column_names:
+                    tokens += int(np.asarray(table.column("n_tokens")).sum())
+                stage.write_shard(k, table)
+    elapsed = time.perf_counter() - t0
+    table = stage.read_shards()
+    if merge:
+        run.merge_scores(table)
+    info = {"seconds": round(elapsed, 3), "shards_computed": len(todo), "shards": len(parts),
+            "examples": table.num_rows}
+    if "truncated" in table.column_names:
+        info["truncated"] = int(np.asarray(table.column("truncated")).sum())
+    if tokens:
+        info["tokens_computed"] = tokens
+        info["tokens_per_s"] = round(tokens / elapsed, 1) if elapsed > 0 else None
+    stage.mark_complete(info)
+    log.info("%s: %d examples, %d of %d shards computed in %.1fs", stage_name, table.num_rows, len(todo),
+             len(parts), elapsed)
+    return table
+
+
+def model_fingerprint(pool: Pool, model: str, opts: ScoreOptions, **extra: Any) -> dict[str, Any]:
+    from proxysel.models.loader import resolve_model_path
+
+    _, revision = resolve_model_path(model)
+    return {"data": pool.fingerprint, "model": model, "revision": revision, "max_length": opts.max_length,
+            "template": opts.template, "dtype": opts.dtype, "shard_size": opts.shard_size, **extra}
+
+
+def load_lm(model: str, opts: ScoreOptions) -> Any:
+    from proxysel.models.loader import load_causal_lm
+
+    return load_causal_lm(model, dtype=opts.dtype, device=opts.device or "cpu",
+                          trust_remote_code=opts.trust_remote_code, allow_pickle=opts.allow_pickle)

@@ -1,0 +1,77 @@
+"""``embedding``: sentence embeddings of every example, stored in RUN/embeddings.parquet.
+
+The default embedder is the bundled all-MiniLM-L6-v2 (``minilm``, 384 dimensions, unit norm),
+the model the official LP code clusters with. The text embedded is ``embedding_text``: for
+alpaca records the official ``Instruction: {instruction input} Response: {output}``; for
+conversations the turns as ``Role: content``. ``--embedder`` takes any sentence-transformers
+folder or hub id.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from proxysel.data.example import Pool
+from proxysel.data.text import embedding_text
+from proxysel.signals.base import ScoreOptions, register_signal, run_sharded
+
+
+def embedder_path(spec: str) -> tuple[str, str]:
+    """(path or hub id, revision) of a sentence-transformers model."""
+    from proxysel.models.bundled import BUNDLED, bundled_path
+    from proxysel.models.loader import _folder_revision
+
+    if spec in BUNDLED:
+        p = bundled_path(spec)
+        return str(p), _folder_revision(p)
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        return str(p), _folder_revision(p)
+    return spec, "hub"
+
+
+def load_embedder(spec: str, device: str | None = None, trust_remote_code: bool = False) -> Any:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:  # pragma: no cover
+        from proxysel.errors import UsageError
+
+        raise UsageError("the embedding signal needs sentence-transformers: pip install 'proxysel[models]'") from e
+    path, _ = embedder_path(spec)
+    return SentenceTransformer(path, device=device or "cpu", trust_remote_code=trust_remote_code)
+
+
+def embed(model: Any, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """float32 (len(texts), dim). Texts are sorted by length inside so batches pad little."""
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    vecs = model.encode([texts[i] for i in order], batch_size=batch_size, convert_to_numpy=True,
+                        show_progress_bar=False)
+    out = np.empty_like(vecs, dtype=np.float32)
+    out[order] = vecs
+    return out
+
+
+@register_signal("embedding")
+def run_embedding_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
+    import pyarrow as pa
+
+    def setup() -> Any:
+        return load_embedder(opts.embedder, opts.device, opts.trust_remote_code)
+
+    def compute(model: Any, examples: list, bar: Any) -> Any:
+        vecs = embed(model, [embedding_text(e) for e in examples])
+        bar.update(len(examples))
+        flat = pa.array(vecs.reshape(-1), pa.float32())
+        return pa.table({"id": pa.array([e.id for e in examples], pa.string()),
+                         "embedding": pa.FixedSizeListArray.from_arrays(flat, vecs.shape[1])})
+
+    _, revision = embedder_path(opts.embedder)
+    fp = {"data": pool.fingerprint, "embedder": opts.embedder, "revision": revision, "shard_size": opts.shard_size}
+    table = run_sharded(run, pool, stage_name="embedding", fingerprint=fp, shard_size=opts.shard_size,
+                        setup=setup, compute=compute, desc=f"embedding [{opts.embedder}]", merge=False)
+    col = table.column("embedding").combine_chunks()
+    vecs = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, col.type.list_size)
+    run.write_embeddings(table.column("id").to_pylist(), vecs, model=opts.embedder)

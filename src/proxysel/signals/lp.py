@@ -1,0 +1,71 @@
+"""Learning percentage (LP) and its one-epoch approximation LP_app (Mekala et al. 2024).
+
+Both read ``ppl_epoch``: float64 (n_examples, n_epochs + 1); column j is the response
+perplexity ``P_j`` after epoch j of proxy training (``P_0`` before any training); row r
+belongs to ``ids[r]``.
+
+    LP(i)     = (P_{i-1} - P_i) / (P_0 - P_n)      0 where P_0 == P_n
+    LP_app(i) = (P_{i-1} - P_i) / P_0
+
+A low value means the proxy learned little of the example in epoch i relative to what it
+learned overall: a *hard* example. The LP selectors keep the lowest values first.
+
+Missing values propagate: a row whose needed perplexities (P_{i-1}, P_i, P_0 and, for LP,
+P_n) hold a NaN gives NaN, which the selectors exclude. A row whose perplexity did not move
+at all (P_0 == P_n, e.g. the P = 1.0 rows the official code writes for fully truncated
+responses) gives LP = 0, as the formula says.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["lp", "lp_app"]
+
+
+def _check(ppl_epoch: np.ndarray, i: int, name: str) -> np.ndarray:
+    p = np.asarray(ppl_epoch, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(
+            f"{name}: ppl_epoch must be a 2-D array (n_examples, n_epochs + 1) with at least "
+            f"2 columns (P_0, P_1), got shape {p.shape}")
+    n_epochs = p.shape[1] - 1
+    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 1 <= i <= n_epochs:
+        raise ValueError(f"{name}: i must be an integer epoch in [1, {n_epochs}], got {i!r}")
+    return p
+
+
+def lp(ppl_epoch: np.ndarray, i: int = 1) -> np.ndarray:
+    """Learning percentage of epoch ``i``: the share of the total perplexity drop made in it.
+
+    ppl_epoch: float (n_examples, n_epochs + 1), columns P_0..P_n.
+    Returns float64 (n_examples,).
+
+    >>> lp(np.array([[10.0, 4.0, 3.0, 2.0], [5.0, 5.0, 5.0, 5.0]]))
+    array([0.75, 0.  ])
+    """
+    p = _check(ppl_epoch, i, "lp")
+    drop_i = p[:, i - 1] - p[:, i]
+    total = p[:, 0] - p[:, -1]
+    out = np.zeros(p.shape[0], dtype=np.float64)
+    moved = total != 0  # False for NaN totals too; those are restored below
+    np.divide(drop_i, total, out=out, where=moved)
+    out[np.isnan(drop_i) | np.isnan(total)] = np.nan
+    return out
+
+
+def lp_app(ppl_epoch: np.ndarray, i: int = 1) -> np.ndarray:
+    """Approximate learning percentage: the perplexity drop of epoch ``i`` relative to P_0.
+
+    Needs only epochs up to i (for i=1 a single epoch of proxy training is enough); later
+    columns may be NaN.
+
+    ppl_epoch: float (n_examples, n_epochs + 1), columns P_0..P_n.
+    Returns float64 (n_examples,).
+
+    >>> lp_app(np.array([[10.0, 4.0], [4.0, 3.0]]))
+    array([0.6 , 0.25])
+    """
+    p = _check(ppl_epoch, i, "lp_app")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (p[:, i - 1] - p[:, i]) / p[:, 0]

