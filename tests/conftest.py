@@ -22,6 +22,7 @@ CORPUS = [
     "Reverse the word cat. The reversed word is tac.",
     "The quick brown fox jumps over the lazy dog.",
     "Below is an instruction that describes a task. ### Instruction: ### Response:",
+    "yes no Yes No yes no yes no Yes No YES NO",
 ]
 
 
@@ -90,3 +91,23 @@ def fixtures_dir() -> Path:
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def write_qa_pool(path: Path, n: int, seed: int = 0, long_every: int = 0) -> Path:
+    """An Alpaca-layout pool of ``n`` short question/answer records over a small vocabulary.
+
+    With ``long_every`` > 0, every such record gets a prompt of ~150 words, so a small
+    --max-length truncates its response away.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    words = "alpha beta gamma delta the quick brown fox jumps over lazy dog two plus four".split()
+    records = []
+    for i in range(n):
+        q = " ".join(rng.choice(words, size=int(rng.integers(3, 12))))
+        if long_every and i % long_every == long_every - 1:
+            q = " ".join(rng.choice(words, size=150))
+        a = " ".join(rng.choice(words[:6], size=int(rng.integers(2, 16))))
+        records.append({"id": f"ex{i:04d}", "instruction": q, "output": a})
+    return write_jsonl(path, records)

@@ -84,6 +84,68 @@ def score(data: str | Path, *, out: str | Path, signals: str | Sequence[str] = (
     return Path(out)
 
 
+def train_proxy(data: str | Path, *, out: str | Path, model: str = "smollm2-135m", epochs: int = 3,
+                checkpoints: int | None = None, lp_epoch: int = 1, lr: float = 2e-5, batch_size: int = 4,
+                grad_accum: int = 8, warmup_ratio: float = 0.03, weight_decay: float = 0.0,
+                max_grad_norm: float = 1.0, max_length: int = 512, seed: int = 42, lora: bool = False,
+                lora_r: int = 16, lora_alpha: int = 32, online: bool = False, keep_checkpoints: bool = False,
+                dtype: str = "float32", template: str = "auto", batch_tokens: int = 8192,
+                limit: int | None = None, on_bad_record: str = "error", format: str | None = None,
+                columns: dict[str, str] | None = None, dedupe: bool = False, shard_size: int = 256,
+                overwrite: bool = False, trust_remote_code: bool = False, allow_pickle: bool = False,
+                device: str | None = None) -> Path:
+    """Fine-tune the proxy ``model`` on ``data`` and store what it learns in the run directory ``out``.
+
+    Columns written to scores.parquet (NaN where truncation left no response token):
+
+    - ``ppl_epoch``: list of epochs+1 floats, P_0 (before training) .. P_n, each the response
+      perplexity over the whole pool in eval mode after that epoch;
+    - ``lp``, ``lp_app``: LP(lp_epoch) and LP_app(lp_epoch) from ``ppl_epoch`` (DESIGN.md 1);
+    - ``trajectory``: the loss (nats) at ``checkpoints`` evenly spaced optimizer steps, step 0
+      and the last step included (S2L); default 8, or 0 (none) with ``online``;
+    - ``n_tokens``, ``n_response_tokens``, ``truncated``.
+
+    Recipe (official LP code): AdamW, ``lr`` with cosine decay after ``warmup_ratio`` linear
+    warmup, effective batch ``batch_size x grad_accum`` = 32, loss per token over the effective
+    batch; ``dtype="bfloat16"`` is bf16 autocast over float32 weights. ``lora`` trains rank
+    ``lora_r`` adapters on all linear layers (needs peft). ``online`` takes P_1..P_n from the
+    training forward passes (no pass after each epoch: one epoch + one pass for lp_app).
+    ``keep_checkpoints`` keeps the weights of every scored step as safetensors under
+    ``out/stages/train-proxy/checkpoints/``. Training state is saved at every scored step;
+    rerunning the same command resumes an interrupted run. Returns the run directory.
+
+    >>> proxysel.train_proxy("pool.jsonl", out="runs/r1", epochs=1)  # lp_app only  # doctest: +SKIP
+    """
+    from proxysel.data import read_pool
+    from proxysel.dynamics.stage import run_train_proxy_stage
+    from proxysel.dynamics.train import TrainConfig
+    from proxysel.store import Run
+
+    _positive("--max-length", max_length, 2)
+    _positive("--shard-size", shard_size)
+    _positive("--limit", limit)
+    if checkpoints is None:
+        checkpoints = 0 if online else 8
+    config = TrainConfig(epochs=epochs, checkpoints=checkpoints, lr=lr, batch_size=batch_size,
+                         grad_accum=grad_accum, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
+                         max_grad_norm=max_grad_norm, seed=seed, dtype=dtype, lora=lora, lora_r=lora_r,
+                         lora_alpha=lora_alpha, online=online, batch_tokens=batch_tokens)
+    if not 1 <= lp_epoch <= epochs:
+        raise UsageError(f"--lp-epoch must be in [1, --epochs={epochs}], got {lp_epoch}")
+    pool = read_pool(data, format=format, columns=columns, on_bad_record=on_bad_record, limit=limit,
+                     dedupe=dedupe)
+    if not pool.examples:
+        raise UsageError(f"{data}: no usable examples")
+    with Run.open(out, overwrite=overwrite) as run:
+        run.update_manifest(data={"path": str(data), "fingerprint": pool.fingerprint,
+                                  "n_examples": len(pool.examples), "files": pool.paths},
+                            skipped_records=[s.to_dict() for s in pool.skipped])
+        run_train_proxy_stage(run, pool, model=model, config=config, max_length=max_length, template=template,
+                              lp_epoch=lp_epoch, keep_checkpoints=keep_checkpoints, shard_size=shard_size,
+                              trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, device=device)
+    return Path(out)
+
+
 def _preview(text: str, width: int = 72) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -105,6 +167,8 @@ def demo(*, limit: int = 300, out: str | Path = "runs/demo", model: str = "smoll
         raise UsageError(f"--limit must be >= 1, got {limit}")
     out = Path(out)
     t0 = time.perf_counter()
+    with Run.open(out):  # initialise the run folder first: it refuses non-run folders
+        pass
     data = demo_pool_path(out / "data", n=limit)
     score(data, out=out, signals=["loss"], model=model, dtype=dtype)
     with Run.open(out) as run:

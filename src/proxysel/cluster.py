@@ -207,7 +207,7 @@ def _sklearn_centroids(x: np.ndarray, k: int, rng: np.random.Generator, n_iter: 
 def _faiss_centroids(x: np.ndarray, k: int, rng: np.random.Generator, n_iter: int) -> np.ndarray:
     try:
         import faiss
-    except ImportError as e:  # pragma: no cover - depends on the environment
+    except ImportError as e:
         raise ImportError("kmeans backend 'faiss' needs faiss: pip install 'proxysel[faiss]' "
                           "(or use backend='numpy')") from e
     # The sample is already drawn; faiss must not subsample again.

@@ -14,6 +14,7 @@ from proxysel.errors import ProxyselError
 #: command name -> module under proxysel.cli
 COMMANDS = {
     "score": "score",
+    "train-proxy": "train_proxy",
     "env": "env",
     "demo": "demo",
 }

@@ -31,7 +31,10 @@ class Example:
     index:    0-based position of the record within its file (row for parquet / datasets).
     raw:      the record's exact bytes for jsonl/json (without the trailing newline or comma);
               ``None`` for parquet / datasets, which are written back by row index.
-    record:   the decoded record (for fields such as ``source`` and for writers).
+    record:   the decoded record as in the file (for fields such as ``source`` and for writers).
+    alpaca:   (instruction, input, output) for the alpaca layout, after any ``columns`` renaming
+              (the Alpaca template and the LP embedding string keep instruction and input apart);
+              ``None`` for other layouts.
     """
 
     id: str
@@ -42,6 +45,7 @@ class Example:
     index: int
     raw: bytes | None
     record: dict[str, Any] = field(repr=False, compare=False, hash=False)
+    alpaca: tuple[str, str, str] | None = field(default=None, repr=False, compare=False, hash=False)
 
     @property
     def is_text(self) -> bool:

@@ -19,6 +19,7 @@ The structured layouts come before ``text`` because many instruction sets also c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -93,7 +94,9 @@ def rename(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
     fields = dict(record)
     for logical, key in columns.items():
         if key in record and key != logical:
-            fields[logical] = fields.pop(key)
+            fields[logical] = record[key]
+    for key in set(columns.values()) - set(columns):
+        fields.pop(key, None)
     return fields
 
 
@@ -154,15 +157,14 @@ def to_messages(fields: Mapping[str, Any], fmt: str, columns: dict[str, str] | N
 
 
 def record_id(fields: Mapping[str, Any], record: Any, canonical: bytes | None,
-              columns: dict[str, str] | None = None) -> str:
+              columns: dict[str, str] | None = None, null_is_absent: bool = False) -> str:
     """The example id: the record's ``id`` (str or int) or 16 hex digits of sha256(canonical JSON).
 
     Ids may become file names, so ``/``, ``\\``, ``..``, ``.``, control characters and ids over
-    MAX_ID_BYTES are refused (RecordProblem) rather than mangled.
+    MAX_ID_BYTES are refused (RecordProblem) rather than mangled. A null id is refused too, except
+    in table rows (``null_is_absent``), where a null is how a column says "no value".
     """
-    if "id" not in fields:
-        import hashlib
-
+    if "id" not in fields or (null_is_absent and fields["id"] is None):
         if canonical is None:
             canonical = canonical_json(record)
         return hashlib.sha256(canonical).hexdigest()[:16]

@@ -76,8 +76,10 @@ def read_pool(path: str | Path, *, format: str | None = None, columns: Mapping[s
     columns:        logical field -> the record's key, applied before detection, e.g.
                     ``{"instruction": "question", "output": "answer"}``.
     on_bad_record:  ``"error"`` raises BadInputError (exit code 2) at the first bad record;
-                    ``"skip"`` lists it in ``Pool.skipped`` and goes on. Duplicate ids, empty or
-                    unreadable inputs and truncated ``.gz`` files raise in both modes.
+                    ``"skip"`` lists it in ``Pool.skipped`` and goes on (an empty file counts as
+                    one bad record). Duplicate ids, unreadable inputs (missing path, no data
+                    files, truncated or corrupt ``.gz`` / Parquet) and an input with no usable
+                    record raise BadInputError in both modes.
     limit:          stop after this many good examples (reads only as much of the input as needed).
     dedupe:         keep the first record of each id; later ones go to ``Pool.skipped``.
     max_record_bytes: larger records are bad records.
@@ -167,6 +169,9 @@ def read_pool(path: str | Path, *, format: str | None = None, columns: Mapping[s
     if not examples:
         first_skip = f"; the first: {skipped[0].file}:{skipped[0].line}: {skipped[0].reason}" if skipped else ""
         raise BadInputError(str(root), f"no usable records ({len(skipped)} skipped{first_skip})")
+    if fmt or cols:
+        # The same bytes read with another layout or field mapping are other examples.
+        digest.update(canonical_json({"format": fmt, "columns": cols}))
     return Pool(examples=examples, skipped=skipped, paths=read, fingerprint=digest.hexdigest())
 
 
@@ -291,8 +296,9 @@ def _jsonl_records(fh, label: str, max_bytes: int) -> Iterator[RawRecord]:
                     break
                 size += len(line)
             offset += size
+            ending = 2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0
             yield RawRecord(label, line_no, start, index, problem=RecordProblem(
-                f"record is over max_record_bytes ({max_bytes}): the line has {size} bytes"))
+                f"record is over max_record_bytes ({max_bytes}): the line has {size - ending} bytes"))
             index += 1
             continue
         offset += len(line)
@@ -604,6 +610,10 @@ def _to_example(item: RawRecord, fmt: str | None, cols: dict[str, str]) -> Examp
                             f"instruction, prompt or text is present (keys: {keys}); map your field names "
                             "with columns= (--columns) or force a layout with format= (--format)")
     messages = to_messages(fields, layout, cols)
-    ident = record_id(fields, value, item.canonical, cols)
+    ident = record_id(fields, value, item.canonical, cols, null_is_absent=item.raw is None)
+    alpaca = None
+    if layout == "alpaca":
+        inp = fields.get("input")
+        alpaca = (fields.get("instruction") or "", inp if isinstance(inp, str) else "", messages[-1].content)
     return Example(id=ident, messages=messages, format=layout, file=item.file, line=item.line or 0,
-                   index=item.index, raw=item.raw, record=value)
+                   index=item.index, raw=item.raw, record=value, alpaca=alpaca)

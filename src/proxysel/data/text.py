@@ -7,14 +7,6 @@ from proxysel.data.example import Example
 ROLE_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
-def _alpaca(example: Example) -> tuple[str, str, str] | None:
-    rec = example.record if isinstance(example.record, dict) else {}
-    if example.format == "alpaca" and isinstance(rec.get("instruction"), str) and isinstance(rec.get("output"), str):
-        inp = rec.get("input") if isinstance(rec.get("input"), str) else ""
-        return rec["instruction"], inp, rec["output"]
-    return None
-
-
 def embedding_text(example: Example) -> str:
     """The text an embedder sees.
 
@@ -22,7 +14,7 @@ def embedding_text(example: Example) -> str:
     (instruction and input joined by one space, as in Small2Large clustering.py);
     conversations: every turn as ``{Role}: {content}``, joined by newlines; text: the text.
     """
-    a = _alpaca(example)
+    a = example.alpaca
     if a is not None:
         instruction = f"{a[0]} {a[1]}" if a[1] else a[0]
         return f"Instruction: {instruction} Response: {a[2]}"

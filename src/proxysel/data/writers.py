@@ -14,7 +14,6 @@ from pathlib import Path
 from proxysel.data.example import Example
 from proxysel.data.formats import canonical_json
 from proxysel.data.readers import file_kind, read_table
-from proxysel.store.atomic import atomic_write_bytes, atomic_write_parquet
 
 _TABLE_KINDS = {"parquet", "arrow"}
 
@@ -43,6 +42,9 @@ def write_selected(examples: Iterable[Example], out_dir: str | Path, stem: str =
     >>> write_selected([pool.examples[i] for i in sorted(keep)], "runs/r1/selections/topk")  # doctest: +SKIP
     PosixPath('runs/r1/selections/topk/selected.jsonl')
     """
+    # store's package imports pyarrow and numpy; keep `import proxysel.data` light.
+    from proxysel.store.atomic import atomic_write_bytes, atomic_write_parquet
+
     examples = list(examples)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

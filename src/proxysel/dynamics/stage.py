@@ -38,7 +38,8 @@ from proxysel.data.example import Pool
 from proxysel.dynamics.schedule import Plan, make_plan
 from proxysel.dynamics.train import TrainConfig, autocast
 from proxysel.errors import UsageError
-from proxysel.signals.loss import loss_table, shards
+from proxysel.signals.base import shards
+from proxysel.signals.loss import loss_table
 from proxysel.store.atomic import TMP_PREFIX, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,6 @@ def run_train_proxy_stage(run: Any, pool: Pool, *, model: str, config: TrainConf
     from proxysel.models.loader import resolve_model_path
     from proxysel.signals.lp import lp, lp_app
 
-    if not 1 <= lp_epoch <= config.epochs:
-        raise UsageError(f"--lp-epoch must be in [1, {config.epochs}] (the epochs trained), got {lp_epoch}")
     _, revision = resolve_model_path(model)
     fingerprint = {"data": pool.fingerprint, "model": model, "revision": revision, "max_length": max_length,
                    "template": template, "shard_size": shard_size, **dataclasses.asdict(config)}
@@ -238,6 +237,6 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, model:
         "train_tokens_per_s": round(result.tokens_trained / result.seconds_train, 1) if result.seconds_train else None,
         "train_loss_per_epoch": per_epoch,
         "train_loss_first_last": [hist[0]["loss"], hist[-1]["loss"]] if hist else None,
-        "history": str(stage.path / HISTORY),
-        "checkpoints_dir": str(stage.path / "checkpoints") if keep_checkpoints else None,
+        "history": str((stage.path / HISTORY).relative_to(run.path)),
+        "checkpoints_dir": str((stage.path / "checkpoints").relative_to(run.path)) if keep_checkpoints else None,
     }

@@ -145,7 +145,8 @@ def load_state(folder: str | os.PathLike[str], model: Any, optimizer: Any) -> tu
     optimizer.load_state_dict({"state": per_param, "param_groups": sd["param_groups"]})
     extra = load_file(str(folder / "extra.safetensors"))
     torch.set_rng_state(extra["rng/torch"])
-    cuda = [extra[k] for k in sorted(extra, key=lambda k: int(k.rsplit("/", 1)[1])) if k.startswith("rng/cuda/")]
+    cuda_keys = sorted((k for k in extra if k.startswith("rng/cuda/")), key=lambda k: int(k.rsplit("/", 1)[1]))
+    cuda = [extra[k] for k in cuda_keys]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
     arrays = {k[len("array/"):]: v.numpy() for k, v in extra.items() if k.startswith("array/")}

@@ -159,6 +159,46 @@ def autocast(config: TrainConfig, device: Any) -> Any:
     return contextlib.nullcontext()
 
 
+@dataclass
+class BatchStats:
+    """loss: per-token mean over the effective batch (what was differentiated). tokens: input tokens
+    (padding excluded). example_loss: float64 (len(batch),), each example's mean token loss."""
+
+    loss: float
+    tokens: int
+    example_loss: np.ndarray
+
+
+def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pad_id: int, config: TrainConfig,
+             device: Any, lengths: Sequence[int] | None = None) -> BatchStats:
+    """Accumulate into ``.grad`` the gradient of the per-token mean loss over the effective ``batch``.
+
+    The batch is cut into micro-batches of ``config.batch_size`` (longest first); each micro-batch's
+    token losses are summed and divided by the scored tokens of the *whole* batch, so after the
+    last micro-batch the gradient is that of the effective batch's per-token mean, whatever
+    the micro-batch size is (up to float rounding).
+    """
+    import torch
+
+    lengths = lengths if lengths is not None else [e.n_tokens for e in encoded]
+    n_scored = sum(encoded[i].n_response_tokens for i in batch)
+    where = {int(i): k for k, i in enumerate(batch)}
+    example_loss = np.full(len(batch), np.nan)
+    loss_sum, tokens = 0.0, 0
+    for micro in micro_batches(batch, lengths, config.batch_size):
+        ids, att, tgt = collate([encoded[i] for i in micro], pad_id, device)
+        with autocast(config, device):
+            losses, rows = batch_token_losses(model, ids, att, tgt)
+        (losses.sum() / n_scored).backward()
+        losses = losses.detach().double()
+        loss_sum += float(losses.sum())
+        tokens += int(att.sum())
+        sums = torch.zeros(len(micro), dtype=torch.float64, device=losses.device).index_add_(0, rows, losses)
+        counts = torch.bincount(rows, minlength=len(micro)).double()
+        example_loss[[where[int(i)] for i in micro]] = (sums / counts).cpu().numpy()
+    return BatchStats(loss_sum / n_scored, tokens, example_loss)
+
+
 def optimizer_step(optimizer: Any) -> None:
     """One optimizer update (a function of its own so tests can interrupt a run right here)."""
     optimizer.step()
@@ -245,35 +285,20 @@ def _train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: Train
         # One optimizer update on the effective batch of this step.
         t0 = time.perf_counter()
         batch = plan.batch(step, config.seed)
-        n_scored = sum(encoded[i].n_response_tokens for i in batch)
         lr = cosine_lr(step, base_lr=config.lr, warmup_steps=plan.warmup_steps, total_steps=plan.total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss_sum = 0.0
-        tokens = 0
-        for micro in micro_batches(batch, lengths, config.batch_size):
-            ids, att, tgt = collate([encoded[i] for i in micro], pad_id, device)
-            with autocast(config, device):
-                losses, rows = batch_token_losses(model, ids, att, tgt)
-            # Divide by the scored tokens of the whole effective batch: after the last micro-batch
-            # the accumulated gradient is that of the per-token mean over the effective batch.
-            (losses.sum() / n_scored).backward()
-            losses = losses.detach()
-            loss_sum += float(losses.sum())
-            tokens += int(att.sum())
-            if config.online:
-                sums = torch.zeros(len(micro), dtype=torch.float64, device=losses.device)
-                sums.index_add_(0, rows, losses.double())
-                counts = torch.bincount(rows, minlength=len(micro)).double()
-                online[micro] = (sums / counts).cpu().numpy()
+        stats = backward(model, encoded, batch, pad_id=pad_id, config=config, device=device, lengths=lengths)
+        if config.online:
+            online[batch] = stats.example_loss
         grad_norm = (torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                      if config.max_grad_norm > 0 else torch.tensor(float("nan")))
         optimizer_step(optimizer)
 
         out.seconds_train += time.perf_counter() - t0
-        out.tokens_trained += tokens
-        out.history.append({"step": step + 1, "epoch": epoch + 1, "loss": loss_sum / n_scored, "lr": lr,
-                            "grad_norm": float(grad_norm), "tokens": tokens})
+        out.tokens_trained += stats.tokens
+        out.history.append({"step": step + 1, "epoch": epoch + 1, "loss": stats.loss, "lr": lr,
+                            "grad_norm": float(grad_norm), "tokens": stats.tokens})
         if progress is not None:
-            progress.update(1, tokens, loss=f"{loss_sum / n_scored:.3f}", epoch=epoch + 1)
+            progress.update(1, stats.tokens, loss=f"{stats.loss:.3f}", epoch=epoch + 1)
     return out

@@ -53,14 +53,6 @@ class Encoded:
     truncated: bool
 
 
-def _alpaca_fields(example: Example) -> tuple[str, str] | None:
-    rec = example.record if isinstance(example.record, dict) else {}
-    if example.format == "alpaca" and isinstance(rec.get("instruction"), str):
-        inp = rec.get("input")
-        return rec["instruction"], inp if isinstance(inp, str) else ""
-    return None
-
-
 class Renderer:
     """Turns examples into ``Encoded`` for one tokenizer.
 
@@ -139,7 +131,7 @@ class Renderer:
         system = None
         if msgs and msgs[0].role == "system":
             system = msgs.pop(0).content
-        fields = _alpaca_fields(example)
+        fields = example.alpaca
         pos = 0
 
         def add(s: str, scored: bool = False) -> None:

@@ -60,18 +60,19 @@ def resolve_budget(budget: float | int, n: int) -> int:
     return count
 
 
-def allocate_largest_remainder(sizes: np.ndarray, budget: int) -> np.ndarray:
+def allocate_largest_remainder(sizes: np.ndarray, budget: int, *, over: bool = False) -> np.ndarray:
     """Split ``budget`` across groups in proportion to ``sizes``, summing to exactly ``budget``.
 
     Hamilton's method: every group gets ``floor(budget * size / total)``; the few left over go to
     the largest remainders (ties: the earlier group). Integer arithmetic, so no float ties.
+    ``over=True`` allows a budget above the total (draws with replacement).
 
     >>> allocate_largest_remainder(np.array([1, 9, 23]), 3).tolist()
     [0, 1, 2]
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     total = int(sizes.sum())
-    if not 0 <= budget <= total:
+    if budget < 0 or total == 0 or (budget > total and not over):
         raise ValueError(f"cannot allocate {budget} across groups holding {total} rows")
     scaled = sizes * budget
     quotas = scaled // total
@@ -280,7 +281,14 @@ class Selector:
 
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters and their values (saved in the manifest)."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        names: list[str] = []
+        skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        for klass in type(self).__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is object:
+                continue
+            names += [p.name for p in inspect.signature(init).parameters.values()
+                      if p.name != "self" and p.kind not in skip and p.name not in names]
         return {p: getattr(self, p) for p in names}
 
     def __repr__(self) -> str:
@@ -321,7 +329,7 @@ class Selector:
                              f" (NaN/inf signal or truncated){why}")
         if k > n_candidates:
             raise ValueError(f"{self.name}: budget {k} is larger than the {n_candidates} candidates "
-                             f"({table.n - n_candidates} of {table.n} rows excluded{why}); "
+                             f"({table.n - n_candidates} of {table.n} rows are not candidates{why}); "
                              f"lower the budget")
         return k
 
@@ -484,14 +492,13 @@ class RankingSelector(ClusterMixin, Selector):
 
     def _resolve(self, table: ScoreTable, budget: float | int, n_candidates: int,
                  notes: list[str]) -> int:
-        try:
-            return self._budget(budget, table, n_candidates)
-        except ValueError:
+        k = resolve_budget(budget, table.n)
+        if 0 < n_candidates < k:
             short = self._short_budget(table, n_candidates, budget)
-            if short is None:
-                raise
-            notes.append(f"budget lowered to the {short} candidates")
-            return short
+            if short is not None:
+                notes.append(f"budget lowered to the {short} candidates")
+                return short
+        return self._budget(budget, table, n_candidates)
 
     def _write_reasons(self, reason: list[str], rows: np.ndarray, values: np.ndarray | None,
                        rank: np.ndarray, selected: np.ndarray, cluster: np.ndarray,

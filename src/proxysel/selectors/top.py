@@ -56,8 +56,5 @@ class TopSelector(RankingSelector):
         self.order = order
         super().__init__(**options)
 
-    def get_params(self):
-        return {"signal": self.signal, "order": self.order, **super().get_params()}
-
     def _order(self, values: np.ndarray | None, m: int, rng: np.random.Generator) -> np.ndarray:
         return order_by(values, self.order)
