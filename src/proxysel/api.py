@@ -32,6 +32,18 @@ def _signals(signals: str | Sequence[str]) -> list[str]:
     return sorted(dict.fromkeys(out), key=SIGNALS.index)
 
 
+def _record_data(run: Any, data: str | Path, pool: Any, **read_options: Any) -> None:
+    """Record in the manifest what was read and how, so ``select`` can read the same records again."""
+    block = {"path": str(Path(data).resolve()), "fingerprint": pool.fingerprint, "n_examples": len(pool.examples),
+             "files": pool.paths, "read_options": read_options}
+    old = run.manifest.get("data")
+    if old and old.get("fingerprint") not in (None, pool.fingerprint) and not run.overwrite:
+        raise UsageError(f"run folder {run.path} holds results for other data (fingerprint "
+                         f"{str(old.get('fingerprint'))[:12]}, now {pool.fingerprint[:12]}); use a new --out "
+                         "or pass --overwrite")
+    run.update_manifest(data=block, skipped_records=[s.to_dict() for s in pool.skipped])
+
+
 def _positive(name: str, value: int | None, minimum: int = 1) -> None:
     if value is not None and value < minimum:
         raise UsageError(f"{name} must be >= {minimum}, got {value}")
@@ -75,9 +87,8 @@ def score(data: str | Path, *, out: str | Path, signals: str | Sequence[str] = (
     if not pool.examples:
         raise UsageError(f"{data}: no usable examples")
     with Run.open(out, overwrite=overwrite) as run:
-        run.update_manifest(data={"path": str(data), "fingerprint": pool.fingerprint,
-                                  "n_examples": len(pool.examples), "files": pool.paths},
-                            skipped_records=[s.to_dict() for s in pool.skipped])
+        _record_data(run, data, pool, format=format, columns=columns, on_bad_record=on_bad_record,
+                     limit=limit, dedupe=dedupe)
         for sig in sigs:
             importlib.import_module(f"proxysel.signals.{_SIGNAL_MODULES[sig]}")
             REGISTRY[sig](run, pool, opts)
@@ -137,13 +148,40 @@ def train_proxy(data: str | Path, *, out: str | Path, model: str = "smollm2-135m
     if not pool.examples:
         raise UsageError(f"{data}: no usable examples")
     with Run.open(out, overwrite=overwrite) as run:
-        run.update_manifest(data={"path": str(data), "fingerprint": pool.fingerprint,
-                                  "n_examples": len(pool.examples), "files": pool.paths},
-                            skipped_records=[s.to_dict() for s in pool.skipped])
+        _record_data(run, data, pool, format=format, columns=columns, on_bad_record=on_bad_record,
+                     limit=limit, dedupe=dedupe)
         run_train_proxy_stage(run, pool, model=model, config=config, max_length=max_length, template=template,
                               lp_epoch=lp_epoch, keep_checkpoints=keep_checkpoints, shard_size=shard_size,
                               trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, device=device)
     return Path(out)
+
+
+def report(run_dir: str | Path, *, selection: str | None = None, data: str | Path | None = None,
+           read_data: bool = True) -> Path:
+    """Write ``RUN/report.html``, one self-contained page about the run, and return its path.
+
+    selection: the selection the page colours by (default: the most recently written).
+    data:      where to read the input records (default: the manifest's data path); they give the
+               keep rates per source and format and the text previews.
+    read_data: False skips reading the input records.
+
+    >>> proxysel.report("runs/r1")  # doctest: +SKIP
+    PosixPath('runs/r1/report.html')
+    """
+    from proxysel.report import write_report
+
+    return write_report(run_dir, selection=selection, data=data, read_data=read_data)
+
+
+def explain(run_dir: str | Path, example_id: str, selection: str | None = None) -> str:
+    """Every signal of example ``example_id``, and for every selection (or the named one) whether it
+    was kept, its rank, cluster and the selector's reason; as printable text.
+
+    Raises UsageError (exit code 2) for an id the run does not know.
+    """
+    from proxysel.report import explain as _explain
+
+    return _explain(run_dir, example_id, selection=selection)
 
 
 def _preview(text: str, width: int = 72) -> str:
@@ -194,3 +232,29 @@ def demo(*, limit: int = 300, out: str | Path = "runs/demo", model: str = "smoll
     lines += ["", f"run directory: {out}", f"scores:        {out / 'scores.parquet'}",
               f"input sample:  {data}"]
     return {"run": out, "data": data, "summary": "\n".join(lines)}
+
+
+def select(run_dir: str | Path, *, method: str, budget: str | float | int, seed: int = 0,
+           name: str | None = None, stratify: str | None = None, data: str | Path | None = None,
+           overwrite: bool = False, **params: Any) -> Path:
+    """Select a subset from ``run_dir``'s scores; returns RUN/selections/NAME.
+
+    method: a registered selector (``random``, ``top``, ``lp``, ``lp_app``, ``s2l``, ``density``,
+    ``ask_llm``, ``ifd``). budget: a fraction in (0, 1) or a count. params: the selector's options
+    (``clusters``, ``signal``, ``order``, ``rounding``, ``within_clusters``, ``with_replacement``,
+    ``include_truncated``). The same run, parameters and seed give the same selection.
+
+    >>> proxysel.select("runs/r1", method="lp_app", budget=0.1, seed=0)  # doctest: +SKIP
+    """
+    from proxysel.selection import select_run
+
+    return select_run(run_dir, method=method, budget=budget, seed=seed, name=name, params=params,
+                      stratify=stratify, data=data, overwrite=overwrite)
+
+
+def compare(run_a: str | Path, run_b: str | Path, *, signal: str = "loss", signal_b: str | None = None,
+            order: str = "low") -> dict[str, Any]:
+    """Spearman/Kendall of ``signal`` between two runs and the overlap of their top 1/5/10/30%."""
+    from proxysel.selection import compare_runs
+
+    return compare_runs(run_a, run_b, signal=signal, signal_b=signal_b, order=order)

@@ -15,8 +15,12 @@ from proxysel.errors import ProxyselError
 COMMANDS = {
     "score": "score",
     "train-proxy": "train_proxy",
+    "select": "select",
+    "compare": "compare",
     "env": "env",
     "demo": "demo",
+    "report": "report",
+    "explain": "explain",
 }
 
 

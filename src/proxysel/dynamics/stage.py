@@ -53,6 +53,8 @@ def _write_checkpoint(folder: Path, lm: Any, lora: bool) -> None:
     if folder.exists():
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f"{TMP_PREFIX}{folder.name}.*"):  # left by a killed process
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = folder.parent / f"{TMP_PREFIX}{folder.name}.{secrets.token_hex(6)}"
     try:
         if lora:

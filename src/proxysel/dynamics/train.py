@@ -14,9 +14,10 @@ per-token mean over the effective batch, whatever the micro-batches. Every respo
 weighs the same, and the gradient does not depend on how the batch is cut into micro-batches,
 which lets ``schedule.micro_batches`` sort them by length. This is what transformers >= 4.46
 Trainer does for models that accept ``num_items_in_batch`` (Llama, Gemma, ...). The official LP
-code ran on an older Trainer that averaged per micro-batch and divided by the accumulation
-steps, so a long response weighed less per token there; with its micro-batch size of 1 per
-device that is a per-example mean. The difference changes the step sizes, not the procedure.
+code ran on an older Trainer, which took the mean per micro-batch and divided it by the
+accumulation steps: there every micro-batch weighed the same, so a token of a short response
+weighed more than one of a long response. The difference changes the step sizes, not the
+procedure; the per-token choice is the one that does not depend on the micro-batch size.
 
 Mixed precision: with ``dtype="bfloat16"`` the weights and the optimizer stay float32 and the
 forward and backward passes run under bf16 autocast (plain bf16 weights lose the lr-2e-5

@@ -13,10 +13,13 @@ c >> r. A point counts itself, so every score is at least 1/N.
 The ``density`` selector samples with probability proportional to 1/score (inverse propensity),
 which favours examples from sparse regions of the embedding space.
 
-Defaults (measured, see benchmarks/RESULTS.md "Density sketch accuracy"): ``r`` is in embedding
-units and suits unit-norm embeddings such as all-MiniLM-L6-v2's; ``B`` is large enough that
-``mod B`` never folds two occupied buckets together for such embeddings (their projections stay
-within about +-6 r B ... far below ``r * B``); ``R`` trades time for the variance of the estimate.
+Defaults, measured (benchmarks/RESULTS.md, "Density sketch"): ``r`` is in embedding units and
+suits unit-norm embeddings such as all-MiniLM-L6-v2's; for them a hash spans a few dozen buckets,
+so ``B`` = 16384 never folds two occupied buckets together. ``R`` trades time for variance: on
+8,000 MiniLM embeddings of ShareGPT the median relative error against the exact kernel sum is
+2.3% / 1.7% / 1.2% at R = 128 / 256 / 512, at about 8 / 16 / 30 s for 1M x 384 on 2 cores.
+Note that this kernel has heavy tails (about 0.4 r / c), so on real embeddings the density is
+nearly flat except around near-duplicates, which it singles out clearly.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ import numpy as np
 
 __all__ = ["DEFAULT_BUCKETS", "DEFAULT_HASHES", "DEFAULT_WIDTH", "DensitySketch", "lsh_density"]
 
-DEFAULT_HASHES = 128   # R
+DEFAULT_HASHES = 256  # R
 DEFAULT_BUCKETS = 1 << 14  # B
 DEFAULT_WIDTH = 0.25  # r, for unit-norm embeddings
 
-# Rows per projection block: (chunk, R) float64 plus the float32 input block stay small.
+# Rows per block: the (rows, R) float32 projections and int32 codes stay at tens of MiB.
 _CHUNK_ROWS = 1 << 15
 
 
@@ -61,15 +64,24 @@ class DensitySketch:
         self.counts = np.zeros((self.R, self.B), dtype=np.int64)
         self.n = 0
         # Offsets that put table j's buckets at [j*B, (j+1)*B) of one flat count vector.
-        self._offsets = np.arange(self.R, dtype=np.int64) * self.B
+        # int32 codes halve the memory traffic whenever the flat table index fits.
+        self._code_dtype = np.int32 if self.R * self.B < 2**31 else np.int64
+        self._offsets = (np.arange(self.R, dtype=np.int64) * self.B).astype(self._code_dtype)
+        self._b32 = self.b.astype(np.float32)
+        self._inv_r = np.float32(1.0 / self.r)
 
-    def _buckets(self, x: np.ndarray) -> np.ndarray:
-        """int64 (m, R): bucket of every row under every hash function."""
-        proj = (x @ self.w).astype(np.float64)
-        proj += self.b
-        proj /= self.r
-        h = np.floor(proj).astype(np.int64)
-        h %= self.B  # numpy's mod is non-negative for a positive B, as the formula needs
+    def _codes(self, x: np.ndarray) -> np.ndarray:
+        """int (m, R): ``j * B + h_j(x)`` for every row and hash function j (flat table index)."""
+        proj = x @ self.w  # float32: bucket indices stay far below float32's exact-integer range
+        proj += self._b32
+        proj *= self._inv_r
+        np.floor(proj, out=proj)
+        h = proj.astype(self._code_dtype)
+        if self.B & (self.B - 1) == 0:
+            h &= self.B - 1  # two's complement: the same as a non-negative mod for a power of two
+        else:
+            h %= self.B  # numpy's mod is non-negative for a positive B, as the formula needs
+        h += self._offsets
         return h
 
     def _blocks(self, x: np.ndarray):
@@ -86,8 +98,7 @@ class DensitySketch:
         """Count the rows of ``x`` (float (n, d)) into the sketch. Returns self."""
         flat = self.counts.reshape(-1)
         for _, block in self._blocks(x):
-            codes = self._buckets(block) + self._offsets
-            flat += np.bincount(codes.reshape(-1), minlength=flat.size)
+            flat += np.bincount(self._codes(block).reshape(-1), minlength=flat.size)
             self.n += block.shape[0]
         return self
 
@@ -100,10 +111,11 @@ class DensitySketch:
             raise ValueError("density sketch: nothing added yet; call add() first")
         y = np.asarray(y)
         out = np.empty(y.shape[0], dtype=np.float64)
-        flat = self.counts.reshape(-1)
+        # Counts of up to 2**24 are exact in float32, which halves the gather's memory traffic.
+        flat = self.counts.reshape(-1).astype(np.float32 if self.n < 2**24 else np.float64)
         for start, block in self._blocks(y):
-            codes = self._buckets(block) + self._offsets
-            out[start:start + block.shape[0]] = flat[codes].mean(axis=1)
+            out[start:start + block.shape[0]] = flat[self._codes(block)].sum(axis=1, dtype=np.float64)
+        out /= self.R
         out /= self.n
         return out
 

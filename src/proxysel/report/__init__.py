@@ -1,0 +1,38 @@
+"""The run as a person looks at it: ``RUN/report.html`` and ``proxysel explain``.
+
+>>> from proxysel.report import write_report, explain  # doctest: +SKIP
+>>> write_report("runs/r1")            # -> Path("runs/r1/report.html")
+>>> print(explain("runs/r1", "ex0007"))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from proxysel.report.explain import explain
+
+__all__ = ["REPORT", "explain", "write_report"]
+
+REPORT = "report.html"
+
+
+def write_report(run_dir: str | Path, *, selection: str | None = None, data: str | Path | None = None,
+                 read_data: bool = True) -> Path:
+    """Write ``RUN/report.html`` (atomically) and return its path.
+
+    selection: the selection the page colours by (default: the one written last).
+    data:      read the input records from here instead of the manifest's ``data.path``.
+    read_data: False skips the input records (no source/format keep rates, no text previews);
+               useful when the pool is large or gone.
+
+    The run folder is locked while the page is built (the page lives in the run folder); a caller
+    that already holds it open (``Run.open``) can call ``render(load_run(...))`` itself.
+    """
+    from proxysel.report.html import render
+    from proxysel.report.load import check_run_dir, load_run
+    from proxysel.store import Run, atomic_write_text
+
+    path = check_run_dir(run_dir)
+    with Run.open(path, create=False) as run:
+        page = render(load_run(run.path, selection=selection, data=data, read_data=read_data))
+        return atomic_write_text(run.path / REPORT, page)

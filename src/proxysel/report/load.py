@@ -1,0 +1,383 @@
+"""Read a run folder for the report and ``explain``: scores, embeddings, selections, the pool.
+
+Everything is read, never written, and every array is aligned to one list of ids (those of
+``scores.parquet``, in pool order), because files written by different stages are joined by id,
+never by row position. Problems that should not stop a report (a selection folder without
+``meta.json``, data that moved since the run) become ``notes`` shown on the page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from proxysel.errors import ProxyselError, UsageError
+from proxysel.store.run import EMBEDDINGS, MANIFEST, SCORES, check_name
+
+log = logging.getLogger(__name__)
+
+SELECTION_FILE = "selection.parquet"
+META_FILE = "meta.json"
+SELECTION_COLUMNS = ("id", "selected", "rank", "cluster", "reason")
+#: Score columns that are labels or flags, not signals to plot.
+NOT_SIGNALS = frozenset({"id", "cluster", "truncated"})
+
+
+def check_run_dir(path: str | Path) -> Path:
+    """``path`` as a Path if it is a proxysel run folder (it holds manifest.json); else UsageError."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UsageError(f"no run folder at {path}")
+    if not (path / MANIFEST).is_file():
+        raise UsageError(f"{path} is not a proxysel run folder (no {MANIFEST})")
+    return path
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ProxyselError(f"cannot read {path / MANIFEST}: {err}") from err
+    if not isinstance(manifest, dict):
+        raise ProxyselError(f"{path / MANIFEST} is not a JSON object")
+    return manifest
+
+
+def index_in(ids: pa.Array, other: pa.Array) -> np.ndarray:
+    """int64 (len(ids),): the row of each of ``ids`` in ``other``, or -1 where it is absent."""
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    found = pc.index_in(ids, value_set=other.cast(ids.type))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def list_to_2d(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A list<number> column as float64 (n, longest list); short and null rows padded with NaN."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    n = len(arr)
+    lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    width = int(lengths.max()) if n else 0
+    out = np.full((n, width), np.nan)
+    if width == 0:
+        return out
+    flat = pc.list_flatten(arr).cast(pa.float64()).to_numpy(zero_copy_only=False)
+    rows = np.repeat(np.arange(n), lengths)
+    starts = np.cumsum(lengths) - lengths
+    cols = np.arange(len(flat)) - np.repeat(starts, lengths)
+    out[rows, cols] = flat
+    return out
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_floating(t) or pa.types.is_integer(t)
+
+
+@dataclass
+class SelectionView:
+    """One selection folder, aligned to the run's ids.
+
+    name:    folder name under ``RUN/selections/``.
+    meta:    ``meta.json`` (method, budget, seed, signal, params), or {} when missing/unreadable.
+    table:   ``selection.parquet`` as read (id, selected, rank, cluster, reason, ...).
+    row:     int64 (n,): the row of ``table`` for each run id, -1 where the id is not in it.
+    state:   int8 (n,): 1 kept, 0 dropped, -1 not in this selection.
+    rank, cluster: int64 (n,), -1 where none.
+    """
+
+    name: str
+    path: Path
+    mtime: float
+    meta: dict[str, Any]
+    table: pa.Table
+    row: np.ndarray
+    state: np.ndarray
+    rank: np.ndarray
+    cluster: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_kept(self) -> int:
+        return int((self.state == 1).sum())
+
+    @property
+    def n_rows(self) -> int:
+        return self.table.num_rows
+
+    def reason(self, i: int) -> str:
+        """The reason string of run row ``i`` (empty if the id is not in the selection)."""
+        r = int(self.row[i])
+        return "" if r < 0 else str(self.table.column("reason")[r].as_py() or "")
+
+    @property
+    def signal(self) -> str | None:
+        s = self.meta.get("signal")
+        if isinstance(s, str) and s:
+            return s
+        params = self.meta.get("params")
+        if isinstance(params, dict) and isinstance(params.get("signal"), str):
+            return params["signal"]
+        return None
+
+
+def list_selections(path: Path) -> list[tuple[str, Path, float]]:
+    """(name, folder, mtime of selection.parquet) of every selection folder holding one,
+    oldest first (ties by name)."""
+    folder = path / "selections"
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        f = p / SELECTION_FILE
+        if p.is_dir() and not p.name.startswith(".") and f.is_file():
+            found.append((p.name, p, f.stat().st_mtime))
+    return sorted(found, key=lambda t: (t[2], t[0]))
+
+
+def read_meta(folder: Path) -> tuple[dict[str, Any], str | None]:
+    """(meta.json as a dict, a note when it is missing or unreadable)."""
+    f = folder / META_FILE
+    if not f.is_file():
+        return {}, f"selection '{folder.name}' has no {META_FILE}: method and budget unknown"
+    try:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return {}, f"selection '{folder.name}': cannot read {META_FILE} ({err})"
+    if not isinstance(meta, dict):
+        return {}, f"selection '{folder.name}': {META_FILE} is not a JSON object"
+    return meta, None
+
+
+def read_selection_table(folder: Path) -> pa.Table:
+    """``selection.parquet`` with its required columns checked (ProxyselError otherwise)."""
+    table = pq.read_table(folder / SELECTION_FILE)
+    missing = [c for c in SELECTION_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ProxyselError(f"{folder / SELECTION_FILE} lacks the column(s) {missing}")
+    return table
+
+
+def load_selection(path: Path, name: str, folder: Path, mtime: float, ids: pa.Array) -> SelectionView:
+    table = read_selection_table(folder)
+    meta, note = read_meta(folder)
+    row = index_in(ids, table.column("id").combine_chunks())
+    present = row >= 0
+    take = np.where(present, row, 0)
+
+    def col(name: str, fill: int) -> np.ndarray:
+        values = table.column(name).combine_chunks().fill_null(fill).to_numpy(zero_copy_only=False)
+        return np.where(present, values[take], fill) if len(values) else np.full(len(ids), fill)
+
+    selected = col("selected", False).astype(bool)
+    state = np.where(present, selected.astype(np.int8), np.int8(-1)).astype(np.int8)
+    view = SelectionView(name=name, path=folder, mtime=mtime, meta=meta, table=table, row=row, state=state,
+                         rank=col("rank", -1).astype(np.int64), cluster=col("cluster", -1).astype(np.int64))
+    if note:
+        view.notes.append(note)
+    extra = table.num_rows - int(present.sum())
+    if extra > 0:
+        view.notes.append(f"selection '{name}' holds {extra:,} ids that are not in scores.parquet")
+    return view
+
+
+@dataclass
+class PoolView:
+    """What the report takes from the input records, aligned to the run ids.
+
+    source: object (n,) of str or None (the record's ``source`` field); None if no record has one.
+    format: object (n,) of str or None (the detected layout).
+    examples: id -> Example, for the text previews.
+    """
+
+    path: str
+    source: np.ndarray | None
+    format: np.ndarray
+    examples: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def load_pool(manifest: dict[str, Any], run_dir: Path, ids: list[str], data: str | Path | None) -> tuple[PoolView | None, str | None]:
+    """Read the run's input records (``manifest["data"]["path"]`` or ``data``), or say why not."""
+    from proxysel.data import read_pool
+
+    info = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
+    where = data if data is not None else info.get("path")
+    if not where:
+        return None, "the manifest names no input data"
+    path = Path(str(where))
+    if not path.exists() and not path.is_absolute() and (run_dir / path).exists():
+        path = run_dir / path
+    if not path.exists():
+        return None, f"the input data is no longer at {where}"
+    fmt = info.get("format") if isinstance(info.get("format"), str) else None
+    columns = info.get("columns") if isinstance(info.get("columns"), dict) else None
+    try:
+        pool = read_pool(path, format=fmt, columns=columns, on_bad_record="skip", dedupe=True)
+    except ProxyselError as err:
+        return None, f"cannot read the input data {where}: {err}"
+    notes = []
+    if data is None and info.get("fingerprint") and pool.fingerprint != info.get("fingerprint"):
+        notes.append(f"the input data at {where} changed since the run; records are matched by id")
+    by_id = {e.id: e for e in pool.examples}
+    found = [by_id.get(i) for i in ids]
+    missing = sum(e is None for e in found)
+    if missing:
+        notes.append(f"{missing:,} scored ids are not in the input data at {where}")
+    source = np.array([_source(e) for e in found], dtype=object)
+    if not any(s is not None for s in source.tolist()):
+        source = None
+    fmts = np.array([None if e is None else e.format for e in found], dtype=object)
+    return PoolView(path=str(where), source=source, format=fmts, examples=by_id, notes=notes), None
+
+
+def _source(example: Any) -> str | None:
+    if example is None or not isinstance(example.record, dict):
+        return None
+    s = example.record.get("source")
+    if s is None or isinstance(s, (dict, list)):
+        return None
+    return str(s)
+
+
+def preview(example: Any, width: int = 220) -> str:
+    """One line of an example: the first user turn, then the first assistant turn."""
+    if example is None:
+        return ""
+    user = next((m.content for m in example.messages if m.role in ("user", "text")), "")
+    bot = next((m.content for m in example.messages if m.role == "assistant"), "")
+    text = " ".join(user.split())
+    if bot:
+        text = f"{text} → {' '.join(bot.split())}" if text else " ".join(bot.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@dataclass
+class RunView:
+    """A run folder, read for the report. Every per-row array has one row per ``ids`` entry.
+
+    ids:        pa.StringArray (n,), the ids of scores.parquet (pool order).
+    signals:    name -> float64 (n,), every numeric scalar column of scores.parquet but id,
+                cluster and truncated (NaN where null).
+    lists:      name -> float64 (n, length) for list columns (``ppl_epoch``, ``trajectory``).
+    cluster:    int64 (n,) from scores.parquet (-1 where null), or None.
+    truncated:  bool (n,), or None.
+    embeddings: float32 (n, dim) aligned rows plus a bool (n,) mask of rows that have one; or None.
+    selections: every selection, oldest first; ``selection``: the one the report shows.
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    ids: pa.Array
+    signals: dict[str, np.ndarray]
+    lists: dict[str, np.ndarray]
+    cluster: np.ndarray | None
+    truncated: np.ndarray | None
+    embeddings: tuple[np.ndarray, np.ndarray] | None
+    embedding_model: str | None
+    selections: list[tuple[str, Path, float]]
+    selection: SelectionView | None
+    pool: PoolView | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+def load_run(path: str | Path, *, selection: str | None = None, data: str | Path | None = None,
+             read_data: bool = True) -> RunView:
+    """Read everything the report shows from the run folder ``path``.
+
+    selection: the selection folder to show (default: the one written last).
+    data:      read the input records from here instead of the manifest's ``data.path``.
+    read_data: False skips the input records (no source/format breakdown, no text previews).
+    """
+    path = check_run_dir(path)
+    manifest = read_manifest(path)
+    notes: list[str] = []
+    scores = pq.read_table(path / SCORES) if (path / SCORES).is_file() else None
+    found = list_selections(path)
+    if selection is not None:
+        check_name(selection, "selection name")
+        if selection not in [s[0] for s in found]:
+            have = ", ".join(s[0] for s in found) or "none"
+            raise UsageError(f"no selection '{selection}' in {path / 'selections'} (selections: {have})")
+
+    signals: dict[str, np.ndarray] = {}
+    lists: dict[str, np.ndarray] = {}
+    cluster = truncated = None
+    if scores is not None:
+        ids = scores.column("id").combine_chunks().cast(pa.string())
+        for name in scores.column_names:
+            col = scores.column(name).combine_chunks()
+            if name == "cluster" and pa.types.is_integer(col.type):
+                cluster = col.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            elif name == "truncated" and pa.types.is_boolean(col.type):
+                truncated = col.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+            elif name in NOT_SIGNALS:
+                continue
+            elif _is_number(col.type):
+                signals[name] = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            elif _is_list(col.type) and _is_number(col.type.value_type):
+                lists[name] = list_to_2d(col)
+    elif found:
+        # No signals yet: the rows are those of the newest selection.
+        ids = read_selection_table(found[-1][1]).column("id").combine_chunks().cast(pa.string())
+        notes.append("the run has no scores.parquet: no signals to show")
+    else:
+        ids = pa.array([], pa.string())
+
+    chosen = None
+    if found:
+        name, folder, mtime = next(s for s in found if s[0] == selection) if selection else found[-1]
+        try:
+            chosen = load_selection(path, name, folder, mtime, ids)
+        except (ProxyselError, OSError, pa.ArrowException) as err:
+            if selection:
+                raise ProxyselError(f"cannot read selection '{name}': {err}") from err
+            notes.append(f"cannot read selection '{name}': {err}")
+
+    embeddings, emb_model = None, None
+    if (path / EMBEDDINGS).is_file():
+        table = pq.read_table(path / EMBEDDINGS)
+        emb_model = (table.schema.metadata or {}).get(b"proxysel.model", b"").decode() or None
+        col = table.column("embedding").combine_chunks()
+        dim = col.type.list_size if pa.types.is_fixed_size_list(col.type) else None
+        if dim:
+            array = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
+        else:
+            array = list_to_2d(col).astype(np.float32)
+        row = index_in(ids, table.column("id").combine_chunks())
+        have = row >= 0
+        aligned = np.zeros((len(ids), array.shape[1]), dtype=np.float32)
+        aligned[have] = array[row[have]]
+        embeddings = (aligned, have)
+
+    pool = None
+    if read_data and len(ids):
+        pool, why = load_pool(manifest, path, ids.to_pylist(), data)
+        if why:
+            notes.append(why)
+        elif pool is not None:
+            notes.extend(pool.notes)
+    elif not read_data:
+        notes.append("input records not read (--no-data): no source or format breakdown, no text previews")
+    return RunView(path=path, manifest=manifest, ids=ids, signals=signals, lists=lists, cluster=cluster,
+                   truncated=truncated, embeddings=embeddings, embedding_model=emb_model, selections=found,
+                   selection=chosen, pool=pool, notes=notes)
+
+
+def finite_or_none(v: Any) -> Any:
+    return v if not isinstance(v, float) or math.isfinite(v) else None
