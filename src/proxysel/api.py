@@ -168,7 +168,7 @@ def report(run_dir: str | Path, *, selection: str | None = None, data: str | Pat
     >>> proxysel.report("runs/r1")  # doctest: +SKIP
     PosixPath('runs/r1/report.html')
     """
-    from proxysel.report import write_report
+    from proxysel.reporting import write_report
 
     return write_report(run_dir, selection=selection, data=data, read_data=read_data)
 
@@ -179,7 +179,7 @@ def explain(run_dir: str | Path, example_id: str, selection: str | None = None) 
 
     Raises UsageError (exit code 2) for an id the run does not know.
     """
-    from proxysel.report import explain as _explain
+    from proxysel.reporting import explain as _explain
 
     return _explain(run_dir, example_id, selection=selection)
 

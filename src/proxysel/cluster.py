@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["BACKENDS", "kmeans", "nearest_centroid"]
+__all__ = ["BACKENDS", "all_finite", "kmeans", "nearest_centroid"]
 
 BACKENDS = ("auto", "numpy", "sklearn", "faiss")
 DEFAULT_BACKEND = "numpy"
@@ -75,7 +75,7 @@ def kmeans(x: np.ndarray, k: int, seed: int | np.random.SeedSequence | np.random
         raise ValueError(f"kmeans: n_iter must be an integer >= 1, got {n_iter!r}")
     if max_points_per_centroid < 1:
         raise ValueError(f"kmeans: max_points_per_centroid must be >= 1, got {max_points_per_centroid}")
-    if not np.isfinite(x).all():
+    if not all_finite(x):
         raise ValueError("kmeans: x holds NaN or inf values; drop those rows first")
     k = int(k)
     if k > n:
@@ -102,6 +102,12 @@ def kmeans(x: np.ndarray, k: int, seed: int | np.random.SeedSequence | np.random
     return _renumber(labels)
 
 
+def all_finite(x: np.ndarray) -> bool:
+    """``np.isfinite(x).all()`` in row blocks, without a full-size boolean temporary."""
+    step = max(1, _BLOCK_ELEMENTS // max(1, int(np.prod(x.shape[1:]))))
+    return all(np.isfinite(x[i:i + step]).all() for i in range(0, x.shape[0], step))
+
+
 def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of and squared L2 distance to the nearest centroid, for every row of ``x``.
 
@@ -111,6 +117,7 @@ def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, 
     x = np.ascontiguousarray(x, dtype=np.float32)
     c = np.ascontiguousarray(centroids, dtype=np.float32)
     c_sq = np.einsum("ij,ij->i", c, c)
+    neg2_ct = np.ascontiguousarray(-2.0 * c.T)  # (d, k): the product then needs one more pass
     n = x.shape[0]
     labels = np.empty(n, dtype=np.int64)
     dist = np.empty(n, dtype=np.float32)
@@ -118,8 +125,7 @@ def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, 
     for start in range(0, n, step):
         xb = x[start:start + step]
         # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; ||x||^2 does not change the argmin.
-        d = xb @ c.T
-        d *= -2.0
+        d = xb @ neg2_ct
         d += c_sq
         lb = np.argmin(d, axis=1)
         labels[start:start + step] = lb
@@ -163,29 +169,33 @@ def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
             seeds[j:] = unused[:k - j]
             break
         cand = np.minimum(np.searchsorted(cum, rng.random(n_trials) * cum[-1], side="right"), n - 1)
-        d = x[cand] @ x.T
+        d = x @ x[cand].T  # (n, n_trials): one pass over x, the cost of each step
         d *= -2.0
-        d += x_sq
-        d += x_sq[cand, None]
+        d += x_sq[:, None]
+        d += x_sq[cand]
         np.maximum(d, 0.0, out=d)
-        d = np.minimum(d, closest)
-        best = int(np.argmin(d.sum(axis=1)))
+        d = np.minimum(d, closest[:, None])
+        best = int(np.argmin(d.sum(axis=0)))
         seeds[j] = cand[best]
-        closest = d[best]
+        closest = np.ascontiguousarray(d[:, best], dtype=np.float64)
     return seeds
 
 
 def _update_centroids(x: np.ndarray, labels: np.ndarray, dist: np.ndarray, k: int,
                       old: np.ndarray) -> np.ndarray:
     """Means of the assigned rows; an empty cluster moves to a far, not yet used row."""
-    order = np.argsort(labels, kind="stable")
+    from scipy.sparse import csr_matrix
+
+    n = x.shape[0]
+    # One-hot (k, n) times x: each centroid's sum accumulates its rows in row order, in one
+    # thread, so the result is the same on every run (float32 sums, as scikit-learn's).
+    onehot = csr_matrix((np.ones(n, dtype=np.float32), (labels, np.arange(n))), shape=(k, n))
+    sums = np.asarray(onehot @ x, dtype=np.float64)
     counts = np.bincount(labels, minlength=k)
-    present = np.flatnonzero(counts)
-    starts = np.concatenate(([0], np.cumsum(counts[present])[:-1]))
-    sums = np.add.reduceat(x[order], starts, axis=0, dtype=np.float64)
+    present = counts > 0
     centroids = old.copy()
-    centroids[present] = sums / counts[present, None]
-    empty = np.flatnonzero(counts == 0)
+    centroids[present] = sums[present] / counts[present, None]
+    empty = np.flatnonzero(~present)
     if len(empty):
         # Farthest rows first (ties by row order), one per empty cluster. Deterministic, and it
         # splits the worst-fitting cluster the way sklearn's relocation does.

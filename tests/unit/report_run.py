@@ -93,6 +93,12 @@ def scores_table(ids: list[str], seed: int = 0, clusters: int = 8, checkpoints: 
     return pa.table(cols)
 
 
+def _meta(method: str, params: dict, budget: float, selection) -> dict:
+    return {"method": method, "params": params, "budget": budget, "budget_resolved": selection.budget, "seed": 0,
+            "stratify": None, "n_pool": len(selection.ids), "n_selected": selection.n_selected,
+            "notes": selection.notes, "data_fingerprint": "", "file": "selected.jsonl"}
+
+
 def _write_selection(run, name: str, selection, meta: dict, mtime: float) -> None:
     from proxysel.store import atomic_write_json, atomic_write_parquet, atomic_write_text
 
@@ -122,7 +128,9 @@ def build_run(root: Path, n: int = 300, *, seed: int = 0, dim: int = 16, selecti
     names: tuple[str, ...] = ()
     with Run.open(run_dir) as run:
         run.update_manifest(
-            data={"path": str(data), "fingerprint": pool.fingerprint, "n_examples": n, "files": pool.paths},
+            data={"path": str(data), "fingerprint": pool.fingerprint, "n_examples": n, "files": pool.paths,
+                  "read_options": {"format": None, "columns": None, "on_bad_record": "error", "limit": None,
+                                   "dedupe": False}},
             skipped_records=[{"file": str(data), "line": n + 1, "offset": 123, "field": "output",
                               "reason": f"empty response {SCRIPT}"}])
         fp = {"data": pool.fingerprint, "model": "smollm2-135m", "revision": "0123456789abcdef"}
@@ -142,10 +150,9 @@ def build_run(root: Path, n: int = 300, *, seed: int = 0, dim: int = 16, selecti
             scores = ScoreTable.from_arrow(table)
             top = get_selector("top")(signal="ppl", order="low").select(scores, 0.2, seed=0)
             lp = get_selector("lp")().select(scores, 0.3, seed=0)
-            _write_selection(run, "ppl-low", top, {"method": "top", "budget": 0.2, "seed": 0, "signal": "ppl",
-                                                   "params": {"order": "low"}} if meta else None, 1_700_000_000)
-            _write_selection(run, "lp-30", lp, {"method": "lp", "budget": 0.3, "seed": 0, "signal": "lp",
-                                                "params": {"clusters": None, "rounding": "exact"}} if meta else None,
-                             1_700_000_100)
+            # meta.json as `proxysel select` writes it (the lp signal is implied by the method)
+            _write_selection(run, "ppl-low", top, _meta("top", {"signal": "ppl", "order": "low"}, 0.2, top)
+                             if meta else None, 1_700_000_000)
+            _write_selection(run, "lp-30", lp, _meta("lp", {}, 0.3, lp) if meta else None, 1_700_000_100)
             names = ("ppl-low", "lp-30")
     return SyntheticRun(run=run_dir, data=data, ids=ids, selections=names)

@@ -19,6 +19,15 @@ accumulation steps: there every micro-batch weighed the same, so a token of a sh
 weighed more than one of a long response. The difference changes the step sizes, not the
 procedure; the per-token choice is the one that does not depend on the micro-batch size.
 
+Online losses (``online=True``): P_i of an example is then exp of its mean token loss in the
+training forward pass of epoch i, i.e. with the weights of the moment it is trained on, before
+its own update (train mode; the same as eval mode for models without dropout). For epoch 1 an
+example of the first batch gets exactly P_0 and one of the last batch nearly the end-of-epoch
+weights, so the online P_1 mixes "how much the model learned so far" into the signal and is
+an approximation of the exact P_1 (a pass over the pool after the epoch). What it saves is
+that pass: lp_app costs one epoch plus one pass (P_0). benchmarks/RESULTS.md has its Spearman
+correlation with the exact values on real data.
+
 Mixed precision: with ``dtype="bfloat16"`` the weights and the optimizer stay float32 and the
 forward and backward passes run under bf16 autocast (plain bf16 weights lose the lr-2e-5
 updates to rounding). The scoring passes then also run under bf16 autocast.

@@ -256,6 +256,21 @@ def split_rngs(seed: Any) -> tuple[np.random.Generator, np.random.Generator]:
     return np.random.default_rng(a), np.random.default_rng(b)
 
 
+def _nonfinite_rows(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows holding a NaN, rows holding an inf but no NaN), in row blocks so that a
+    (1M, 384) embedding column needs no full-size boolean temporary."""
+    n = col.shape[0]
+    flat = col.reshape(n, -1)
+    nan = np.zeros(n, dtype=bool)
+    inf = np.zeros(n, dtype=bool)
+    step = max(1, (1 << 22) // max(1, flat.shape[1]))
+    for i in range(0, n, step):
+        block = flat[i:i + step]
+        nan[i:i + step] = np.isnan(block).any(axis=1)
+        inf[i:i + step] = np.isinf(block).any(axis=1)
+    return nan, inf & ~nan
+
+
 def format_value(v: float) -> str:
     return f"{v:.4g}"
 
@@ -306,10 +321,8 @@ class Selector:
             col = table.column(name)
             if col.dtype.kind not in "fiub":
                 raise ValueError(f"column '{name}' must be numeric, got dtype {col.dtype}")
-            values = col.reshape(n, -1) if col.ndim > 1 else col[:, None]
-            if values.dtype.kind == "f":
-                nan = np.isnan(values).any(axis=1)
-                inf = np.isinf(values).any(axis=1) & ~nan
+            if col.dtype.kind == "f":
+                nan, inf = _nonfinite_rows(col)
                 for i in np.flatnonzero(nan & ok):
                     reason[i] = EXCLUDED_NAN
                 for i in np.flatnonzero(inf & ok):
@@ -373,10 +386,8 @@ class ClusterMixin:
         if feats.ndim != 2:
             raise ValueError(f"{self.name}: column '{self.cluster_features}' must be 2-D "
                              f"(n, dim) to cluster on, got shape {feats.shape}")
-        x = feats[rows]
-        if not np.isfinite(x).all():
-            raise ValueError(f"{self.name}: column '{self.cluster_features}' holds NaN/inf in "
-                             f"candidate rows")
+        # Every row a candidate (the usual case): no copy of a (1M, 384) embedding matrix.
+        x = feats if len(rows) == feats.shape[0] else feats[rows]
         if k > len(rows):
             notes.append(f"k={k} lowered to the {len(rows)} rows clustered")
             k = len(rows)
@@ -424,7 +435,10 @@ class RankingSelector(ClusterMixin, Selector):
             raise ValueError(f"clusters must be None or an integer >= 1, got {self.clusters!r}")
 
     def required_columns(self) -> tuple[str, ...]:
-        return (self.signal,) if self.signal else ()
+        cols = (self.signal,) if self.signal else ()
+        if self.within_clusters and self.clusters is not None:
+            cols += (self.cluster_features,)  # k-means needs finite features
+        return cols
 
     @property
     def label(self) -> str:

@@ -16,7 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from proxysel.errors import UsageError
-from proxysel.report.load import check_run_dir, list_selections, read_meta, read_selection_table
+from proxysel.reporting.load import (check_run_dir, list_selections, read_meta, read_selection_table,
+                                     selection_signal)
 from proxysel.store.run import SCORES, check_name
 
 
@@ -97,7 +98,9 @@ def explain(run_dir: str | Path, example_id: str, selection: str | None = None) 
         lines += ["", "selections: none in this run"]
     for name, folder, table, row in per_selection:
         meta, note = read_meta(folder)
-        about = [f"{k} {_value(meta[k])}" for k in ("method", "signal", "budget", "seed") if k in meta]
+        info = {"method": meta.get("method"), "signal": selection_signal(meta), "budget": meta.get("budget"),
+                "seed": meta.get("seed")}
+        about = [f"{k} {_value(v)}" for k, v in info.items() if v is not None]
         lines += ["", f"selection '{_clean(name)}'" + (f" ({', '.join(about)})" if about else "") + ":"]
         if note:
             lines.append(f"  note     {_clean(note)}")

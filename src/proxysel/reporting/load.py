@@ -9,8 +9,6 @@ never by row position. Problems that should not stop a report (a selection folde
 from __future__ import annotations
 
 import json
-import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,6 @@ import pyarrow.parquet as pq
 
 from proxysel.errors import ProxyselError, UsageError
 from proxysel.store.run import EMBEDDINGS, MANIFEST, SCORES, check_name
-
-log = logging.getLogger(__name__)
 
 SELECTION_FILE = "selection.parquet"
 META_FILE = "meta.json"
@@ -123,13 +119,29 @@ class SelectionView:
 
     @property
     def signal(self) -> str | None:
-        s = self.meta.get("signal")
-        if isinstance(s, str) and s:
-            return s
-        params = self.meta.get("params")
-        if isinstance(params, dict) and isinstance(params.get("signal"), str):
-            return params["signal"]
+        return selection_signal(self.meta)
+
+
+def selection_signal(meta: dict[str, Any]) -> str | None:
+    """The score column a selection ranked by: meta ``signal``, else ``params.signal``, else what
+    the registered selector of ``method`` reads by default (``lp`` for lp, ...); None if unknown."""
+    s = meta.get("signal")
+    if isinstance(s, str) and s:
+        return s
+    params = meta.get("params") if isinstance(meta.get("params"), dict) else {}
+    if isinstance(params.get("signal"), str):
+        return params["signal"]
+    method = meta.get("method")
+    if not isinstance(method, str):
         return None
+    try:
+        from proxysel.selectors import get_selector
+
+        selector = get_selector(method)(**params)
+    except Exception:  # an unknown method or parameters from another version: no signal, no harm
+        return None
+    s = getattr(selector, "signal", None)
+    return s if isinstance(s, str) and s else None
 
 
 def list_selections(path: Path) -> list[tuple[str, Path, float]]:
@@ -221,11 +233,14 @@ def load_pool(manifest: dict[str, Any], run_dir: Path, ids: list[str], data: str
         path = run_dir / path
     if not path.exists():
         return None, f"the input data is no longer at {where}"
-    fmt = info.get("format") if isinstance(info.get("format"), str) else None
-    columns = info.get("columns") if isinstance(info.get("columns"), dict) else None
+    # Read as the run read it (``select`` records the read_pool options), but never stop the report
+    # for a bad record.
+    opts = dict(info.get("read_options") or {}) if isinstance(info.get("read_options"), dict) else {}
+    opts = {k: v for k, v in opts.items() if k in ("format", "columns", "limit", "dedupe", "max_record_bytes")}
+    opts["on_bad_record"] = "skip"
     try:
-        pool = read_pool(path, format=fmt, columns=columns, on_bad_record="skip", dedupe=True)
-    except ProxyselError as err:
+        pool = read_pool(path, **opts)
+    except (ProxyselError, TypeError) as err:
         return None, f"cannot read the input data {where}: {err}"
     notes = []
     if data is None and info.get("fingerprint") and pool.fingerprint != info.get("fingerprint"):
@@ -273,6 +288,8 @@ class RunView:
     lists:      name -> float64 (n, length) for list columns (``ppl_epoch``, ``trajectory``).
     cluster:    int64 (n,) from scores.parquet (-1 where null), or None.
     truncated:  bool (n,), or None.
+    source:     object (n,) of str or None: a ``source`` string column of scores.parquet, else the
+                records' ``source`` field (when the input records were read), else None.
     embeddings: float32 (n, dim) aligned rows plus a bool (n,) mask of rows that have one; or None.
     selections: every selection, oldest first; ``selection``: the one the report shows.
     """
@@ -284,6 +301,7 @@ class RunView:
     lists: dict[str, np.ndarray]
     cluster: np.ndarray | None
     truncated: np.ndarray | None
+    source: np.ndarray | None
     embeddings: tuple[np.ndarray, np.ndarray] | None
     embedding_model: str | None
     selections: list[tuple[str, Path, float]]
@@ -317,7 +335,7 @@ def load_run(path: str | Path, *, selection: str | None = None, data: str | Path
 
     signals: dict[str, np.ndarray] = {}
     lists: dict[str, np.ndarray] = {}
-    cluster = truncated = None
+    cluster = truncated = source = None
     if scores is not None:
         ids = scores.column("id").combine_chunks().cast(pa.string())
         for name in scores.column_names:
@@ -326,6 +344,8 @@ def load_run(path: str | Path, *, selection: str | None = None, data: str | Path
                 cluster = col.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
             elif name == "truncated" and pa.types.is_boolean(col.type):
                 truncated = col.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+            elif name == "source" and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+                source = np.asarray(col.to_pylist(), dtype=object)
             elif name in NOT_SIGNALS:
                 continue
             elif _is_number(col.type):
@@ -374,10 +394,9 @@ def load_run(path: str | Path, *, selection: str | None = None, data: str | Path
             notes.extend(pool.notes)
     elif not read_data:
         notes.append("input records not read (--no-data): no source or format breakdown, no text previews")
+    if source is None and pool is not None:
+        source = pool.source
     return RunView(path=path, manifest=manifest, ids=ids, signals=signals, lists=lists, cluster=cluster,
-                   truncated=truncated, embeddings=embeddings, embedding_model=emb_model, selections=found,
+                   truncated=truncated, source=source, embeddings=embeddings, embedding_model=emb_model, selections=found,
                    selection=chosen, pool=pool, notes=notes)
 
-
-def finite_or_none(v: Any) -> Any:
-    return v if not isinstance(v, float) or math.isfinite(v) else None

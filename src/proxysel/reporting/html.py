@@ -18,10 +18,13 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from proxysel.report import charts
-from proxysel.report.charts import DROPPED, KEPT, Line, fmt
-from proxysel.report.load import RunView, SelectionView, preview
+from proxysel.reporting import charts
+from proxysel.reporting.charts import DROPPED, KEPT, Line, fmt
+from proxysel.reporting.load import SELECTION_FILE, RunView, SelectionView, preview, read_meta
 
 #: Most points drawn in one scatter plot; larger runs are subsampled (seeded).
 MAX_POINTS = 4000
@@ -243,8 +246,6 @@ def _summary(view: RunView) -> str:
 
 def _outcomes(sel: SelectionView) -> list[tuple[str, int, str]]:
     """(outcome, rows, css class): kept, dropped by the ranking, and each exclusion reason."""
-    import pyarrow.compute as pc
-
     reason = sel.table.column("reason").combine_chunks().fill_null("")
     selected = sel.table.column("selected").combine_chunks().fill_null(False)
     excluded = pc.and_(pc.starts_with(reason, "excluded"), pc.invert(selected))
@@ -277,12 +278,17 @@ def _selection(view: RunView) -> str:
         ("seed", e(meta.get("seed", "–"))),
         ("kept", f"{sel.n_kept:,} of {sel.n_rows:,}"),
     ]
+    if meta.get("stratify"):
+        pairs.append(("stratified by", e(meta["stratify"])))
     if params:
         pairs.append(("parameters", ", ".join(f'<span class="mono">{e(k)}={e(v)}</span>'
                                               for k, v in sorted(params.items()))))
     written = [p.name for p in sorted(sel.path.glob("selected.*"))]
     if written:
         pairs.append(("subset file", ", ".join(f'<span class="mono">{e(w)}</span>' for w in written)))
+    notes = meta.get("notes") if isinstance(meta.get("notes"), list) else []
+    if notes:
+        pairs.append(("selector notes", "<br>".join(e(n) for n in notes)))
     outcome_rows = []
     for text, n, cls in _outcomes(sel):
         label = e(text.removeprefix("excluded: ")) if cls == "excluded" else e(text)
@@ -293,18 +299,13 @@ def _selection(view: RunView) -> str:
     body = f'<div class="grid2"><div>{left}</div><div>{right}</div></div>'
     if len(view.selections) > 1:
         rows, classes = [], []
-        from proxysel.report.load import read_meta
-
         for name, folder, _ in reversed(view.selections):
             meta_i, _note = read_meta(folder)
-            kept = "–"
             try:
-                import pyarrow.parquet as pq
-
-                t = pq.read_table(folder / "selection.parquet", columns=["selected"])
+                t = pq.read_table(folder / SELECTION_FILE, columns=["selected"])
                 kept = f"{int(np.asarray(t.column('selected').fill_null(False)).sum()):,} of {t.num_rows:,}"
-            except Exception:  # a damaged selection should not stop the report
-                pass
+            except (OSError, KeyError, pa.ArrowException):  # a damaged selection must not stop the report
+                kept = "unreadable"
             rows.append([f'<span class="mono">{e(name)}</span>', e(meta_i.get("method", "–")),
                          e(_budget_text(meta_i)), e(meta_i.get("seed", "–")), e(kept)])
             classes.append("current" if name == sel.name else "")
@@ -386,7 +387,7 @@ def _signals(view: RunView) -> str:
     for name in names:
         v = view.signals[name]
         cut = find_cut(v, sel) if sel is not None else None
-        title = name + ("  (selection signal)" if sel is not None and name == sel.signal else "")
+        title = name + (" (selection signal)" if sel is not None and name == sel.signal else "")
         svg, caption = charts.histogram(v, _kept_state(view), title=title, xlabel=name, cut=cut)
         if sel is not None:
             k = int(((sel.state == 1) & np.isfinite(v)).sum())
@@ -462,19 +463,19 @@ def _trajectories(view: RunView) -> str:
             series.append(Line(means[c], colour, width=1.1, opacity=0.45,
                                label=f"cluster {uniq[c]}: {sizes[c]:,} examples"
                                      + (f", {rate:.0%} kept" if state is not None else "")))
-        caption = (f"{len(uniq):,} clusters ({where}); thin lines: cluster means, coloured from grey (none kept) "
-                   f"to blue (all kept)")
+        caption = f"{len(uniq):,} clusters ({where}); thin lines: cluster means" + (
+            ", coloured from grey (none kept) to blue (all kept)" if state is not None else "")
         if len(uniq) > MAX_CLUSTERS:
             caption += f"; the {MAX_CLUSTERS} largest drawn"
-    legend: list[tuple[str, str]] = []
+    legend: list[tuple[str, ...]] = []
     if state is not None:
         for mask, colour, name in ((state == 1, KEPT, "mean of kept"), (state == 0, charts.DROPPED_DARK,
                                                                           "mean of dropped")):
             rows = finite_rows & mask
             if rows.any():
-                series.append(Line(traj[rows].mean(axis=0), colour, width=3.2, opacity=1.0, label=name,
-                                   dash="" if name == "mean of kept" else "6 4"))
-                legend.append((colour, name))
+                dash = "" if name == "mean of kept" else "6 4"
+                series.append(Line(traj[rows].mean(axis=0), colour, width=3.2, opacity=1.0, label=name, dash=dash))
+                legend.append((colour, name, dash))
     else:
         series.append(Line(traj[finite_rows].mean(axis=0), charts.INK, width=3, opacity=1, label="mean"))
         legend.append((charts.INK, "mean"))
@@ -496,22 +497,25 @@ def _clusters(view: RunView) -> str:
     uniq, inv = np.unique(labels[ok], return_inverse=True)
     sizes = np.bincount(inv, minlength=len(uniq))
     state = _kept_state(view)
-    kept = np.bincount(inv, weights=(state[ok] == 1).astype(float), minlength=len(uniq)) if state is not None \
-        else np.zeros(len(uniq))
     order = np.argsort(-sizes, kind="stable")[:MAX_CLUSTERS]
-    svg = charts.cluster_bars(sizes[order], kept[order], [str(u) for u in uniq[order]],
-                              title=f"Cluster sizes and keep rate ({len(uniq):,} clusters)")
-    rate = np.divide(kept, sizes, out=np.zeros(len(sizes)), where=sizes > 0)
     stats = [_stat("clusters", f"{len(uniq):,}"), _stat("median size", fmt(float(np.median(sizes)))),
              _stat("smallest / largest", f"{int(sizes.min()):,} / {int(sizes.max()):,}")]
     if state is not None:
+        kept = np.bincount(inv, weights=(state[ok] == 1).astype(float), minlength=len(uniq))
+        rate = np.divide(kept, sizes, out=np.zeros(len(sizes)), where=sizes > 0)
         stats += [_stat("keep rate: min", f"{rate.min():.0%}"), _stat("keep rate: max", f"{rate.max():.0%}"),
                   _stat("clusters with none kept", f"{int((kept == 0).sum()):,}")]
+        title = f"Cluster sizes and keep rate ({len(uniq):,} clusters)"
+        svg = charts.cluster_bars(sizes[order], kept[order], [str(u) for u in uniq[order]], title=title)
+    else:
+        svg = charts.cluster_bars(sizes[order], None, [str(u) for u in uniq[order]],
+                                  title=f"Cluster sizes ({len(uniq):,} clusters)")
     caption = f"labels from {where}; unlabelled rows: {int((~ok).sum()):,}"
     if len(uniq) > MAX_CLUSTERS:
         caption += f"; the {MAX_CLUSTERS} largest drawn"
-    return _section("clusters", f'<div class="stats">{"".join(stats)}</div>{_figure(svg, caption)}',
-                    "Bars: examples per cluster (kept in blue). Dots: the share of the cluster kept.")
+    lead = ("Bars: examples per cluster (kept in blue). Black marks: the share of the cluster kept (right axis)."
+            if state is not None else "Examples per cluster.")
+    return _section("clusters", f'<div class="stats">{"".join(stats)}</div>{_figure(svg, caption)}', lead)
 
 
 def _embeddings(view: RunView) -> str:
@@ -588,12 +592,12 @@ def _breakdown(view: RunView) -> str:
     overall = sel.n_kept / max(1, int((sel.state >= 0).sum()))
     figs = []
     pool = view.pool
-    if pool is not None and pool.source is not None:
-        labels, kept, total = _group_rates(pool.source, sel.state)
+    if view.source is not None:
+        labels, kept, total = _group_rates(view.source, sel.state)
         figs.append(_figure(charts.rate_bars(labels, kept, total, title="Keep rate by source", overall=overall)))
     else:
         why = ("the input records have no `source` field" if pool is not None
-               else "the input records were not read")
+               else "no source column in scores.parquet and the input records were not read")
         figs.append(_empty(f"Keep rate by source: {why}."))
     if pool is not None:
         labels, kept, total = _group_rates(pool.format, sel.state)

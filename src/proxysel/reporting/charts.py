@@ -172,17 +172,20 @@ class Frame:
         self.add(f'<text transform="translate({lx} {cy:.0f}) rotate({rot})" font-size="11.5" fill="{INK}" '
                  f'text-anchor="middle">{esc(label)}</text>')
 
-    def legend(self, items: Sequence[tuple[str, str]], *, line: bool = False) -> None:
-        """Swatches at the top right: ``items`` is [(colour, label)]."""
+    def legend(self, items: Sequence[tuple[str, ...]], *, line: bool = False) -> None:
+        """Swatches at the top right: ``items`` is [(colour, label)] or, for lines,
+        [(colour, label, dasharray)]."""
         x = self.x1
-        for colour, label in reversed(items):
-            width = 7 * len(label) + 22
+        for colour, label, *dash in reversed(items):
+            width = 7 * len(label) + 26
             x -= width
             if line:
-                self.add(f'<line x1="{x}" x2="{x + 14}" y1="14" y2="14" stroke="{colour}" stroke-width="3"/>')
+                pattern = f' stroke-dasharray="{dash[0]}"' if dash and dash[0] else ""
+                self.add(f'<line x1="{x}" x2="{x + 18}" y1="14" y2="14" stroke="{colour}" stroke-width="3"{pattern}/>')
+                self.add(f'<text x="{x + 22}" y="18" font-size="11" fill="{INK}">{esc(label)}</text>')
             else:
                 self.add(f'<rect x="{x}" y="8" width="12" height="12" rx="2" fill="{colour}"/>')
-            self.add(f'<text x="{x + 17}" y="18" font-size="11" fill="{INK}">{esc(label)}</text>')
+                self.add(f'<text x="{x + 17}" y="18" font-size="11" fill="{INK}">{esc(label)}</text>')
 
     def svg(self, aria: str) -> str:
         body = "".join(self.parts)
@@ -319,7 +322,7 @@ class Line:
 
 
 def lines(series: Sequence[Line], *, title: str, xlabel: str, ylabel: str, x_labels: Sequence[str],
-          legend: Sequence[tuple[str, str]] = (), width: int = 560, height: int = 320) -> str:
+          legend: Sequence[tuple[str, ...]] = (), width: int = 560, height: int = 320) -> str:
     """Line series over the same x positions 0..len(x_labels)-1 (NaN points break a line)."""
     allv = np.concatenate([np.asarray(s.ys, dtype=float) for s in series]) if series else np.array([])
     allv = allv[np.isfinite(allv)]
@@ -356,34 +359,41 @@ def lines(series: Sequence[Line], *, title: str, xlabel: str, ylabel: str, x_lab
     return f.svg(title)
 
 
-def cluster_bars(sizes: np.ndarray, kept: np.ndarray, labels: Sequence[str], *, title: str,
+def cluster_bars(sizes: np.ndarray, kept: np.ndarray | None, labels: Sequence[str], *, title: str,
                  width: int = 1100, height: int = 300) -> str:
-    """One stacked bar per cluster (kept at the bottom), largest cluster first, with the keep
-    rate of each cluster as a dot on a right-hand 0-100 % axis."""
+    """One bar per cluster, largest first. With ``kept`` (no selection: None) the bars are stacked
+    (kept at the bottom) and the keep rate of each cluster is marked on a right-hand 0-100 % axis."""
     order = np.argsort(-sizes, kind="stable")
-    sizes, kept = sizes[order], kept[order]
+    sizes = sizes[order]
+    kept = None if kept is None else kept[order]
     labels = [labels[i] for i in order]
     m = len(sizes)
     f = Frame(width, height, left=58, right=58)
     ys = Scale(0, max(1, int(sizes.max())) * 1.08, f.y0, f.y1)
-    rs = Scale(0, 1, f.y0, f.y1)
     f.title(title)
     f.y_axis(ys, "examples")
     band = (f.x1 - f.x0) / max(1, m)
     gap = min(2.0, band * 0.2)
-    rate = np.divide(kept, sizes, out=np.zeros(m), where=sizes > 0)
     for i in range(m):
-        x = f.x0 + i * band + gap / 2
-        w = max(0.6, band - gap)
-        tip = f"<title>cluster {esc(labels[i])}: {int(kept[i]):,} of {int(sizes[i]):,} kept ({rate[i]:.0%})</title>"
-        y_all, y_kept = ys(sizes[i]), ys(kept[i])
-        f.add(f'<g>{tip}<rect x="{_n(x)}" y="{_n(y_all)}" width="{_n(w)}" height="{_n(y_kept - y_all)}" '
-              f'fill="{DROPPED}"/><rect x="{_n(x)}" y="{_n(y_kept)}" width="{_n(w)}" '
-              f'height="{_n(f.y0 - y_kept)}" fill="{KEPT}"/></g>')
-    d = "".join(f"M{_n(f.x0 + (i + 0.5) * band)} {_n(rs(rate[i]))}h0" for i in range(m))
-    f.add(f'<path d="{d}" stroke="{INK}" stroke-width="{6 if band > 6 else 3}" stroke-linecap="round" '
-          f'fill="none"/>')
-    f.y_axis(rs, "keep rate", right=True, grid=False, tick_format=lambda t: f"{t:.0%}")
+        x, w = _n(f.x0 + i * band + gap / 2), _n(max(0.6, band - gap))
+        y_all = ys(sizes[i])
+        if kept is None:
+            f.add(f'<rect x="{x}" y="{_n(y_all)}" width="{w}" height="{_n(f.y0 - y_all)}" fill="{NEUTRAL}">'
+                  f'<title>cluster {esc(labels[i])}: {int(sizes[i]):,} examples</title></rect>')
+            continue
+        rate = kept[i] / sizes[i] if sizes[i] else 0.0
+        y_kept = ys(kept[i])
+        f.add(f'<g><title>cluster {esc(labels[i])}: {int(kept[i]):,} of {int(sizes[i]):,} kept ({rate:.0%})</title>'
+              f'<rect x="{x}" y="{_n(y_all)}" width="{w}" height="{_n(y_kept - y_all)}" fill="{DROPPED}"/>'
+              f'<rect x="{x}" y="{_n(y_kept)}" width="{w}" height="{_n(f.y0 - y_kept)}" fill="{KEPT}"/></g>')
+    if kept is not None:
+        rs = Scale(0, 1, f.y0, f.y1)
+        rate = np.divide(kept, sizes, out=np.zeros(m), where=sizes > 0)
+        tick = max(3.0, min(band * 0.7, 26.0))
+        d = "".join(f"M{_n(f.x0 + (i + 0.5) * band - tick / 2)} {_n(rs(rate[i]))}h{_n(tick)}" for i in range(m))
+        f.add(f'<path d="{d}" stroke="{INK}" stroke-width="3" stroke-linecap="round" fill="none"/>')
+        f.y_axis(rs, "keep rate", right=True, grid=False, tick_format=lambda t: f"{t:.0%}")
+        f.legend([(KEPT, "kept"), (DROPPED, "dropped"), (INK, "keep rate")])
     step = max(1, math.ceil(m / 25))
     for i in range(0, m, step):
         f.add(f'<text x="{_n(f.x0 + (i + 0.5) * band)}" y="{f.y0 + 14}" font-size="10" fill="{MUTED}" '
@@ -391,7 +401,6 @@ def cluster_bars(sizes: np.ndarray, kept: np.ndarray, labels: Sequence[str], *, 
     f.add(f'<line x1="{f.x0}" x2="{f.x1}" y1="{f.y0}" y2="{f.y0}" stroke="{AXIS}"/>')
     f.add(f'<text x="{(f.x0 + f.x1) / 2:.0f}" y="{f.h - 8}" font-size="11.5" fill="{INK}" '
           f'text-anchor="middle">cluster (largest first)</text>')
-    f.legend([(KEPT, "kept"), (DROPPED, "dropped"), (INK, "keep rate")])
     return f.svg(title)
 
 

@@ -1,6 +1,9 @@
 """The run as a person looks at it: ``RUN/report.html`` and ``proxysel explain``.
 
->>> from proxysel.report import write_report, explain  # doctest: +SKIP
+The package is ``reporting``, not ``report``: importing a subpackage ``proxysel.report`` would
+replace the public function ``proxysel.report()`` with the module.
+
+>>> from proxysel.reporting import write_report, explain  # doctest: +SKIP
 >>> write_report("runs/r1")            # -> Path("runs/r1/report.html")
 >>> print(explain("runs/r1", "ex0007"))
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxysel.report.explain import explain
+from proxysel.reporting.explain import explain
 
 __all__ = ["REPORT", "explain", "write_report"]
 
@@ -28,8 +31,8 @@ def write_report(run_dir: str | Path, *, selection: str | None = None, data: str
     The run folder is locked while the page is built (the page lives in the run folder); a caller
     that already holds it open (``Run.open``) can call ``render(load_run(...))`` itself.
     """
-    from proxysel.report.html import render
-    from proxysel.report.load import check_run_dir, load_run
+    from proxysel.reporting.html import render
+    from proxysel.reporting.load import check_run_dir, load_run
     from proxysel.store import Run, atomic_write_text
 
     path = check_run_dir(run_dir)
