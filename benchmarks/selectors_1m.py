@@ -206,8 +206,10 @@ def density_accuracy(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="examples in the synthetic pool")
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES))
-    parser.add_argument("--write-results", action="store_true", help="append a section to benchmarks/RESULTS.md")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help="comma-separated subset of " + ",".join(CASES))
+    parser.add_argument("--write-results", action="store_true",
+                        help="append a section to benchmarks/RESULTS.md")
     parser.add_argument("--run-case", help=argparse.SUPPRESS)
     parser.add_argument("--density-accuracy", action="store_true",
                         help="measure the density sketch's accuracy against the exact kernel sum")

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 SIGNALS = ("loss", "ifd", "ask_llm", "embedding", "density")
 #: signal -> module that registers it
 _SIGNAL_MODULES = {"loss": "loss", "ifd": "ifd", "ask_llm": "ask_llm", "embedding": "embedding",
-                   "density": "density"}
+                   "density": "density_stage"}
 
 
 def _signals(signals: str | Sequence[str]) -> list[str]:
@@ -154,6 +154,35 @@ def train_proxy(data: str | Path, *, out: str | Path, model: str = "smollm2-135m
                               lp_epoch=lp_epoch, keep_checkpoints=keep_checkpoints, shard_size=shard_size,
                               trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, device=device)
     return Path(out)
+
+
+def run(config: str | Path | Any, overrides: Sequence[str] = (), *, overwrite: bool = False) -> Path:
+    """Run the whole pipeline of a config file (or a ``proxysel.config.RunConfig``); returns the run folder.
+
+    config:    a YAML file (read with ``yaml.safe_load``; see ``configs/`` and docs/cli.md) or a
+               RunConfig built in code.
+    overrides: dotted ``field=value`` strings applied on top, typed by the field they name
+               (``["select.budget=0.2", "train_proxy.model=gemma3-270m"]``).
+    overwrite: also replace stages that other commands left in the folder with other parameters.
+
+    Steps: train-proxy, score, every selection, report (``proxysel.pipeline``). Rerunning resumes;
+    a changed section recomputes that step and the steps after it, nothing else. The resolved
+    config is saved as ``RUN/config.yaml`` and in the manifest. Bad configs raise ConfigError
+    (exit code 2) naming the dotted field.
+
+    >>> proxysel.run("configs/lp_app.yaml", ["select.budget=0.2"])  # doctest: +SKIP
+    PosixPath('runs/lp_app')
+    """
+    from proxysel.config import RunConfig, apply_overrides, config_from_dict, config_to_dict, load_config
+    from proxysel.pipeline import check_overrides, run_pipeline
+
+    overrides = check_overrides(overrides)
+    if isinstance(config, RunConfig):
+        cfg = config_from_dict(apply_overrides(config_to_dict(config), overrides)) if overrides else config
+        source = None
+    else:
+        cfg, source = load_config(config, overrides), str(config)
+    return run_pipeline(cfg, source=source, overwrite=overwrite).out
 
 
 def report(run_dir: str | Path, *, selection: str | None = None, data: str | Path | None = None,

@@ -135,3 +135,13 @@ def test_faiss_backend_missing_says_how_to_install(monkeypatch):
         kmeans(x, 3, seed=0, backend="faiss")
     # the default never needs it
     assert kmeans(x, 3, seed=0).shape == (100,)
+
+
+def test_numpy_backend_does_not_depend_on_the_thread_count():
+    from threadpoolctl import threadpool_limits
+
+    x, _ = blobs(n=5000, k=25, d=32, spread=2.0)
+    default = kmeans(x, 25, seed=3)
+    with threadpool_limits(limits=1):
+        single = kmeans(x, 25, seed=3)
+    assert np.array_equal(default, single)

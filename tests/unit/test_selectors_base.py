@@ -28,7 +28,7 @@ def test_resolve_budget(budget, n, expected):
 
 @pytest.mark.parametrize("budget", [0, 0.0, -1, -0.5, 2.5, float("nan"), float("inf"), True, "0.1", None])
 def test_resolve_budget_rejects(budget):
-    with pytest.raises(ValueError, match=r"budget must be a fraction in \(0, 1\) or an integer count >= 1, got"):
+    with pytest.raises(ValueError, match=r"budget must be a fraction in \(0, 1\) or an integer count >= 1"):
         resolve_budget(budget, 100)
 
 
@@ -121,6 +121,19 @@ def test_score_table_from_arrow_round_trip():
     out = sel.to_arrow()
     assert out.column_names == ["id", "selected", "rank", "cluster", "reason"]
     assert out.column("selected").to_pylist() == [True, False]
+
+
+def test_score_table_from_arrow_list_columns():
+    pa = pytest.importorskip("pyarrow")
+    arrow = pa.table({"id": ["x", "y", "z"],
+                      "ppl_epoch": pa.array([[4.0, 2.0], None, [3.0, None]], pa.list_(pa.float64())),
+                      "embedding": pa.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], pa.list_(pa.float32(), 2))})
+    t = ScoreTable.from_arrow(arrow)
+    np.testing.assert_array_equal(t.column("ppl_epoch"), [[4.0, 2.0], [np.nan, np.nan], [3.0, np.nan]])
+    assert t.column("embedding").shape == (3, 2)
+    ragged = pa.table({"id": ["x", "y"], "trajectory": [[1.0, 2.0], [1.0]]})
+    with pytest.raises(ValueError, match="list column 'trajectory' has rows of different lengths"):
+        ScoreTable.from_arrow(ragged)
 
 
 def test_selection_helpers():

@@ -181,7 +181,7 @@ def test_ifd_drops_at_or_above_one_then_highest():
 
 
 def test_ifd_too_few_left_is_an_error_or_kept_short():
-    with pytest.raises(ValueError, match=r"budget 7 is larger than the 6 candidates .*3 dropped with ifd >= 1"):
+    with pytest.raises(ValueError, match=r"budget 7 is larger than the 6 candidates .*3 dropped with ifd"):
         get_selector("ifd")().select(table(ifd=IFD), 7)
     sel = get_selector("ifd")(on_short="keep").select(table(ifd=IFD), 7)
     assert ids_of(sel) == ["a", "c", "d", "g", "h", "i"]
@@ -231,3 +231,25 @@ def test_density_with_replacement_counts_draws():
 def test_density_rejects_non_positive_scores():
     with pytest.raises(ValueError, match="scores must be > 0"):
         get_selector("density")().select(table(density=np.zeros(10)), 2)
+
+
+def test_cluster_column_with_missing_labels():
+    cluster = CLUSTER.astype(float)
+    cluster[9] = np.nan  # j: a parquet null
+    lp = LP.copy()
+    with pytest.raises(ValueError, match="no label .* for 1 candidate rows"):
+        get_selector("lp")().select(ScoreTable(ids=IDS, columns={"lp": lp, "cluster": cluster}), 3)
+    lp[9] = np.nan  # j is not a candidate anyway: fine, and reported as cluster -1
+    sel = get_selector("lp")().select(ScoreTable(ids=IDS, columns={"lp": lp, "cluster": cluster}), 3)
+    assert sel.cluster[9] == -1 and ids_of(sel) == ["b", "e", "h"]
+
+
+def test_clusters_without_within_clusters_is_an_error():
+    with pytest.raises(ValueError, match="only applies with within_clusters=True"):
+        get_selector("top")(clusters=5)
+
+
+def test_two_dimensional_signal_is_an_error():
+    t = ScoreTable(ids=IDS, columns={"trajectory": np.ones((10, 3))})
+    with pytest.raises(ValueError, match="must be 1-D"):
+        get_selector("top")(signal="trajectory").select(t, 2)

@@ -21,44 +21,57 @@ COMMANDS = {
     "demo": "demo",
     "report": "report",
     "explain": "explain",
+    "run": "run",
 }
+
+
+def _add_verbosity(p: argparse.ArgumentParser, default: object) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="no progress bars and no info messages on the terminal, only warnings and errors "
+                        "(RUN/logs/ still gets everything)")
+    p.add_argument("-v", "--verbose", action="store_true", default=default, help="debug messages")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="proxysel", description="Select LLM training data with a small proxy model.")
     parser.add_argument("--version", action="version", version=f"proxysel {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only warnings and errors")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_verbosity(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
         importlib.import_module(f"proxysel.cli.{module}").add_parser(sub)
+    # -q/-v also after the command (`proxysel demo -q`); SUPPRESS keeps a global -q from being reset.
+    for p in sub.choices.values():
+        _add_verbosity(p, argparse.SUPPRESS)
     return parser
 
 
-class _ExitCode2Parser(argparse.ArgumentParser):
-    pass
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    from proxysel import logs
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse exits with code 2 on usage errors
-    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if args.quiet:
-        import os
-
-        os.environ["PROXYSEL_QUIET"] = "1"
-    for noisy in ("transformers", "sentence_transformers", "huggingface_hub", "urllib3", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    try:
-        return int(args.func(args) or 0)
-    except ProxyselError as e:
-        print(f"proxysel: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("proxysel: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    if args.quiet and args.verbose:
+        parser.error("--quiet and --verbose exclude each other")
+    logs.configure(quiet=args.quiet, verbose=args.verbose)
+    log = logging.getLogger("proxysel.cli")
+    with logs.session(args.command, argv, verbose=args.verbose):
+        try:
+            code = int(args.func(args) or 0)
+            log.info("%s: done (exit code %d)", args.command, code)
+            return code
+        except ProxyselError as e:
+            logs.log_error(log, f"{args.command}: {e} (exit code {e.exit_code})")
+            print(f"proxysel: error: {e}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt:
+            logs.log_error(log, f"{args.command}: interrupted")
+            print("proxysel: interrupted; rerun the same command to resume", file=sys.stderr)
+            return 130
+        except Exception:
+            logs.log_error(log, f"{args.command}: unexpected error", exc_info=True)
+            raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -176,7 +176,7 @@ class ScoreTable:
             col = table.column(name).combine_chunks()
             if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) \
                     or pa.types.is_fixed_size_list(col.type):
-                columns[name] = np.asarray(col.to_pylist(), dtype=np.float64)
+                columns[name] = _list_column(name, col)
             elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
                 columns[name] = np.asarray(col.to_pylist(), dtype=object)
             elif pa.types.is_floating(col.type):
@@ -184,6 +184,24 @@ class ScoreTable:
             else:
                 columns[name] = col.to_numpy(zero_copy_only=False)
         return cls(ids=ids, columns=columns)
+
+
+def _list_column(name: str, col: Any) -> np.ndarray:
+    """A pyarrow list column of equal-length float lists as float64 (n, length); null -> NaN row."""
+    import pyarrow.compute as pc
+
+    n = len(col)
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+    valid = ~np.isnan(lengths) if lengths.dtype.kind == "f" else np.ones(n, dtype=bool)
+    widths = np.unique(lengths[valid]).astype(np.int64)
+    if len(widths) > 1:
+        raise ValueError(f"score table: list column '{name}' has rows of different lengths "
+                         f"({', '.join(map(str, widths[:5]))})")
+    width = int(widths[0]) if len(widths) else 0
+    flat = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.float64)
+    out = np.full((n, width), np.nan)
+    out[valid] = flat.reshape(-1, width) if width else flat.reshape(0, 0)
+    return out
 
 
 @dataclass
@@ -354,6 +372,22 @@ class Selector:
                          count=count, notes=notes)
 
 
+def cluster_column(table: ScoreTable) -> np.ndarray:
+    """The ``cluster`` column as int64 (n,), -1 where missing (NaN, as a parquet null reads)."""
+    col = np.asarray(table.column("cluster"))
+    if col.ndim != 1 or col.dtype.kind not in "iuf":
+        raise ValueError(f"column 'cluster' must hold integer labels, got dtype {col.dtype}, "
+                         f"shape {col.shape}")
+    if col.dtype.kind == "f":
+        known = np.isfinite(col)
+        if (col[known] != np.round(col[known])).any():
+            raise ValueError("column 'cluster' holds non-integer labels")
+        out = np.full(col.shape[0], -1, dtype=np.int64)
+        out[known] = col[known].astype(np.int64)
+        return out
+    return col.astype(np.int64)
+
+
 class ClusterMixin:
     """Cluster labels for the candidates: k-means on a feature column, or the ``cluster`` column."""
 
@@ -370,12 +404,12 @@ class ClusterMixin:
                 raise ValueError(
                     f"{self.name}: the score table has no 'cluster' column; pass clusters=K to "
                     f"run k-means with K clusters on the '{self.cluster_features}' column")
-            labels = np.asarray(table.columns["cluster"])[rows]
-            if labels.dtype.kind not in "iu":
-                raise ValueError(f"{self.name}: column 'cluster' must hold integers, got {labels.dtype}")
-            if len(labels) and labels.min() < 0:
-                raise ValueError(f"{self.name}: column 'cluster' holds negative labels")
-            return labels.astype(np.int64)
+            labels = cluster_column(table)[rows]
+            missing = int((labels < 0).sum())
+            if missing:
+                raise ValueError(f"{self.name}: column 'cluster' has no label (missing or negative) "
+                                 f"for {missing} candidate rows")
+            return labels
         return self._kmeans(table, rows, self.clusters, rng, notes)
 
     def _kmeans(self, table: ScoreTable, rows: np.ndarray, k: int, rng: np.random.Generator,
@@ -433,6 +467,8 @@ class RankingSelector(ClusterMixin, Selector):
                                           or not isinstance(self.clusters, (int, np.integer))
                                           or self.clusters < 1):
             raise ValueError(f"clusters must be None or an integer >= 1, got {self.clusters!r}")
+        if self.clusters is not None and not self.within_clusters:
+            raise ValueError(f"clusters={self.clusters} only applies with within_clusters=True")
 
     def required_columns(self) -> tuple[str, ...]:
         cols = (self.signal,) if self.signal else ()
@@ -467,14 +503,20 @@ class RankingSelector(ClusterMixin, Selector):
         rows = np.flatnonzero(candidates)
         notes: list[str] = []
         k = self._resolve(table, budget, len(rows), notes)
-        values = table.column(self.signal)[rows].astype(np.float64) if self.signal else None
+        values = None
+        if self.signal:
+            column = table.column(self.signal)
+            if column.ndim != 1:
+                raise ValueError(f"{self.name}: signal column '{self.signal}' must be 1-D, got "
+                                 f"shape {column.shape}")
+            values = column[rows].astype(np.float64)
 
         n = table.n
         cluster = np.full(n, -1, dtype=np.int64)
         if self.within_clusters:
             labels = self._cluster_labels(table, rows, cluster_rng, notes)
             if self.clusters is None:
-                cluster[:] = np.asarray(table.columns["cluster"], dtype=np.int64)
+                cluster[:] = cluster_column(table)
             cluster[rows] = labels
             group_ids, group_of = np.unique(labels, return_inverse=True)
         else:

@@ -41,7 +41,8 @@ def get_selector(name: str) -> type:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown selector '{name}'; available: {', '.join(available_selectors())}") from None
+        known = ", ".join(available_selectors())
+        raise ValueError(f"unknown selector '{name}'; available: {known}") from None
 
 
 def available_selectors() -> list[str]:

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from proxysel.selectors.base import ClusterMixin, ScoreTable, Selection, Selector, split_rngs
+from proxysel.selectors.base import (ClusterMixin, ScoreTable, Selection, Selector, cluster_column,
+                                     split_rngs)
 from proxysel.selectors.registry import register_selector
 
 
@@ -65,7 +66,7 @@ class S2LSelector(ClusterMixin, Selector):
         cluster_rng, rng = split_rngs(seed)
         candidates, reason = self._candidates(table, self.required_columns())
         if self.clusters is None:
-            table.column("cluster")  # fail early, naming the columns there are
+            cluster_column(table)  # fail early, naming the columns there are
         rows = np.flatnonzero(candidates)
         notes: list[str] = []
         k = self._budget(budget, table, len(rows))
@@ -73,7 +74,7 @@ class S2LSelector(ClusterMixin, Selector):
         n = table.n
         out = _Outcome(n)
         if self.clusters is None:
-            out.cluster[:] = np.asarray(table.columns["cluster"], dtype=np.int64)
+            out.cluster[:] = cluster_column(table)
 
         if self.stratify is None:
             strata = [("", rows)]
@@ -100,10 +101,10 @@ class S2LSelector(ClusterMixin, Selector):
                 labels = labels + label_offset
                 label_offset = int(labels.max()) + 1
             out.cluster[members] = labels
-            self._sample_clusters(members, labels, quota, rng, out, reason, prefix, notes)
-            remaining -= quota
+            self._sample_clusters(members, labels, quota, rng, out, reason, prefix)
+            remaining -= int(out.selected[members].sum())
 
-        if remaining:  # unreachable by the arithmetic above; kept so the budget always holds
+        if remaining:  # not reached by the official arithmetic (checked by brute force); a guard
             spare = np.flatnonzero(candidates & ~out.selected)
             extra = rng.permutation(spare)[:remaining]
             out.selected[extra] = True
@@ -113,8 +114,8 @@ class S2LSelector(ClusterMixin, Selector):
         return self._selection(table, out.selected, out.rank, out.cluster, reason, k, notes)
 
     def _sample_clusters(self, members: np.ndarray, labels: np.ndarray, n: int,
-                         rng: np.random.Generator, out: "_Outcome", reason: list[str], prefix: str,
-                         notes: list[str]) -> None:
+                         rng: np.random.Generator, out: "_Outcome", reason: list[str],
+                         prefix: str) -> None:
         """The official ``faiss_kmeans_selection`` after clustering: ``n`` rows of ``members``."""
         uniq, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
         by_label = np.argsort(inverse, kind="stable")
@@ -143,18 +144,19 @@ class S2LSelector(ClusterMixin, Selector):
                     reason[i] = (f"{prefix}cluster {uniq[c]} ({size} rows <= quota {quota}): "
                                  f"taken whole, kept")
 
-        small = [c for c in range(len(uniq)) if counts[c] <= self.set_aside]
-        pool = np.sort(np.concatenate([rows_of(c) for c in small])) if small else members[:0]
-        label_of = dict(zip(members.tolist(), labels.tolist()))
-        if n > len(pool):  # cannot happen when n <= len(members); guards a custom set_aside
-            notes.append(f"{n - len(pool)} rows were short after the set-aside clusters")
-        drawn = rng.permutation(pool) if n > 0 else pool
-        out.rank[drawn] = np.arange(1, len(drawn) + 1) if n > 0 else -1
-        out.selected[drawn[:n]] = True
-        for r, i in enumerate(drawn.tolist()):
-            head = f"{prefix}cluster {label_of[i]} (<= {self.set_aside} rows, set aside): "
+        # The set-aside pool: positions (in ``members``) of every row of a cluster of <= set_aside.
+        small = counts[inverse] <= self.set_aside
+        pool_pos = np.flatnonzero(small)
+        if n > 0:
+            pool_pos = rng.permutation(pool_pos)
+            out.rank[members[pool_pos]] = np.arange(1, len(pool_pos) + 1)
+            out.selected[members[pool_pos[:n]]] = True
+        pool_labels = labels[pool_pos].tolist()
+        for r, (i, label) in enumerate(zip(members[pool_pos].tolist(), pool_labels)):
+            head = f"{prefix}cluster {label} (<= {self.set_aside} rows, set aside): "
             if n > 0:
-                reason[i] = head + f"remainder draw {r + 1} of {len(pool)}, {'kept' if r < n else 'dropped'}"
+                reason[i] = head + (f"remainder draw {r + 1} of {len(pool_pos)}, "
+                                    f"{'kept' if r < n else 'dropped'}")
             else:
                 reason[i] = head + "no remainder, dropped"
 

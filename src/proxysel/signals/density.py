@@ -13,13 +13,14 @@ c >> r. A point counts itself, so every score is at least 1/N.
 The ``density`` selector samples with probability proportional to 1/score (inverse propensity),
 which favours examples from sparse regions of the embedding space.
 
-Defaults, measured (benchmarks/RESULTS.md, "Density sketch"): ``r`` is in embedding units and
-suits unit-norm embeddings such as all-MiniLM-L6-v2's; for them a hash spans a few dozen buckets,
-so ``B`` = 16384 never folds two occupied buckets together. ``R`` trades time for variance: on
-8,000 MiniLM embeddings of ShareGPT the median relative error against the exact kernel sum is
-2.3% / 1.7% / 1.2% at R = 128 / 256 / 512, at about 8 / 16 / 30 s for 1M x 384 on 2 cores.
-Note that this kernel has heavy tails (about 0.4 r / c), so on real embeddings the density is
-nearly flat except around near-duplicates, which it singles out clearly.
+Defaults, measured (benchmarks/RESULTS.md, "Density sketch: R trade-off"): ``r`` is in
+embedding units and suits unit-norm embeddings such as all-MiniLM-L6-v2's; a hash of those spans
+a few dozen buckets, so ``B`` = 16384 never folds two occupied buckets together. ``R`` trades
+time for variance: on 8,000 MiniLM embeddings of ShareGPT the median relative error against the
+exact kernel sum is 2.3% / 1.7% / 1.2% at R = 128 / 256 / 512, at about 8 / 16 / 30 s for
+1M x 384 on 2 cores. This kernel has heavy tails (about 0.4 r / c), so on real embeddings the
+density is nearly flat (1st to 99th percentile within 9%) except around near-duplicates, which
+it singles out clearly.
 """
 
 from __future__ import annotations

@@ -323,6 +323,9 @@ class Run:
         self._write_manifest()  # first, so that a folder with our subfolders is always a run folder
         for sub in ("stages", "selections", "logs"):
             (self.path / sub).mkdir(exist_ok=True)
+        from proxysel.logs import attach_run
+
+        attach_run(self.path)  # RUN/logs/<stamp>-<command>.log while a command's log session is active
 
     def _remove_leftovers(self) -> None:
         """Delete temp files and half-removed stages left by killed processes (we hold the lock)."""
