@@ -12,9 +12,6 @@ from pathlib import Path
 
 import pytest
 
-CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
-          "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
-
 CORPUS = [
     "What is two plus two? Two plus two is four.",
     "Name a colour. Blue is a colour, and so is red.",
@@ -29,30 +26,10 @@ CORPUS = [
 def build_tiny_model(path: Path, *, chat_template: bool = True, seed: int = 0, hidden: int = 16,
                      layers: int = 2) -> Path:
     """Write a random-init LlamaForCausalLM + fast tokenizer to ``path`` and return it."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from proxysel.models.scratch import build_llama, build_tokenizer
 
-    specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
-    tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tk.train_from_iterator(CORPUS, trainer=trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|pad|>",
-                                  bos_token="<|im_start|>")
-    if chat_template:
-        tok.chat_template = CHATML
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
-                      num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
-                      max_position_embeddings=1024, tie_word_embeddings=True,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
-    model = LlamaForCausalLM(cfg)
-    model.save_pretrained(path, safe_serialization=True)
-    tok.save_pretrained(path)
-    return path
+    tok = build_tokenizer(CORPUS, vocab_size=400, chat_template=chat_template, split_digits=False)
+    return build_llama(tok, path, hidden=hidden, layers=layers, heads=2, intermediate=2 * hidden, seed=seed)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ The result equals ``model(input_ids, labels=labels).loss`` at batch size 1 (test
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -20,6 +21,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from proxysel.models.render import IGNORE, Encoded
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -138,23 +141,62 @@ def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_t
         device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    remaining = todo
+    budget = batch_tokens
     try:
         with torch.inference_mode():
-            for batch in plan_batches([n_tok[i] for i in todo], batch_tokens):
-                idx = [todo[b] for b in batch]
-                ids, att, tgt = collate([encoded[i] for i in idx], pad_id, device)
-                losses, rows = batch_token_losses(model, ids, att, tgt)
-                sums = torch.zeros(len(idx), dtype=torch.float64, device=losses.device)
-                sums.index_add_(0, rows, losses.double())
-                counts = torch.bincount(rows, minlength=len(idx)).double()
-                loss[idx] = (sums / counts).cpu().numpy()
-                if on_batch is not None:
-                    on_batch(len(idx), int(att.sum()))
+            while remaining:
+                padded = budget
+                try:
+                    for batch in plan_batches([n_tok[i] for i in remaining], budget):
+                        idx = [remaining[b] for b in batch]
+                        padded = len(idx) * max(int(n_tok[i]) for i in idx)
+                        ids, att, tgt = collate([encoded[i] for i in idx], pad_id, device)
+                        losses, rows = batch_token_losses(model, ids, att, tgt)
+                        sums = torch.zeros(len(idx), dtype=torch.float64, device=losses.device)
+                        sums.index_add_(0, rows, losses.double())
+                        counts = torch.bincount(rows, minlength=len(idx)).double()
+                        loss[idx] = (sums / counts).cpu().numpy()
+                        if on_batch is not None:
+                            on_batch(len(idx), int(att.sum()))
+                    remaining = []
+                except (MemoryError, RuntimeError) as e:
+                    if not is_out_of_memory(e) or budget <= 1:
+                        raise
+                    # Halve the padded size of the batch that failed and redo what is left; batches
+                    # that finished keep their numbers. A single example that does not fit raises.
+                    remaining = [i for i in remaining if np.isnan(loss[i])]
+                    longest = max(int(n_tok[i]) for i in remaining)
+                    if padded <= longest:
+                        raise
+                    budget = max(min(budget, padded) // 2, longest)
+                    log.warning("out of memory in a scoring batch; retrying with --batch-tokens %d", budget)
+                    _free_accelerator_memory()
             if on_batch is not None and trunc.any():
                 on_batch(int(trunc.sum()), 0)
     finally:
         model.train(was_training)
     return LossResult(loss, n_tok, n_resp, trunc)
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """True for CUDA/MPS out-of-memory errors and a CPU MemoryError."""
+    if isinstance(e, MemoryError):
+        return True
+    return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
+
+
+def _free_accelerator_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
 
 
 def safe_exp(x: float) -> float:

@@ -132,3 +132,42 @@ def test_plan_batches_respects_token_budget():
     for b in batches:
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 128
     assert batches[0] == [1]  # longest first, alone (2 x 100 > 128)
+
+
+def test_out_of_memory_halves_the_token_budget_and_retries(tmp_path, tiny_model_dir, monkeypatch, caplog):
+    import proxysel.engine as engine
+
+    lm = load_causal_lm(str(tiny_model_dir))
+    records = [r for rs in RECORDS.values() for r in rs]
+    enc = [Renderer(lm.tokenizer).encode(e) for e in _pool(tmp_path, records).examples]
+    ref = score_losses(lm.model, enc, pad_id=lm.tokenizer.pad_token_id, batch_tokens=1)  # one per batch
+    real = engine.batch_token_losses
+    failed, done = [], []
+
+    def flaky(model, ids, att, tgt, **kw):
+        if ids.shape[0] > 2:  # "memory" fits at most two examples per batch
+            failed.append(ids.shape[0])
+            raise MemoryError("injected")
+        done.append(ids.shape[0])
+        return real(model, ids, att, tgt, **kw)
+
+    monkeypatch.setattr(engine, "batch_token_losses", flaky)
+    res = engine.score_losses(lm.model, enc, pad_id=lm.tokenizer.pad_token_id, batch_tokens=100_000)
+    np.testing.assert_allclose(res.loss, ref.loss, atol=1e-5)
+    assert failed[0] == len(enc) and len(failed) <= 3  # halving, not one retry per example
+    assert sum(done) == len(enc)  # every example scored exactly once
+    assert "out of memory" in caplog.text
+
+
+def test_out_of_memory_of_a_single_example_is_raised(tmp_path, tiny_model_dir, monkeypatch):
+    import proxysel.engine as engine
+
+    lm = load_causal_lm(str(tiny_model_dir))
+    enc = [Renderer(lm.tokenizer).encode(e) for e in _pool(tmp_path, RECORDS["alpaca"]).examples]
+
+    def always(*a, **k):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(engine, "batch_token_losses", always)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        engine.score_losses(lm.model, enc, pad_id=lm.tokenizer.pad_token_id, batch_tokens=64)
