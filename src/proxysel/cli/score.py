@@ -24,6 +24,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-tokens", type=int, default=8192,
                    help="padded tokens per batch (batch size x longest example; default 8192)")
     p.add_argument("--shard-size", type=int, default=256, help="examples per resumable shard (default 256)")
+    g = p.add_argument_group("scale-out (docs/scale.md)")
+    g.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local (default): this process; ray: a Ray Data pipeline, one model per actor "
+                        "(pip install 'proxysel[ray]'). Same results either way")
+    g.add_argument("--ray-address", default=None,
+                   help="the Ray cluster to join: auto, ray://HEAD:10001 or HOST:PORT "
+                        "(default: $RAY_ADDRESS, else a new local cluster)")
+    g.add_argument("--ray-actors", type=int, default=None,
+                   help="scoring actors (default: one per GPU of the cluster, else one per --ray-cpus-per-actor CPUs)")
+    g.add_argument("--ray-cpus-per-actor", type=int, default=None,
+                   help="CPUs per actor, and torch threads of a CPU actor (default 1)")
     p.set_defaults(func=run)
 
 
@@ -37,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
                     batch_tokens=args.batch_tokens, dtype=args.dtype, template=args.template, limit=args.limit,
                     on_bad_record=args.on_bad_record, format=args.format, columns=args.columns,
                     dedupe=args.dedupe, shard_size=args.shard_size, overwrite=args.overwrite,
-                    trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle, device=args.device)
+                    trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle, device=args.device,
+                    backend=args.backend, ray_address=args.ray_address, ray_actors=args.ray_actors,
+                    ray_cpus_per_actor=args.ray_cpus_per_actor)
     print(f"scores: {out / 'scores.parquet'}")
     return 0

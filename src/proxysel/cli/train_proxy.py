@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from proxysel.cli.common import add_data_options, add_model_options, add_run_options
 
@@ -54,5 +55,6 @@ def run(args: argparse.Namespace) -> int:
         batch_tokens=args.batch_tokens, limit=args.limit, on_bad_record=args.on_bad_record, format=args.format,
         columns=args.columns, dedupe=args.dedupe, shard_size=args.shard_size, overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle, device=args.device)
-    print(f"scores: {out / 'scores.parquet'}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 wrote them
+        print(f"scores: {out / 'scores.parquet'}")
     return 0

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from proxysel.data.example import Pool
+from proxysel.dynamics.distributed import Dist, collect_by_id, rank_batches
 from proxysel.dynamics.schedule import Plan, make_plan
 from proxysel.dynamics.train import TrainConfig, autocast
 from proxysel.errors import UsageError
@@ -74,6 +75,19 @@ def _write_checkpoint(folder: Path, lm: Any, lora: bool) -> None:
         raise
 
 
+class _Quiet:
+    """The progress bar of ranks other than 0."""
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
 def _record_losses(stage: Any, record: int, n_parts: int) -> np.ndarray:
     """The stored losses of record ``record``: float64 (n_examples,) in pool order."""
     parts = [stage.read_shard(record * n_parts + j) for j in range(n_parts)]
@@ -84,13 +98,17 @@ def _record_losses(stage: Any, record: int, n_parts: int) -> np.ndarray:
 def run_train_proxy_stage(run: Any, pool: Pool, *, model: str, config: TrainConfig, max_length: int,
                           template: str, lp_epoch: int, keep_checkpoints: bool, shard_size: int,
                           trust_remote_code: bool = False, allow_pickle: bool = False,
-                          device: str | None = None) -> dict[str, Any]:
+                          device: str | None = None, dist: Dist | None = None) -> dict[str, Any]:
     """Train (or resume) the proxy into ``run``'s ``train-proxy`` stage and merge its columns.
 
     Writes to scores.parquet: ``n_tokens``, ``n_response_tokens``, ``truncated``, ``ppl_epoch``
     (list of n+1 floats P_0..P_n), ``trajectory`` (list of per-checkpoint losses; only with
     checkpoints > 0), ``lp`` and ``lp_app`` (for epoch ``lp_epoch``). NaN where truncated.
     Returns the stage's manifest entry.
+
+    dist: a data-parallel job (``dynamics.distributed``): every rank calls this with the same
+    arguments; rank 0 passes the open ``run``, the others None. Rank 0 returns the manifest
+    entry, the others {}.
     """
     from proxysel.models.loader import resolve_model_path
     from proxysel.signals.lp import lp, lp_app
@@ -98,16 +116,21 @@ def run_train_proxy_stage(run: Any, pool: Pool, *, model: str, config: TrainConf
     _, revision = resolve_model_path(model)
     fingerprint = {"data": pool.fingerprint, "model": model, "revision": revision, "max_length": max_length,
                    "template": template, "shard_size": shard_size, **dataclasses.asdict(config)}
-    stage = run.stage(STAGE, fingerprint)
+    dist = dist or Dist()
+    stage = dist.on_main(lambda: run.stage(STAGE, fingerprint))  # a fingerprint conflict stops every rank
+    stage_path, complete = dist.broadcast((str(stage.path), stage.complete) if dist.is_main else None)
     n = len(pool.examples)
     parts = shards(n, shard_size)
     ids = [e.id for e in pool.examples]
-    info: dict[str, Any] = dict(run.manifest["stages"].get(STAGE, {}))
+    info: dict[str, Any] = dict(run.manifest["stages"].get(STAGE, {})) if dist.is_main else {}
 
-    if not stage.complete:
+    if not complete:
         info.update(_train_stage(run, stage, pool, parts, model=model, config=config, max_length=max_length,
                                  template=template, keep_checkpoints=keep_checkpoints,
-                                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, device=device))
+                                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, device=device,
+                                 dist=dist, stage_path=Path(stage_path)))
+    if not dist.is_main:
+        return {}
     plan_info = info["plan"]
     pass_steps, checkpoints, epoch_ends = plan_info["pass_steps"], plan_info["checkpoints"], plan_info["epoch_ends"]
 
@@ -150,7 +173,7 @@ def run_train_proxy_stage(run: Any, pool: Pool, *, model: str, config: TrainConf
 
 def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, model: str, config: TrainConfig,
                  max_length: int, template: str, keep_checkpoints: bool, trust_remote_code: bool,
-                 allow_pickle: bool, device: str | None) -> dict[str, Any]:
+                 allow_pickle: bool, device: str | None, dist: Dist, stage_path: Path) -> dict[str, Any]:
     from proxysel.dynamics.train import add_lora, train
     from proxysel.engine import score_losses
     from proxysel.models.loader import load_causal_lm
@@ -158,7 +181,7 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, model:
     from proxysel.progress import Progress
 
     # Weights stay float32 in both modes: bfloat16 means autocast (see dynamics.train).
-    lm = load_causal_lm(model, dtype="float32", device=device or "cpu", trust_remote_code=trust_remote_code,
+    lm = load_causal_lm(model, dtype="float32", device=dist.device(device) or "cpu", trust_remote_code=trust_remote_code,
                         allow_pickle=allow_pickle)
     if config.lora:
         add_lora(lm.model, config)
@@ -189,31 +212,62 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, model:
                          np.array([e.truncated for e in sub], dtype=bool))
         stage.write_shard(record * n_parts + part, loss_table([ids[i] for i in idx], res))
 
+    def part_losses(idx: range, bar: Any) -> np.ndarray | None:
+        """The losses of the examples ``idx`` with the current weights (on rank 0; None elsewhere)."""
+        sub = [encoded[i] for i in idx]
+        if dist.world == 1:
+            return score_losses(lm.model, sub, pad_id=pad_id, batch_tokens=config.batch_tokens,
+                                on_batch=lambda m, t: bar.update(m, t)).loss
+        mine_ids: list[str] = []
+        mine: list[float] = []
+        for batch in rank_batches(sub, config.batch_tokens, dist.rank, dist.world):
+            res = score_losses(lm.model, [sub[b] for b in batch], pad_id=pad_id, batch_tokens=config.batch_tokens)
+            mine_ids += [ids[idx[b]] for b in batch]
+            mine += res.loss.tolist()
+        gathered = dist.gather((mine_ids, mine))
+        bar.update(len(idx))
+        if not dist.is_main:
+            return None
+        return np.asarray(collect_by_id([ids[i] for i in idx], [e.truncated for e in sub], gathered))
+
     def evaluate(step: int) -> None:
         record = pass_index[step]
-        todo = [j for j in range(n_parts) if not stage.shard_done(record * n_parts + j)]
+        todo = dist.broadcast([j for j in range(n_parts) if not stage.shard_done(record * n_parts + j)]
+                              if dist.is_main else None)
         if not todo:
             return
-        with Progress(sum(len(parts[j]) for j in todo), desc=f"score after {step} steps") as bar, \
+        with _progress(sum(len(parts[j]) for j in todo), f"score after {step} steps") as bar, \
                 autocast(config, lm.model.device):
             for j in todo:
-                res = score_losses(lm.model, [encoded[i] for i in parts[j]], pad_id=pad_id,
-                                   batch_tokens=config.batch_tokens, on_batch=lambda m, t: bar.update(m, t))
-                write_record(record, j, res.loss, parts[j])
+                losses = part_losses(parts[j], bar)
+                if dist.is_main:
+                    write_record(record, j, losses, parts[j])
 
     def record_online(epoch: int, losses: np.ndarray) -> None:
-        for j, idx in enumerate(parts):
-            write_record(len(plan.pass_steps) + epoch - 1, j, losses[idx.start:idx.stop], idx)
+        if dist.is_main:  # every rank holds the whole array (train.backward sums it over ranks)
+            for j, idx in enumerate(parts):
+                write_record(len(plan.pass_steps) + epoch - 1, j, losses[idx.start:idx.stop], idx)
 
     def save_checkpoint(step: int) -> None:
-        if keep_checkpoints:
-            _write_checkpoint(stage.path / "checkpoints" / f"step-{step:06d}", lm, config.lora)
+        if keep_checkpoints and dist.is_main:
+            _write_checkpoint(stage_path / "checkpoints" / f"step-{step:06d}", lm, config.lora)
+
+    def _progress(total: int, desc: str, unit: str = "ex") -> Any:
+        return Progress(total, desc=desc, unit=unit) if dist.is_main else _Quiet()
+
+    if dist.world > 1:
+        log.info("train-proxy: %d ranks (%s); each runs %s of the %d micro-batches of every step",
+                 dist.world, dist.backend, "one" if config.grad_accum <= dist.world else
+                 f"about {config.grad_accum / dist.world:g}", config.grad_accum)
+        if config.grad_accum % dist.world:
+            log.warning("--grad-accum %d is not a multiple of the %d ranks: some ranks idle for a micro-batch "
+                        "of every step", config.grad_accum, dist.world)
 
     t0 = time.perf_counter()
-    with Progress(plan.total_steps, desc=f"train-proxy [{model}]", unit="step") as bar:
+    with _progress(plan.total_steps, f"train-proxy [{model}]", unit="step") as bar:
         result = train(lm.model, encoded, pad_id=pad_id, config=config, plan=plan,
-                       state_dir=stage.path / "state", evaluate=evaluate, record_online=record_online,
-                       save_checkpoint=save_checkpoint, progress=bar)
+                       state_dir=stage_path / "state", evaluate=evaluate, record_online=record_online,
+                       save_checkpoint=save_checkpoint, progress=bar, dist=dist)
     elapsed = time.perf_counter() - t0
     hist = result.history
     per_epoch = {}
@@ -221,6 +275,8 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, model:
         vals = [h["loss"] for h in hist if h["epoch"] == e]
         per_epoch[str(e)] = float(np.mean(vals)) if vals else None
     n_trunc = int(np.sum(truncated))
+    if not dist.is_main:
+        return {}
     atomic_write_text(stage.path / HISTORY, "".join(json.dumps(h, sort_keys=True) + "\n" for h in hist))
     log.info("train-proxy: %d steps (%d examples, %d truncated) in %.1fs (training %.1fs, scoring %.1fs)",
              plan.total_steps, len(encoded), n_trunc, elapsed, result.seconds_train, result.seconds_eval)
@@ -231,7 +287,7 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, model:
                  "checkpoints": list(plan.checkpoints), "save_steps": list(plan.save_steps),
                  "epoch_ends": [plan.epoch_end(e) for e in range(1, config.epochs + 1)],
                  "trainable_examples": int(len(plan.trainable))},
-        "examples": len(encoded), "truncated": n_trunc,
+        "examples": len(encoded), "truncated": n_trunc, "world_size": dist.world,
         "resumed_from_step": result.resumed_from,
         "seconds_total": round(elapsed, 3),
         "seconds_train": round(result.seconds_train, 3), "seconds_scoring": round(result.seconds_eval, 3),

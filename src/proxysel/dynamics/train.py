@@ -44,6 +44,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from proxysel.dynamics.distributed import Dist
 from proxysel.dynamics.schedule import Plan, cosine_lr, micro_batches
 from proxysel.dynamics.state import latest_state, load_state, save_state, trainable_parameters
 from proxysel.engine import batch_token_losses, collate
@@ -180,22 +181,27 @@ class BatchStats:
 
 
 def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pad_id: int, config: TrainConfig,
-             device: Any, lengths: Sequence[int] | None = None) -> BatchStats:
+             device: Any, lengths: Sequence[int] | None = None, dist: Dist | None = None) -> BatchStats:
     """Accumulate into ``.grad`` the gradient of the per-token mean loss over the effective ``batch``.
 
     The batch is cut into micro-batches of ``config.batch_size`` (longest first); each micro-batch's
     token losses are summed and divided by the scored tokens of the *whole* batch, so after the
     last micro-batch the gradient is that of the effective batch's per-token mean, whatever
     the micro-batch size is (up to float rounding).
+
+    dist: with several ranks (``dynamics.distributed``), this rank runs micro-batches rank,
+    rank + world, ... and the gradients and the returned stats are then summed over the ranks,
+    so every rank ends with the gradient and stats of the whole effective batch.
     """
     import torch
 
+    dist = dist or Dist()
     lengths = lengths if lengths is not None else [e.n_tokens for e in encoded]
-    n_scored = sum(encoded[i].n_response_tokens for i in batch)
+    n_scored = sum(encoded[i].n_response_tokens for i in batch)  # the whole batch's: every rank knows it
     where = {int(i): k for k, i in enumerate(batch)}
     example_loss = np.full(len(batch), np.nan)
     loss_sum, tokens = 0.0, 0
-    for micro in micro_batches(batch, lengths, config.batch_size):
+    for micro in micro_batches(batch, lengths, config.batch_size)[dist.rank::dist.world]:
         ids, att, tgt = collate([encoded[i] for i in micro], pad_id, device)
         with autocast(config, device):
             losses, rows = batch_token_losses(model, ids, att, tgt)
@@ -206,6 +212,19 @@ def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pa
         sums = torch.zeros(len(micro), dtype=torch.float64, device=losses.device).index_add_(0, rows, losses)
         counts = torch.bincount(rows, minlength=len(micro)).double()
         example_loss[[where[int(i)] for i in micro]] = (sums / counts).cpu().numpy()
+    if dist.world > 1:
+        dist.all_reduce_grads(list(trainable_parameters(model).values()))
+        # One float64 vector: loss sum, token count, then each example's loss (0 on the ranks that did
+        # not train it, so the sum is exact).
+        stats = torch.tensor([loss_sum, float(tokens), *np.nan_to_num(example_loss, nan=0.0)], dtype=torch.float64)
+        mine = torch.tensor(~np.isnan(example_loss), dtype=torch.float64)
+        if dist.backend == "nccl":
+            stats, mine = stats.to(device), mine.to(device)
+        dist.all_reduce_sum(stats)
+        dist.all_reduce_sum(mine)
+        stats, mine = stats.cpu().numpy(), mine.cpu().numpy()
+        loss_sum, tokens = float(stats[0]), int(round(stats[1]))
+        example_loss = np.where(mine > 0, stats[2:], np.nan)
     return BatchStats(loss_sum / n_scored, tokens, example_loss)
 
 
@@ -221,7 +240,7 @@ def train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainC
           state_dir: str | Path, evaluate: Callable[[int], None],
           record_online: Callable[[int, np.ndarray], None] | None = None,
           save_checkpoint: Callable[[int], None] | None = None,
-          progress: Any = None) -> TrainLog:
+          progress: Any = None, dist: Dist | None = None) -> TrainLog:
     """Train ``model`` on ``encoded`` following ``plan``; resumes from ``state_dir`` if a state is there.
 
     At each step s of ``plan.pass_steps`` (s updates done), in this order:
@@ -233,6 +252,8 @@ def train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainC
     must be idempotent: after a resume they may be called again for the step resumed from.
 
     progress: an object with ``update(n_steps, tokens, **postfix)`` (a proxysel Progress bar).
+    dist: the data-parallel job (``dynamics.distributed``); every rank calls ``train`` with the same
+    arguments, trains on its share of each batch, and only rank 0 saves the training state.
     """
     import torch
 
@@ -244,13 +265,13 @@ def train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainC
         torch.manual_seed(config.seed)
         return _train(model, encoded, pad_id=pad_id, config=config, plan=plan, state_dir=state_dir,
                       evaluate=evaluate, record_online=record_online, save_checkpoint=save_checkpoint,
-                      progress=progress, device=device)
+                      progress=progress, device=device, dist=dist or Dist())
 
 
 def _train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainConfig, plan: Plan,
            state_dir: str | Path, evaluate: Callable[[int], None],
            record_online: Callable[[int, np.ndarray], None] | None,
-           save_checkpoint: Callable[[int], None] | None, progress: Any, device: Any) -> TrainLog:
+           save_checkpoint: Callable[[int], None] | None, progress: Any, device: Any, dist: Dist) -> TrainLog:
     import torch
 
     lengths = [e.n_tokens for e in encoded]
@@ -279,7 +300,7 @@ def _train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: Train
             if config.online and record_online is not None and step % plan.steps_per_epoch == 0:
                 record_online(epoch, online)
                 online = np.full(len(encoded), np.nan)
-            if step in plan.save_steps:
+            if step in plan.save_steps and dist.is_main:
                 save_state(state_dir, step, model, optimizer, arrays={"online": online},
                            meta={"history": out.history})
         if step in plan.pass_steps:
@@ -298,7 +319,8 @@ def _train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: Train
         lr = cosine_lr(step, base_lr=config.lr, warmup_steps=plan.warmup_steps, total_steps=plan.total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        stats = backward(model, encoded, batch, pad_id=pad_id, config=config, device=device, lengths=lengths)
+        stats = backward(model, encoded, batch, pad_id=pad_id, config=config, device=device, lengths=lengths,
+                         dist=dist)
         if config.online:
             online[batch] = stats.example_loss
         grad_norm = (torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)

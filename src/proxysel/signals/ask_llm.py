@@ -97,8 +97,8 @@ def next_token_probs(model: Any, batch_ids: list[list[int]], pad_id: int) -> Any
 
 @register_signal("ask_llm")
 def run_ask_llm_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
-    def setup() -> Any:
-        lm = load_lm(opts.judge, opts)
+    def setup(device: str | None) -> Any:
+        lm = load_lm(opts.judge, opts, device)
         yes, no = answer_tokens(lm.tokenizer, "yes"), answer_tokens(lm.tokenizer, "no")
         if not yes:
             from proxysel.errors import UsageError
@@ -132,4 +132,5 @@ def run_ask_llm_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
 
     fp = model_fingerprint(pool, opts.judge, opts, prompt=PROMPT)
     run_sharded(run, pool, stage_name="ask_llm", fingerprint=fp, shard_size=opts.shard_size, setup=setup,
-                compute=compute, desc=f"ask_llm [{opts.judge}]")
+                compute=compute, desc=f"ask_llm [{opts.judge}]", backend=opts.make_backend(),
+                device=opts.device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from proxysel.data.example import Example, Pool
+from proxysel.errors import ProxyselError
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,9 @@ class ScoreOptions:
     model: proxy for ``loss`` and ``ifd``. judge: Ask-LLM judge. embedder: ``embedding``.
     max_length: tokens per example (right truncation). batch_tokens: padded tokens per batch.
     shard_size: examples per resumable shard. density_*: the LSH sketch (see signals/density.py).
+    backend: ``local`` or ``ray`` (see ``proxysel.backends``); ray_address, ray_actors and
+    ray_cpus_per_actor configure the Ray one. None of them changes a result, so none is part of
+    a stage fingerprint: a run started on one backend resumes on the other.
     """
 
     model: str = "smollm2-135m"
@@ -35,6 +40,16 @@ class ScoreOptions:
     trust_remote_code: bool = False
     allow_pickle: bool = False
     density: dict[str, Any] = field(default_factory=dict)
+    backend: str = "local"
+    ray_address: str | None = None
+    ray_actors: int | None = None
+    ray_cpus_per_actor: int | None = None
+
+    def make_backend(self) -> Any:
+        from proxysel.backends import make_backend
+
+        return make_backend(self.backend, address=self.ray_address, actors=self.ray_actors,
+                            cpus_per_actor=self.ray_cpus_per_actor)
 
 
 #: signal name -> stage function(run, pool, opts)
@@ -54,35 +69,48 @@ def shards(n: int, shard_size: int) -> list[range]:
 
 
 def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str, Any], shard_size: int,
-                setup: Callable[[], Any], compute: Callable[[Any, list[Example], Any], Any], desc: str,
-                merge: bool = True) -> Any:
+                setup: Callable[[str | None], Any], compute: Callable[[Any, list[Example], Any], Any], desc: str,
+                merge: bool = True, backend: Any = None, device: str | None = None) -> Any:
     """Compute a per-example stage shard by shard, resumably, and merge it into scores.parquet.
 
-    setup() -> state: loads models; called only if some shard is left to compute.
+    setup(device) -> state: loads models; called once per worker, only if some shard is left.
     compute(state, examples, bar) -> pa.Table with an ``id`` column and one row per example
-    (and ``n_tokens`` when it knows them, for tokens/s). Returns the merged stage table.
+    (and ``n_tokens`` when it knows them, for tokens/s). backend: where the shards are computed
+    (``proxysel.backends``; default local); device: passed to ``setup`` (None: the backend's
+    default). Shard planning, writing and merging happen here, in the driver, whatever the
+    backend, so the run directory is the same. Returns the merged stage table.
     """
+    from proxysel.backends.local import LocalBackend
     from proxysel.progress import Progress
 
+    backend = backend or LocalBackend()
     stage = run.stage(stage_name, fingerprint)
     parts = shards(len(pool.examples), shard_size)
     todo = [k for k in range(len(parts)) if not stage.shard_done(k)]
     t0 = time.perf_counter()
     tokens = 0
+    workers: dict[str, dict[str, Any]] = {}
     if todo:
-        state = setup()
+        jobs = [(k, [pool.examples[i] for i in parts[k]]) for k in todo]
+        expected = {k: [e.id for e in examples] for k, examples in jobs}
         with Progress(sum(len(parts[k]) for k in todo), desc=desc) as bar:
-            for k in todo:
-                table = compute(state, [pool.examples[i] for i in parts[k]], bar)
+            for k, table, worker in backend.map_shards(jobs, setup=setup, compute=compute, device=device, bar=bar):
+                if table.column("id").to_pylist() != expected.pop(k, None):
+                    raise ProxyselError(f"stage {stage_name}: shard {k} came back with other ids than were sent")
                 if "n_tokens" in table.column_names:
                     tokens += int(np.asarray(table.column("n_tokens")).sum())
                 stage.write_shard(k, table)
+                workers.setdefault(json.dumps(worker, sort_keys=True), worker)
+        if expected:
+            raise ProxyselError(f"stage {stage_name}: shards {sorted(expected)[:10]} never came back")
     elapsed = time.perf_counter() - t0
     table = stage.read_shards()
     if merge:
         run.merge_scores(table)
     info = {"seconds": round(elapsed, 3), "shards_computed": len(todo), "shards": len(parts),
             "examples": table.num_rows}
+    if todo:
+        info["backend"] = {**backend.describe(), "workers": list(workers.values())}
     if "truncated" in table.column_names:
         info["truncated"] = int(np.asarray(table.column("truncated")).sum())
     if tokens:
@@ -102,8 +130,9 @@ def model_fingerprint(pool: Pool, model: str, opts: ScoreOptions, **extra: Any) 
             "template": opts.template, "dtype": opts.dtype, "shard_size": opts.shard_size, **extra}
 
 
-def load_lm(model: str, opts: ScoreOptions) -> Any:
+def load_lm(model: str, opts: ScoreOptions, device: str | None = None) -> Any:
+    """Load ``model`` for scoring on ``device`` (default: ``opts.device``, else the CPU)."""
     from proxysel.models.loader import load_causal_lm
 
-    return load_causal_lm(model, dtype=opts.dtype, device=opts.device or "cpu",
+    return load_causal_lm(model, dtype=opts.dtype, device=device or opts.device or "cpu",
                           trust_remote_code=opts.trust_remote_code, allow_pickle=opts.allow_pickle)

@@ -58,8 +58,8 @@ def embed(model: Any, texts: list[str], batch_size: int = 64) -> np.ndarray:
 def run_embedding_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
     import pyarrow as pa
 
-    def setup() -> Any:
-        return load_embedder(opts.embedder, opts.device, opts.trust_remote_code)
+    def setup(device: str | None) -> Any:
+        return load_embedder(opts.embedder, device or opts.device, opts.trust_remote_code)
 
     def compute(model: Any, examples: list, bar: Any) -> Any:
         vecs = embed(model, [embedding_text(e) for e in examples])
@@ -71,7 +71,8 @@ def run_embedding_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
     _, revision = embedder_path(opts.embedder)
     fp = {"data": pool.fingerprint, "embedder": opts.embedder, "revision": revision, "shard_size": opts.shard_size}
     table = run_sharded(run, pool, stage_name="embedding", fingerprint=fp, shard_size=opts.shard_size,
-                        setup=setup, compute=compute, desc=f"embedding [{opts.embedder}]", merge=False)
+                        setup=setup, compute=compute, desc=f"embedding [{opts.embedder}]", merge=False,
+                        backend=opts.make_backend(), device=opts.device)
     col = table.column("embedding").combine_chunks()
     vecs = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, col.type.list_size)
     run.write_embeddings(table.column("id").to_pylist(), vecs, model=opts.embedder)

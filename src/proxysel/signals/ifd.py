@@ -29,10 +29,10 @@ from proxysel.signals.base import ScoreOptions, load_lm, model_fingerprint, regi
 
 @register_signal("ifd")
 def run_ifd_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
-    def setup() -> Any:
+    def setup(device: str | None) -> Any:
         from proxysel.models.render import Renderer
 
-        lm = load_lm(opts.model, opts)
+        lm = load_lm(opts.model, opts, device)
         return lm, Renderer(lm.tokenizer, max_length=opts.max_length, template=opts.template, end_of_turn=False)
 
     def compute(state: Any, examples: list, bar: Any) -> Any:
@@ -58,4 +58,5 @@ def run_ifd_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
         })
 
     run_sharded(run, pool, stage_name="ifd", fingerprint=model_fingerprint(pool, opts.model, opts),
-                shard_size=opts.shard_size, setup=setup, compute=compute, desc=f"ifd [{opts.model}]")
+                shard_size=opts.shard_size, setup=setup, compute=compute, desc=f"ifd [{opts.model}]",
+                backend=opts.make_backend(), device=opts.device)

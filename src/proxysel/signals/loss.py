@@ -26,10 +26,10 @@ def loss_table(ids: list[str], result: Any) -> Any:
 def run_loss_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
     """Score ``pool`` with ``opts.model`` into the ``loss`` stage and scores.parquet."""
 
-    def setup() -> Any:
+    def setup(device: str | None) -> Any:
         from proxysel.models.render import Renderer
 
-        lm = load_lm(opts.model, opts)
+        lm = load_lm(opts.model, opts, device)
         return lm, Renderer(lm.tokenizer, max_length=opts.max_length, template=opts.template)
 
     def compute(state: Any, examples: list, bar: Any) -> Any:
@@ -41,4 +41,5 @@ def run_loss_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
         return loss_table([e.id for e in examples], res)
 
     run_sharded(run, pool, stage_name="loss", fingerprint=model_fingerprint(pool, opts.model, opts),
-                shard_size=opts.shard_size, setup=setup, compute=compute, desc=f"loss [{opts.model}]")
+                shard_size=opts.shard_size, setup=setup, compute=compute, desc=f"loss [{opts.model}]",
+                backend=opts.make_backend(), device=opts.device)

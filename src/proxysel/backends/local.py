@@ -1,0 +1,26 @@
+"""The local backend: the shards of a stage one after another, in this process."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+from proxysel.backends import Compute, Setup
+
+
+class LocalBackend:
+    """Loads the models once (``setup``) and computes the shards in order. The default."""
+
+    name = "local"
+
+    def map_shards(self, shards: list[tuple[int, list]], *, setup: Setup, compute: Compute,
+                   device: str | None, bar: Any) -> Iterator[tuple[int, Any, dict[str, Any]]]:
+        if not shards:
+            return
+        state = setup(device)
+        worker = {"pid": os.getpid(), "device": device or "cpu"}
+        for index, examples in shards:
+            yield index, compute(state, examples, bar), worker
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}

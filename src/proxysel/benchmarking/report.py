@@ -1,0 +1,205 @@
+"""results.csv, keep_rates.csv, results.md and plot.png from the cell results of a bench.
+
+Aggregation: for every (selector, budget), and for ``full``, the mean, the sample standard
+deviation (ddof=1; 0 with one seed) and the min and max over seeds of each metric.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+METRICS = ("eval_loss", "exact_match")
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One dict per (selector, budget) in first-seen order, ``full`` first: n_seeds, n_selected,
+    epochs, steps and mean/std/min/max of every metric."""
+    groups: dict[tuple[str, float | None], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["selector"], r["budget"]), []).append(r)
+    keys = sorted(groups, key=lambda k: (k[1] is not None, k[1] or 0.0, k[0] != "random", k[0]))
+    out = []
+    for sel, budget in keys:
+        rs = groups[(sel, budget)]
+        agg: dict[str, Any] = {"selector": sel, "budget": budget, "n_seeds": len(rs),
+                               "n_selected": int(np.mean([r["n_selected"] for r in rs])),
+                               "epochs": rs[0]["epochs"], "steps": int(np.mean([r["steps"] for r in rs]))}
+        for m in METRICS:
+            vals = np.array([r["metrics"][m] for r in rs if r["metrics"].get(m) is not None], dtype=float)
+            if len(vals):
+                agg[m] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                          "min": float(vals.min()), "max": float(vals.max())}
+        out.append(agg)
+    return out
+
+
+def _keep_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        if r["budget"] is None:
+            continue
+        for field, values in (r.get("keep_rates") or {}).items():
+            for value, c in values.items():
+                out.append({"selector": r["selector"], "budget": r["budget"], "seed": r["seed"], "field": field,
+                            "value": value, "n_pool": c["n"], "n_kept": c["kept"], "rate": round(c["rate"], 6)})
+    return out
+
+
+def _csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    return buf.getvalue()
+
+
+def _fmt(agg: dict[str, Any], m: str, pct: bool = False) -> str:
+    if m not in agg:
+        return "–"
+    v = agg[m]
+    if pct:
+        return f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}"
+    return f"{v['mean']:.4f} ± {v['std']:.4f}"
+
+
+def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
+                     transfer: dict[str, Any] | None) -> str:
+    has_em = any("exact_match" in a for a in aggs)
+    random_loss = {a["budget"]: a["eval_loss"]["mean"] for a in aggs if a["selector"] == "random"}
+    full = next((a for a in aggs if a["selector"] == "full"), None)
+    lines = [f"Held-out loss: mean response-token cross-entropy (nats) on {rows[0]['metrics']['eval_examples']} "
+             f"held-out examples; mean ± sample std over seeds {list(cfg.seeds)} (min-max in results.csv). "
+             f"Recipe: target.epochs={cfg.target.epochs}, match={cfg.match}.", "",
+             "| selector | budget | examples | epochs | steps | seeds | held-out loss | Δ vs random | Δ vs full |"
+             + (" exact match % |" if has_em else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if has_em else "")]
+    for a in aggs:
+        loss = a["eval_loss"]["mean"]
+        d_rand = f"{loss - random_loss[a['budget']]:+.4f}" if a["budget"] in random_loss else "–"
+        d_full = f"{loss - full['eval_loss']['mean']:+.4f}" if full is not None and a is not full else "–"
+        budget = "1 (full)" if a["budget"] is None else f"{a['budget']:g}"
+        lines.append(f"| {a['selector']} | {budget} | {a['n_selected']} | {a['epochs']} | {a['steps']} | "
+                     f"{a['n_seeds']} | {_fmt(a, 'eval_loss')} | {d_rand} | {d_full} |"
+                     + (f" {_fmt(a, 'exact_match', True)} |" if has_em else ""))
+    keep = _keep_rows(rows)
+    if keep:
+        fields = {}
+        for k in keep:
+            fields.setdefault(k["field"], [])
+            if k["value"] not in fields[k["field"]]:
+                fields[k["field"]].append(k["value"])
+        cols = [(f, v) for f in ("noise", "family", "difficulty") for v in fields.get(f, [])]
+        lines += ["", "Keep rates (share of each group of the pool that the selection kept; mean over seeds):", "",
+                  "| selector | budget | " + " | ".join(f"{f}={v}" for f, v in cols) + " |",
+                  "|---|---|" + "---|" * len(cols)]
+        table: dict[tuple[str, float], dict[tuple[str, str], list[float]]] = {}
+        for k in keep:
+            table.setdefault((k["selector"], k["budget"]), {}).setdefault((k["field"], k["value"]), []) \
+                .append(k["rate"])
+        for (sel, budget), vals in sorted(table.items(), key=lambda t: (t[0][1], t[0][0] != "random", t[0][0])):
+            cells = [f"{np.mean(vals[c]):.2f}" if c in vals else "–" for c in cols]
+            lines.append(f"| {sel} | {budget:g} | " + " | ".join(cells) + " |")
+    per_group = [r for r in rows if r["metrics"].get("per_group")]
+    if per_group and has_em:
+        names = sorted(per_group[0]["metrics"]["per_group"])
+        lines += ["", "Exact match % per held-out family (mean over seeds):", "",
+                  "| selector | budget | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        acc: dict[tuple[str, Any], dict[str, list[float]]] = {}
+        for r in per_group:
+            for n in names:
+                acc.setdefault((r["selector"], r["budget"]), {}).setdefault(n, []).append(
+                    r["metrics"]["per_group"][n].get("exact_match", math.nan))
+        for (sel, budget), vals in sorted(acc.items(), key=lambda t: (t[0][1] is not None, t[0][1] or 0,
+                                                                       t[0][0] != "random", t[0][0])):
+            b = "1 (full)" if budget is None else f"{budget:g}"
+            lines.append(f"| {sel} | {b} | " + " | ".join(f"{100 * np.mean(vals[n]):.1f}" for n in names) + " |")
+    if transfer:
+        lines += ["", "Transfer (proxy vs target signals on the pool, `proxysel compare`):", "",
+                  "| signal | n | Spearman | Kendall | top-10% overlap | top-30% overlap |", "|---|---|---|---|---|---|"]
+        for s, r in transfer.items():
+            ov = r["overlap"]
+            lines.append(f"| {s} | {r['n']} | {r['spearman']:+.3f} | {r['kendall']:+.3f} | "
+                         f"{ov.get(0.1, math.nan):.2f} | {ov.get(0.3, math.nan):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
+    """Metric against budget, one line per selector (error bars: min-max over seeds), full as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in METRICS if any(m in a for a in aggs)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.2 * len(metrics), 4.4), squeeze=False)
+    budgets = sorted({a["budget"] for a in aggs if a["budget"] is not None})
+    selectors = list(dict.fromkeys(a["selector"] for a in aggs if a["budget"] is not None))
+    full = next((a for a in aggs if a["selector"] == "full"), None)
+    for ax, m in zip(axes[0], metrics):
+        scale = 100.0 if m == "exact_match" else 1.0
+        for k, sel in enumerate(selectors):
+            pts = sorted((a["budget"], a[m]) for a in aggs if a["selector"] == sel and m in a)
+            if not pts:
+                continue
+            x = np.array([p[0] for p in pts]) * (1 + 0.015 * (k - (len(selectors) - 1) / 2))  # de-overlap bars
+            mean = np.array([p[1]["mean"] for p in pts]) * scale
+            lo = mean - np.array([p[1]["min"] for p in pts]) * scale
+            hi = np.array([p[1]["max"] for p in pts]) * scale - mean
+            style = {"linestyle": "--", "color": "grey"} if sel == "random" else {}
+            ax.errorbar(x, mean, yerr=[lo, hi], marker="o", capsize=3, label=sel, **style)
+        if full is not None and m in full:
+            f = full[m]
+            ax.axhline(f["mean"] * scale, color="black", linewidth=1, label="full data")
+            ax.axhspan(f["min"] * scale, f["max"] * scale, color="black", alpha=0.08)
+        if m == "exact_match":
+            top = max([a[m]["max"] for a in aggs if m in a] + [0.0]) * scale
+            ax.set_ylim(0, max(5.0, 1.1 * top))
+        if budgets and budgets[-1] / budgets[0] >= 8:
+            ax.set_xscale("log")
+        ax.set_xticks(budgets)
+        ax.set_xticklabels([f"{b:g}" for b in budgets])
+        ax.set_xlabel("budget (fraction of the pool)")
+        ax.set_ylabel("held-out loss (nats, lower is better)" if m == "eval_loss" else "exact match % (higher is better)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{title}: mean over seeds, bars = min-max", fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(f".tmp-{path.name}")
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer: dict[str, Any] | None,
+                  pool: Any) -> dict[str, Path]:
+    from proxysel.store.atomic import atomic_write_json, atomic_write_text
+
+    flat = []
+    for r in rows:
+        m = r["metrics"]
+        flat.append({"selector": r["selector"], "budget": "" if r["budget"] is None else r["budget"],
+                     "seed": r["seed"], "n_selected": r["n_selected"], "n_train": r["n_train"],
+                     "epochs": r["epochs"], "steps": r["steps"], "eval_loss": m.get("eval_loss"),
+                     "eval_loss_example": m.get("eval_loss_example"), "exact_match": m.get("exact_match", ""),
+                     "train_seconds": r["train_seconds"], "eval_seconds": m.get("eval_seconds")})
+    columns = ["selector", "budget", "seed", "n_selected", "n_train", "epochs", "steps", "eval_loss",
+               "eval_loss_example", "exact_match", "train_seconds", "eval_seconds"]
+    paths = {"results.csv": atomic_write_text(out / "results.csv", _csv(flat, columns))}
+    keep = _keep_rows(rows)
+    if keep:
+        paths["keep_rates.csv"] = atomic_write_text(
+            out / "keep_rates.csv", _csv(keep, ["selector", "budget", "seed", "field", "value", "n_pool", "n_kept", "rate"]))
+    aggs = aggregate(rows)
+    paths["results.md"] = atomic_write_text(out / "results.md", results_markdown(cfg, aggs, rows, transfer))
+    if transfer is not None:
+        paths["transfer.json"] = atomic_write_json(out / "transfer.json", transfer)
+    paths["plot.png"] = plot(aggs, out / "plot.png", f"proxysel bench {Path(cfg.out).name}")
+    return paths

@@ -1,0 +1,161 @@
+"""Train a target on one subset with the bench's fixed recipe, and measure it on the held-out set.
+
+Training is the proxy's own loop (``proxysel.dynamics.train.train``): same optimizer, schedule,
+loss normalisation and data order rules, with no scoring passes (the ``evaluate`` hook does
+nothing) and no trajectory. The held-out measures:
+
+- ``eval_loss``: mean cross-entropy (nats) over *all* response tokens of the held-out set
+  (token-weighted, so a long answer counts by its tokens), from ``engine.score_losses``;
+- ``eval_loss_example``: the mean over examples of each example's mean token loss;
+- ``exact_match``: the share of held-out examples whose greedy continuation of the prompt
+  (the chat template's generation prompt, or the Alpaca ``### Response:``), decoded up to the
+  end-of-turn token and stripped, equals the stripped reference answer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from proxysel.data.example import Example
+
+
+@dataclass
+class Trained:
+    lm: Any  # LoadedModel
+    renderer: Any
+    steps: int
+    epochs: int
+    n_train: int
+    seconds: float
+    train_loss_last: float | None
+
+
+def steps_for(n_trainable: int, effective_batch: int, epochs: int) -> int:
+    return epochs * math.ceil(n_trainable / effective_batch) if n_trainable else 0
+
+
+def matched_epochs(n_subset: int, n_full: int, effective_batch: int, epochs: int) -> int:
+    """Whole epochs of a subset of ``n_subset`` that come nearest the full run's optimizer steps."""
+    full = steps_for(n_full, effective_batch, epochs)
+    per_epoch = math.ceil(n_subset / effective_batch)
+    return max(1, int(round(full / per_epoch)))
+
+
+def train_target(spec: str, recipe: Any, examples: Sequence[Example], *, epochs: int, seed: int,
+                 state_dir: Path, device: str | None = None, batch_tokens: int = 8192) -> Trained:
+    """Load ``spec`` fresh, train it on ``examples`` for ``epochs`` with ``recipe`` (a ModelRecipe)."""
+    from proxysel.dynamics.schedule import make_plan
+    from proxysel.dynamics.train import TrainConfig, add_lora, train
+    from proxysel.errors import UsageError
+    from proxysel.models.loader import load_causal_lm
+    from proxysel.models.render import Renderer
+
+    config = TrainConfig(epochs=epochs, checkpoints=0, seed=seed, batch_tokens=batch_tokens,
+                         **recipe.train_kwargs())
+    lm = load_causal_lm(spec, dtype="float32", device=device or "cpu")
+    if config.lora:
+        add_lora(lm.model, config)
+    renderer = Renderer(lm.tokenizer, max_length=recipe.max_length, template=recipe.template)
+    encoded = [renderer.encode(e) for e in examples]
+    plan = make_plan([e.truncated for e in encoded], epochs=epochs, effective_batch=config.effective_batch,
+                     n_checkpoints=0, warmup_ratio=config.warmup_ratio)
+    if len(plan.trainable) == 0:
+        raise UsageError(f"every one of the {len(encoded)} training examples lost its response to "
+                         f"target.max_length {recipe.max_length}")
+    t0 = time.perf_counter()
+    result = train(lm.model, encoded, pad_id=lm.tokenizer.pad_token_id, config=config, plan=plan,
+                   state_dir=state_dir, evaluate=lambda step: None)
+    last = result.history[-1]["loss"] if result.history else None
+    return Trained(lm=lm, renderer=renderer, steps=plan.total_steps, epochs=epochs, n_train=len(plan.trainable),
+                   seconds=time.perf_counter() - t0, train_loss_last=last)
+
+
+def _reference(example: Example) -> str:
+    answers = [m.content for m in example.messages if m.role == "assistant"]
+    return answers[-1] if answers else ""
+
+
+def prompt_of(renderer: Any, example: Example) -> tuple[str, bool]:
+    """(the rendered text up to the last answer, add_special_tokens): what the model continues."""
+    text, spans, add_special = renderer.render(example)
+    return text[: spans[-1][0]] if spans else text, add_special
+
+
+def greedy_answers(lm: Any, renderer: Any, examples: Sequence[Example], *, max_new_tokens: int,
+                   batch_size: int) -> list[str]:
+    """Greedy continuations of every example's prompt, decoded up to end-of-turn, stripped."""
+    import torch
+
+    tok, model = lm.tokenizer, lm.model
+    device = next(model.parameters()).device
+    out: list[str] = [""] * len(examples)
+    prompts = [prompt_of(renderer, e) for e in examples]
+    order = sorted(range(len(examples)), key=lambda i: len(prompts[i][0]))  # less padding
+    side = tok.padding_side
+    tok.padding_side = "left"  # generation appends on the right
+    was_training = model.training
+    model.eval()
+    try:
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            add_special = prompts[idx[0]][1]
+            enc = tok([prompts[i][0] for i in idx], add_special_tokens=add_special, return_tensors="pt",
+                      padding=True)
+            with torch.inference_mode():
+                gen = model.generate(input_ids=enc["input_ids"].to(device),
+                                     attention_mask=enc["attention_mask"].to(device), do_sample=False,
+                                     max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                                     eos_token_id=tok.eos_token_id)
+            new = gen[:, enc["input_ids"].shape[1]:]
+            for row, i in zip(new.tolist(), idx):
+                if tok.eos_token_id in row:
+                    row = row[: row.index(tok.eos_token_id)]
+                out[i] = tok.decode(row, skip_special_tokens=True).strip()
+    finally:
+        tok.padding_side = side
+        model.train(was_training)
+    return out
+
+
+def evaluate_target(trained: Trained, examples: Sequence[Example], *, exact_match: bool, max_new_tokens: int,
+                    batch_size: int, batch_tokens: int, groups: Sequence[str] | None = None) -> dict[str, Any]:
+    """Held-out loss (and exact match) of ``trained``; per group too when ``groups`` (one per example)."""
+    from proxysel.engine import score_losses
+
+    lm, renderer = trained.lm, trained.renderer
+    t0 = time.perf_counter()
+    encoded = [renderer.encode(e) for e in examples]
+    res = score_losses(lm.model, encoded, pad_id=lm.tokenizer.pad_token_id, batch_tokens=batch_tokens)
+    ok = ~res.truncated
+    n_resp = res.n_response_tokens.astype(np.float64)
+
+    def token_mean(mask: np.ndarray) -> float | None:
+        m = mask & ok
+        return float(np.sum(res.loss[m] * n_resp[m]) / np.sum(n_resp[m])) if m.any() else None
+
+    metrics: dict[str, Any] = {"eval_loss": token_mean(np.ones(len(examples), dtype=bool)),
+                               "eval_loss_example": float(np.mean(res.loss[ok])) if ok.any() else None,
+                               "eval_examples": int(ok.sum()), "eval_truncated": int((~ok).sum())}
+    correct = None
+    if exact_match:
+        answers = greedy_answers(lm, renderer, examples, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        correct = np.array([a == _reference(e).strip() for a, e in zip(answers, examples)], dtype=bool)
+        metrics["exact_match"] = float(correct.mean())
+        metrics["samples"] = [{"id": e.id, "answer": a, "reference": _reference(e).strip()}
+                              for e, a in list(zip(examples, answers))[:8]]
+    if groups is not None:
+        g = np.asarray(groups, dtype=object)
+        per: dict[str, Any] = {}
+        for name in sorted(set(g.tolist())):
+            mask = g == name
+            per[name] = {"eval_loss": token_mean(mask),
+                         **({"exact_match": float(correct[mask].mean())} if correct is not None else {})}
+        metrics["per_group"] = per
+    metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
+    return metrics

@@ -1,0 +1,98 @@
+"""`proxysel bench --preset tiny` end to end: table, plot, keep rates, transfer, resume, sanity."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+
+import pytest
+
+pytest.importorskip("torch")
+
+from proxysel.benchmarking.config import load_bench_config  # noqa: E402
+from proxysel.benchmarking.runner import plan_cells  # noqa: E402
+from proxysel.cli.main import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "tiny"
+    t0 = time.perf_counter()
+    assert main(["-q", "bench", "--preset", "tiny", "--out", str(out)]) == 0
+    return out, time.perf_counter() - t0
+
+
+def _rows(out):
+    with open(out / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_runs_end_to_end_quickly(bench):
+    out, seconds = bench
+    assert seconds < 60
+    for name in ("results.csv", "results.md", "keep_rates.csv", "plot.png", "transfer.json", "config.yaml"):
+        assert (out / name).is_file(), name
+    assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    transfer = json.loads((out / "transfer.json").read_text())
+    assert -1 <= transfer["lp_app"]["spearman"] <= 1 and transfer["lp_app"]["n"] == 120
+
+
+def test_every_cell_has_a_row_and_the_table_aggregates_seeds(bench):
+    out, _ = bench
+    cfg = load_bench_config(preset="tiny")
+    rows = _rows(out)
+    assert sorted((r["selector"], r["budget"], r["seed"]) for r in rows) == sorted(
+        (c.selector, "" if c.budget is None else str(c.budget), str(c.seed)) for c in plan_cells(cfg))
+    md = (out / "results.md").read_text()
+    table = [ln for ln in md.splitlines() if ln.startswith("| ") and " ± " in ln and "loss" not in ln]
+    keys = {tuple(c.strip() for c in ln.split("|")[1:3]) for ln in table}
+    expected = {("full", "1 (full)")} | {(s, f"{b:g}") for b in cfg.budgets
+                                         for s in ["random", *[x.name for x in cfg.selectors]]}
+    assert expected <= keys
+    seeds = {ln.split("|")[6].strip() for ln in table[:len(expected)]}
+    assert seeds == {str(len(cfg.seeds))}
+
+
+def test_full_pool_beats_a_one_percent_random_subset(bench):
+    """The sanity check: it fails if the target does not learn from its data."""
+    out, _ = bench
+    rows = _rows(out)
+    full = [float(r["eval_loss"]) for r in rows if r["selector"] == "full"]
+    tiny = [float(r["eval_loss"]) for r in rows if r["selector"] == "random" and r["budget"] == "0.01"]
+    assert len(full) == len(tiny) == 2
+    assert max(full) < min(tiny) - 0.5, (full, tiny)
+
+
+def test_keep_rates_cover_every_noise_type(bench):
+    out, _ = bench
+    with open(out / "keep_rates.csv", newline="") as f:
+        keep = list(csv.DictReader(f))
+    noise = {r["value"] for r in keep if r["field"] == "noise"}
+    assert noise == {"clean", "wrong", "garbage", "duplicate"}
+    r = next(r for r in keep if r["selector"] == "random" and r["budget"] == "0.3" and r["value"] == "clean")
+    assert int(r["n_pool"]) == 96 and 0 <= float(r["rate"]) <= 1
+
+
+def test_rerun_reads_every_cell_from_the_cache(bench, capsys):
+    out, _ = bench
+    before = {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*/result.json")}
+    assert main(["bench", "--preset", "tiny", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.count(": cached") == len(before) and "training on" not in text
+    assert before == {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*/result.json")}
+
+
+def test_changed_recipe_is_refused_without_overwrite(bench, capsys):
+    out, _ = bench
+    assert main(["-q", "bench", "--preset", "tiny", "--out", str(out), "target.lr=0.02"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_match_steps_gives_subsets_the_full_runs_steps(tmp_path):
+    out = tmp_path / "steps"
+    assert main(["-q", "bench", "--preset", "tiny", "--out", str(out), "--match", "steps", "seeds=[0]",
+                 "budgets=[0.3]", "selectors=[]", "transfer.enabled=false"]) == 0
+    rows = {r["selector"]: r for r in _rows(out)}
+    assert int(rows["random"]["epochs"]) > int(rows["full"]["epochs"])
+    assert abs(int(rows["random"]["steps"]) - int(rows["full"]["steps"])) <= 3

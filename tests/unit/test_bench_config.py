@@ -1,0 +1,73 @@
+"""The bench config: presets validate, bad fields are named, the CLI exits with 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxysel.benchmarking.config import load_bench_config
+from proxysel.benchmarking.presets import PRESETS
+from proxysel.config import ConfigError
+from proxysel.errors import UsageError
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_a_valid_config(name):
+    cfg = load_bench_config(preset=name)
+    assert cfg.out == f"runs/bench-{name}"
+    assert cfg.selectors and cfg.budgets and cfg.seeds
+
+
+def test_file_sections_merge_over_the_preset_and_overrides_are_typed(tmp_path):
+    path = tmp_path / "b.yaml"
+    path.write_text("target: {epochs: 7}\nseeds: [5]\n")
+    cfg = load_bench_config(path, preset="tiny", overrides=["budgets=[0.2,0.4]", "match=steps"])
+    assert cfg.target.epochs == 7 and cfg.target.lr == PRESETS["tiny"]["target"]["lr"]  # merged, not replaced
+    assert cfg.seeds == (5,) and cfg.budgets == (0.2, 0.4) and cfg.match == "steps"
+    assert cfg.out == "runs/bench-tiny"
+
+
+@pytest.mark.parametrize("yaml_text, field, words", [
+    ("budgets: [1.5]", "budgets", "(0, 1)"),
+    ("budgets: [0.1, 0.1]", "budgets", "repeats"),
+    ("seeds: []", "seeds", "distinct"),
+    ("target: {epochs: 0}", "target.epochs", ">= 1"),
+    ("target: {lr: fast}", "target.lr", "number"),
+    ("selectors: [{method: lp_appp}]", "selectors.method", "did you mean 'lp_app'"),
+    ("selectors: [{method: random}]", "selectors.method", "baseline"),
+    ("selectors: [{method: s2l}, {method: s2l}]", "selectors", "distinct name"),
+    ("match: compute", "match", "epochs, steps"),
+    ("data: {kind: files}", "data.pool", "data.pool and data.eval"),
+    ("data: {noise: {wrong: 0.6, garbage: 0.5}}", "data.noise.wrong", "nothing clean"),
+    ("proxy: {checkpoints: 0}\nselectors: [{method: s2l}]", "proxy.checkpoints", "trajectory"),
+    ("target: {scratch: {hidden: 30, heads: 4}}", "target.scratch.heads", "multiple"),
+    ("trget: {epochs: 2}", "trget", "did you mean 'target'"),
+])
+def test_bad_fields_are_named(tmp_path, yaml_text, field, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_bench_config(path)
+    assert e.value.field == field
+    assert words in str(e.value) and str(path) in str(e.value)
+
+
+def test_bad_override_and_unknown_preset():
+    with pytest.raises(ConfigError) as e:
+        load_bench_config(preset="tiny", overrides=["target.epoch=3"])
+    assert e.value.field == "target.epoch" and "did you mean 'epochs'" in str(e.value)
+    with pytest.raises(UsageError, match="unknown preset 'tinny'.*did you mean 'tiny'"):
+        load_bench_config(preset="tinny")
+
+
+def test_cli_exits_2_and_names_the_field(tmp_path, capsys):
+    from proxysel.cli.main import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("budgets: [0.1, 2]\n")
+    assert main(["-q", "bench", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "config field 'budgets'" in err and "(0, 1)" in err
+    assert not (tmp_path / "out").exists()  # nothing written before validation
+    assert main(["-q", "bench", "--preset", "tiny", "target.epochs=-1", "--out", str(tmp_path / "o2")]) == 2
+    assert "'target.epochs'" in capsys.readouterr().err
+    assert main(["-q", "bench"]) == 2
