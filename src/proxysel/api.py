@@ -44,6 +44,16 @@ def _record_data(run: Any, data: str | Path, pool: Any, **read_options: Any) -> 
     run.update_manifest(data=block, skipped_records=[s.to_dict() for s in pool.skipped])
 
 
+def _read_options(*, max_record_bytes: int | None = None, **options: Any) -> dict[str, Any]:
+    """The keyword arguments of ``read_pool``, as recorded in the manifest (``select`` reads the pool
+    again with them). ``max_record_bytes`` is recorded only when given, so runs made without it
+    keep their manifest."""
+    if max_record_bytes is not None:
+        _positive("--max-record-bytes", max_record_bytes)
+        options["max_record_bytes"] = max_record_bytes
+    return options
+
+
 def _positive(name: str, value: int | None, minimum: int = 1) -> None:
     if value is not None and value < minimum:
         raise UsageError(f"{name} must be >= {minimum}, got {value}")
@@ -57,7 +67,7 @@ def score(data: str | Path, *, out: str | Path, signals: str | Sequence[str] = (
           overwrite: bool = False, trust_remote_code: bool = False, allow_pickle: bool = False,
           device: str | None = None, density: dict[str, Any] | None = None, backend: str = "local",
           ray_address: str | None = None, ray_actors: int | None = None,
-          ray_cpus_per_actor: int | None = None) -> Path:
+          ray_cpus_per_actor: int | None = None, max_record_bytes: int | None = None) -> Path:
     """Score every example of ``data`` and store the signals in the run directory ``out``.
 
     signals (any of): ``loss`` (mean response-token loss in nats with ``model``, plus ``ppl``,
@@ -72,6 +82,8 @@ def score(data: str | Path, *, out: str | Path, signals: str | Sequence[str] = (
     $RAY_ADDRESS or a new local cluster) with ``ray_actors`` actors (default one per GPU, else
     one per ``ray_cpus_per_actor`` CPUs). The results and the run directory are the same as
     with the local backend (docs/scale.md).
+
+    max_record_bytes: records larger than this are bad records (default 16 MiB, see ``read_pool``).
     """
     import importlib
 
@@ -94,13 +106,13 @@ def score(data: str | Path, *, out: str | Path, signals: str | Sequence[str] = (
                         ray_actors=ray_actors, ray_cpus_per_actor=ray_cpus_per_actor)
     opts.make_backend()  # unknown backend, misplaced Ray options or a missing ray: exit 2 before any work
     # All input is read and validated before any model work (bad input: exit 2, nothing written).
-    pool = read_pool(data, format=format, columns=columns, on_bad_record=on_bad_record, limit=limit,
-                     dedupe=dedupe)
+    read_options = _read_options(format=format, columns=columns, on_bad_record=on_bad_record, limit=limit,
+                                 dedupe=dedupe, max_record_bytes=max_record_bytes)
+    pool = read_pool(data, **read_options)
     if not pool.examples:
         raise UsageError(f"{data}: no usable examples")
     with Run.open(out, overwrite=overwrite) as run:
-        _record_data(run, data, pool, format=format, columns=columns, on_bad_record=on_bad_record,
-                     limit=limit, dedupe=dedupe)
+        _record_data(run, data, pool, **read_options)
         try:
             for sig in sigs:
                 importlib.import_module(f"proxysel.signals.{_SIGNAL_MODULES[sig]}")
@@ -119,7 +131,7 @@ def train_proxy(data: str | Path, *, out: str | Path, model: str = "smollm2-135m
                 limit: int | None = None, on_bad_record: str = "error", format: str | None = None,
                 columns: dict[str, str] | None = None, dedupe: bool = False, shard_size: int = 256,
                 overwrite: bool = False, trust_remote_code: bool = False, allow_pickle: bool = False,
-                device: str | None = None) -> Path:
+                device: str | None = None, max_record_bytes: int | None = None) -> Path:
     """Fine-tune the proxy ``model`` on ``data`` and store what it learns in the run directory ``out``.
 
     Columns written to scores.parquet (NaN where truncation left no response token):
@@ -136,6 +148,7 @@ def train_proxy(data: str | Path, *, out: str | Path, model: str = "smollm2-135m
     batch; ``dtype="bfloat16"`` is bf16 autocast over float32 weights. ``lora`` trains rank
     ``lora_r`` adapters on all linear layers (needs peft). ``online`` takes P_1..P_n from the
     training forward passes (no pass after each epoch: one epoch + one pass for lp_app).
+    ``max_record_bytes``: larger records are bad records (default 16 MiB, see ``read_pool``).
     ``keep_checkpoints`` keeps the weights of every scored step as safetensors under
     ``out/stages/train-proxy/checkpoints/``. Training state is saved at every scored step;
     rerunning the same command resumes an interrupted run. Returns the run directory.
@@ -166,8 +179,9 @@ def train_proxy(data: str | Path, *, out: str | Path, model: str = "smollm2-135m
                          lora_alpha=lora_alpha, online=online, batch_tokens=batch_tokens)
     if not 1 <= lp_epoch <= epochs:
         raise UsageError(f"--lp-epoch must be in [1, --epochs={epochs}], got {lp_epoch}")
-    pool = read_pool(data, format=format, columns=columns, on_bad_record=on_bad_record, limit=limit,
-                     dedupe=dedupe)
+    read_options = _read_options(format=format, columns=columns, on_bad_record=on_bad_record, limit=limit,
+                                 dedupe=dedupe, max_record_bytes=max_record_bytes)
+    pool = read_pool(data, **read_options)
     if not pool.examples:
         raise UsageError(f"{data}: no usable examples")
     dist = Dist.from_env(device)
@@ -175,8 +189,7 @@ def train_proxy(data: str | Path, *, out: str | Path, model: str = "smollm2-135m
         def open_run() -> Any:
             run = Run.open(out, overwrite=overwrite)
             try:
-                _record_data(run, data, pool, format=format, columns=columns, on_bad_record=on_bad_record,
-                             limit=limit, dedupe=dedupe)
+                _record_data(run, data, pool, **read_options)
             except BaseException:
                 run.close()
                 raise

@@ -305,7 +305,8 @@ class ReportConfig:
 class RunConfig:
     """The whole pipeline: data -> proxy stage(s) -> selections -> report."""
 
-    out: str | None = _opt(None, "the run folder (default: runs/<config file name>)")
+    out: str | None = _opt(None, "the run folder, relative to the working directory (default: runs/<config file "
+                                 "name>)")
     data: DataConfig = _opt(None, "the candidate pool")
     runtime: RuntimeConfig = _opt(RuntimeConfig(), "device and sharding, shared by the proxy stages")
     train_proxy: TrainProxyConfig | None = _opt(None, "proxy training (lp, lp_app, trajectory); null: none")

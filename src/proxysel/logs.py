@@ -36,21 +36,26 @@ _SECRET_PATTERNS = (
     (re.compile(r"\bhf_[A-Za-z0-9]{8,}"), "hf_***"),
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"), "sk-***"),
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._\-~+/=]{8,}"), r"\1 ***"),
-    (re.compile(r"(?i)\b([A-Za-z_\-]*(?:token|password|passwd|secret|api[_\-]?key|access[_\-]?key)[A-Za-z_\-]*)"
+    # key=value pairs whose key ends in token/password/secret/api key ("max_tokens=8192" is not one)
+    (re.compile(r"(?i)\b([A-Za-z_\-]*(?:token|password|passwd|secret|api[_\-]?key|access[_\-]?key))"
                 r"(\"?'?\s*[:=]\s*\"?'?)([^\s\"',;}]+)"), r"\1\2***"),
-    (re.compile(r"(https?://)[^/\s:@]+:[^/\s@]+@"), r"\1***:***@"),  # credentials in URLs
+    (re.compile(r"\b([a-z][a-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1***:***@"),  # credentials in URLs
 )
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def redact(text: str) -> str:
-    """``text`` with anything that looks like a secret replaced by ``***``.
+    """``text`` with anything that looks like a secret replaced by ``***``, and control characters
+    (terminal escapes from file names or ids) shown as ``\\x1b``.
 
     >>> redact("token=abc123 and hf_ABCDEFGHIJKL")
     'token=*** and hf_***'
     """
     for pattern, repl in _SECRET_PATTERNS:
         text = pattern.sub(repl, text)
-    return text
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 class _RedactFilter(logging.Filter):
@@ -112,11 +117,13 @@ def configure(*, quiet: bool = False, verbose: bool = False) -> None:
     handler.addFilter(_NotFileOnly())
     handler.addFilter(_RedactFilter())
     root.addHandler(handler)
-    root.setLevel(min(level, logging.WARNING))
+    # Other libraries: INFO at most (their DEBUG output drowns ours); the chattiest only from WARNING
+    # (with --verbose) or ERROR.
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
     # proxysel's own INFO records always reach the log files; the terminal handler filters them.
     logging.getLogger("proxysel").setLevel(logging.DEBUG if verbose else logging.INFO)
-    for name in NOISY:
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.ERROR)
     if quiet:
         os.environ["PROXYSEL_QUIET"] = "1"
     else:
@@ -146,8 +153,10 @@ def session(command: str, argv: Sequence[str] | None = None, *, verbose: bool = 
     _session = s
     from proxysel import __version__
 
+    # The command line goes to the log files only: the terminal already shows it.
     logging.getLogger("proxysel").info("proxysel %s: %s", __version__,
-                                       " ".join(["proxysel", *s.argv]) if s.argv is not None else command)
+                                       " ".join(["proxysel", *s.argv]) if s.argv is not None else command,
+                                       extra={FILE_ONLY: True})
     try:
         yield
     finally:

@@ -199,9 +199,13 @@ def assert_ids_exactly_once(run: Path, ids: Sequence[str]) -> None:
 
 
 def mtimes(run: Path, under: str = "") -> dict[str, int]:
-    """rel path -> mtime_ns of the final files (under a subfolder), to show nothing was rewritten."""
+    """rel path -> mtime_ns of the final files (under a subfolder), to show nothing was rewritten.
+
+    Left out: logs, and the stage ``COMPLETE`` markers, which every run of a stage re-stamps (the
+    work a stage did is in its shards and its manifest entry).
+    """
     return {str(p): (run / p).stat().st_mtime_ns for p in final_files(run)
-            if str(p).startswith(under) and p.parts[0] not in VOLATILE_DIRS}
+            if str(p).startswith(under) and p.parts[0] not in VOLATILE_DIRS and p.name != "COMPLETE"}
 
 
 # ---------------------------------------------------------------------------------- the harness

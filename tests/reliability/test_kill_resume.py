@@ -70,7 +70,7 @@ def score_reference(tmp_path_factory, pool, tiny_model_dir) -> Path:
 def test_score_killed_at_random_points(tmp_path, pool, tiny_model_dir, score_reference):
     run = tmp_path / "run"
     harness = KillHarness(score_args(pool, tiny_model_dir, run), run, seed=11, jitter=0.03, max_delay=6.0)
-    print(harness.run_until_done(kills=6))
+    harness.run_until_done(kills=6)
     assert_same_outputs(run, score_reference)
     assert_ids_exactly_once(run, pool_ids(pool))
     stage = json.loads((run / "manifest.json").read_text())["stages"]["loss"]
@@ -81,7 +81,7 @@ def test_score_killed_at_random_points(tmp_path, pool, tiny_model_dir, score_ref
     scores = (run / "scores.parquet").read_bytes()
     in_process(score_args(pool, tiny_model_dir, run))
     stage = json.loads((run / "manifest.json").read_text())["stages"]["loss"]
-    assert stage["shards_computed"] == 0 and "backend" not in stage
+    assert stage["shards_computed"] == 0
     after = mtimes(run, "stages")
     assert {k: v for k, v in after.items() if "shard-" in k} == {k: v for k, v in before.items() if "shard-" in k}
     assert (run / "scores.parquet").read_bytes() == scores

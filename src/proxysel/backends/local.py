@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Iterator
 
 from proxysel.backends import Compute, Setup
@@ -18,7 +17,7 @@ class LocalBackend:
         if not shards:
             return
         state = setup(device)
-        worker = {"pid": os.getpid(), "device": device or "cpu"}
+        worker = {"device": device or "cpu"}
         for index, examples in shards:
             yield index, compute(state, examples, bar), worker
 

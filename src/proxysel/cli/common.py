@@ -18,6 +18,9 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-bad-record", choices=["error", "skip"], default="error",
                    help="error (default): stop with exit code 2 before any work; skip: skip and list in the manifest")
     p.add_argument("--dedupe", action="store_true", help="keep the first of records with the same id")
+    p.add_argument("--max-record-bytes", type=int, default=None, metavar="N",
+                   help="a record larger than N bytes is a bad record (default 16 MiB): a guard against a "
+                        "huge or runaway record")
 
 
 def add_model_options(p: argparse.ArgumentParser, default_model: str = "smollm2-135m") -> None:

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
                     embedder=args.embedder, density=density, max_length=args.max_length,
                     batch_tokens=args.batch_tokens, dtype=args.dtype, template=args.template, limit=args.limit,
                     on_bad_record=args.on_bad_record, format=args.format, columns=args.columns,
+                    max_record_bytes=args.max_record_bytes,
                     dedupe=args.dedupe, shard_size=args.shard_size, overwrite=args.overwrite,
                     trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle, device=args.device,
                     backend=args.backend, ray_address=args.ray_address, ray_actors=args.ray_actors,

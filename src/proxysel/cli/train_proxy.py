@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length, seed=args.seed, lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
         online=args.online, keep_checkpoints=args.keep_checkpoints, dtype=args.dtype, template=args.template,
         batch_tokens=args.batch_tokens, limit=args.limit, on_bad_record=args.on_bad_record, format=args.format,
+        max_record_bytes=args.max_record_bytes,
         columns=args.columns, dedupe=args.dedupe, shard_size=args.shard_size, overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle, device=args.device)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 wrote them

@@ -112,6 +112,8 @@ def read_pool(path: str | Path, *, format: str | None = None, columns: Mapping[s
 
     def bad(file: str, line: int | None, offset: int | None, field: str | None, message: str) -> None:
         if on_bad_record == "error":
+            if _SKIP_HINT not in message:  # say what to do: fix it, or skip such records
+                message += f". Fix the record, or pass {_SKIP_HINT} to skip bad records (listed in the manifest)"
             raise BadInputError(file, message, line=line, field=field, offset=offset)
         skipped.append(SkippedRecord(file=file, line=line, offset=offset, field=field, reason=message))
 

@@ -192,26 +192,49 @@ def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pa
     dist: with several ranks (``dynamics.distributed``), this rank runs micro-batches rank,
     rank + world, ... and the gradients and the returned stats are then summed over the ranks,
     so every rank ends with the gradient and stats of the whole effective batch.
+
+    Out of memory (CUDA OOM, or MemoryError on the CPU) in a micro-batch: this rank's gradients
+    are dropped (``.grad = None``; the caller zeroes them before every step anyway), its
+    micro-batches are cut in halves and the whole effective batch is run again. A failed backward
+    pass may have added part of its gradient already, so only a fresh start is exact. The
+    micro-batches of the other ranks do not change. A single example that does not fit raises.
     """
     import torch
+
+    from proxysel.engine import _free_accelerator_memory, is_out_of_memory
 
     dist = dist or Dist()
     lengths = lengths if lengths is not None else [e.n_tokens for e in encoded]
     n_scored = sum(encoded[i].n_response_tokens for i in batch)  # the whole batch's: every rank knows it
     where = {int(i): k for k, i in enumerate(batch)}
-    example_loss = np.full(len(batch), np.nan)
-    loss_sum, tokens = 0.0, 0
-    for micro in micro_batches(batch, lengths, config.batch_size)[dist.rank::dist.world]:
-        ids, att, tgt = collate([encoded[i] for i in micro], pad_id, device)
-        with autocast(config, device):
-            losses, rows = batch_token_losses(model, ids, att, tgt)
-        (losses.sum() / n_scored).backward()
-        losses = losses.detach().double()
-        loss_sum += float(losses.sum())
-        tokens += int(att.sum())
-        sums = torch.zeros(len(micro), dtype=torch.float64, device=losses.device).index_add_(0, rows, losses)
-        counts = torch.bincount(rows, minlength=len(micro)).double()
-        example_loss[[where[int(i)] for i in micro]] = (sums / counts).cpu().numpy()
+    mine = micro_batches(batch, lengths, config.batch_size)[dist.rank::dist.world]
+    size = max((len(m) for m in mine), default=1)
+    while True:
+        micros = [m[s:s + size] for m in mine for s in range(0, len(m), size)]
+        example_loss = np.full(len(batch), np.nan)
+        loss_sum, tokens = 0.0, 0
+        try:
+            for micro in micros:
+                ids, att, tgt = collate([encoded[i] for i in micro], pad_id, device)
+                with autocast(config, device):
+                    losses, rows = batch_token_losses(model, ids, att, tgt)
+                (losses.sum() / n_scored).backward()
+                losses = losses.detach().double()
+                loss_sum += float(losses.sum())
+                tokens += int(att.sum())
+                sums = torch.zeros(len(micro), dtype=torch.float64, device=losses.device).index_add_(0, rows, losses)
+                counts = torch.bincount(rows, minlength=len(micro)).double()
+                example_loss[[where[int(i)] for i in micro]] = (sums / counts).cpu().numpy()
+            break
+        except (MemoryError, RuntimeError) as e:
+            if not is_out_of_memory(e) or size <= 1:
+                raise
+            for p in trainable_parameters(model).values():
+                p.grad = None
+            size //= 2
+            log.warning("out of memory in a training micro-batch; retrying the step with micro-batches of %d "
+                        "examples (lower --batch-size and raise --grad-accum to avoid this)", size)
+            _free_accelerator_memory()
     if dist.world > 1:
         dist.all_reduce_grads(list(trainable_parameters(model).values()))
         # One float64 vector: loss sum, token count, then each example's loss (0 on the ranks that did

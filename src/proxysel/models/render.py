@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxysel.data.example import Example
-from proxysel.errors import UsageError
+from proxysel.errors import BadInputError, UsageError
 
 IGNORE = -100
 
@@ -92,9 +92,17 @@ class Renderer:
             return self._render_chat(example)
         return self._render_alpaca(example)
 
+    def _apply_template(self, example: Example, msgs: list[dict[str, str]], **kwargs: Any) -> str:
+        try:
+            return self.tokenizer.apply_chat_template(msgs, tokenize=False, **kwargs)
+        except Exception as e:  # the template's own raise_exception ("roles must alternate", ...)
+            raise BadInputError(example.file, f"example {example.id!r}: the model's chat template refuses "
+                                f"this conversation ({type(e).__name__}: {e}); fix the record, or score with "
+                                "--template alpaca", line=example.line or None) from None
+
     def _render_chat(self, example: Example) -> tuple[str, list[tuple[int, int]], bool]:
         msgs = [{"role": m.role, "content": m.content} for m in example.messages]
-        text = self.tokenizer.apply_chat_template(msgs, tokenize=False)
+        text = self._apply_template(example, msgs)
         spans: list[tuple[int, int]] = []
         cursor = 0
         for i, m in enumerate(example.messages):
@@ -103,8 +111,7 @@ class Renderer:
             # The conversation up to this turn, with the generation prompt, is a prefix of the full
             # rendering for well-behaved templates: start looking for the content right after it,
             # so that text repeated earlier (say, in a system prompt) is never matched.
-            prefix = self.tokenizer.apply_chat_template(msgs[:i], tokenize=False,
-                                                        add_generation_prompt=True) if i else ""
+            prefix = self._apply_template(example, msgs[:i], add_generation_prompt=True) if i else ""
             if prefix and text.startswith(prefix):
                 cursor = max(cursor, len(prefix))
             content = m.content
@@ -113,8 +120,10 @@ class Renderer:
                 content = m.content.strip()
                 start = text.find(content, cursor)
             if start < 0:
-                raise UsageError(f"example {example.id}: the chat template did not render assistant turn {i} "
-                                 "verbatim; use --template alpaca")
+                raise BadInputError(example.file, f"example {example.id!r}: the model's chat template does not "
+                                    f"render assistant turn {i} verbatim (it drops or rewrites the response), so "
+                                    "its tokens cannot be scored; use --template alpaca",
+                                    line=example.line or None, field=_response_field(example, i))
             end = start + len(content)
             for tok in self._specials if self.end_of_turn else ():
                 if text.startswith(tok, end):
@@ -188,3 +197,9 @@ class Renderer:
         ids, labels = ids[: self.max_length], labels[: self.max_length]
         n_resp = sum(1 for x in labels if x != IGNORE)
         return Encoded(ids, labels, len(ids), n_resp, n_resp == 0)
+
+
+def _response_field(example: Example, turn: int) -> str:
+    """The record field that holds assistant turn ``turn`` (for messages; before any --columns)."""
+    return {"alpaca": "output", "prompt-completion": "completion", "messages": f"messages[{turn}].content",
+            "sharegpt": f"conversations[{turn}].value"}.get(example.format, f"turn {turn}")
