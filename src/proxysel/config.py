@@ -123,6 +123,7 @@ class DataConfig:
     on_bad_record: str = _opt("error", "error: stop with exit code 2 before any work; skip: skip and list "
                                        "them in the manifest", choices=("error", "skip"))
     dedupe: bool = _opt(False, "keep the first of records with the same id")
+    max_record_bytes: int | None = _opt(None, "a larger record is a bad record (default 16 MiB)", minimum=1)
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -134,21 +135,42 @@ class DataConfig:
 
     def read_options(self) -> dict[str, Any]:
         """The keyword arguments of ``read_pool`` / ``api.score`` that this section sets."""
-        return {"format": self.format, "columns": dict(self.columns) if self.columns else None,
-                "limit": self.limit, "on_bad_record": self.on_bad_record, "dedupe": self.dedupe}
+        out = {"format": self.format, "columns": dict(self.columns) if self.columns else None,
+               "limit": self.limit, "on_bad_record": self.on_bad_record, "dedupe": self.dedupe}
+        if self.max_record_bytes is not None:
+            out["max_record_bytes"] = self.max_record_bytes
+        return out
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """Where and how the model work runs; shared by every proxy stage."""
+    """Where and how the model work runs; shared by every proxy stage.
+
+    Only ``shard_size`` is part of the stages' fingerprints: the other fields change where and how
+    the work runs, not its results, so changing them reruns nothing (``RESULT_NEUTRAL``).
+    """
 
     device: str | None = _opt(None, "cpu, cuda or cuda:N (default: cpu)")
     shard_size: int = _opt(256, "examples per resumable shard", minimum=1)
     trust_remote_code: bool = _opt(False, "allow a hub model's own Python code to run")
     allow_pickle: bool = _opt(False, "allow .bin/.pt weights (loaded with weights_only)")
+    backend: str = _opt("local", "score: local (this process) or ray (a Ray Data pipeline; docs/scale.md)",
+                        choices=("local", "ray"))
+    ray_address: str | None = _opt(None, "backend ray: the cluster to join (default: $RAY_ADDRESS, else a new "
+                                         "local one)")
+    ray_actors: int | None = _opt(None, "backend ray: scoring actors (default: one per GPU, else per "
+                                        "ray_cpus_per_actor CPUs)", minimum=1)
+    ray_cpus_per_actor: int | None = _opt(None, "backend ray: CPUs per actor (default 1)", minimum=1)
+
+    RESULT_NEUTRAL: typing.ClassVar[tuple[str, ...]] = (
+        "device", "trust_remote_code", "allow_pickle", "backend", "ray_address", "ray_actors", "ray_cpus_per_actor")
 
     def __post_init__(self) -> None:
         _check_fields(self)
+        if self.backend == "local":
+            given = [f for f in ("ray_address", "ray_actors", "ray_cpus_per_actor") if getattr(self, f) is not None]
+            if given:
+                raise _FieldError(given[0], "only applies with runtime.backend: ray")
         if self.device is not None and not (self.device == "cpu" or self.device == "cuda"
                                             or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise _FieldError("device", f"{self.device!r} is not one of cpu, cuda, cuda:N")

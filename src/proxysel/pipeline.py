@@ -96,7 +96,8 @@ def _now() -> str:
 def step_keys(cfg: RunConfig) -> dict[str, dict[str, Any]]:
     """Step name -> the config it depends on (plain dicts), in pipeline order."""
     d = config_to_dict(cfg)
-    base = {"data": d["data"], "runtime": d["runtime"]}
+    runtime = {k: v for k, v in d["runtime"].items() if k not in cfg.runtime.RESULT_NEUTRAL}
+    base = {"data": d["data"], "runtime": runtime}
     keys: dict[str, dict[str, Any]] = {}
     if cfg.train_proxy is not None:
         keys["train-proxy"] = {**base, "train_proxy": d["train_proxy"]}
@@ -321,7 +322,8 @@ def run_pipeline(cfg: RunConfig, *, source: str | None = None, overwrite: bool =
             api.score(data, out=out, signals=list(sc.signals), model=sc.model, judge=sc.judge,
                       embedder=sc.embedder, max_length=sc.max_length, batch_tokens=sc.batch_tokens,
                       dtype=sc.dtype, template=sc.template, density=sc.density.options(), overwrite=replace,
-                      **common)
+                      backend=rt.backend, ray_address=rt.ray_address, ray_actors=rt.ray_actors,
+                      ray_cpus_per_actor=rt.ray_cpus_per_actor, **common)
         computed = _computed(before, _stage_state(out))
         did_work = bool(computed) or (changed and prev is not None)
         upstream_computed |= did_work or prev is None

@@ -156,9 +156,15 @@ def select_run(run_dir: str | Path, *, method: str, budget: str | float | int, s
             raise UsageError(f"selector {method}: {e}") from None
         name = name or default_name(method, b, seed, params.get("signal"), params.get("order"))
         out = run.selection_dir(name)
+        # Rows that could not compete (NaN/inf signal, truncated) are counted here and named, row by
+        # row, in selection.parquet: nothing is left out without a word.
+        excluded: dict[str, int] = {}
+        for why in sel.reason:
+            if why.startswith("excluded"):
+                excluded[why] = excluded.get(why, 0) + 1
         meta = {"method": method, "params": params, "budget": b, "budget_resolved": sel.budget, "seed": seed,
                 "stratify": stratify, "n_pool": table.n, "n_selected": sel.n_selected, "notes": sel.notes,
-                "data_fingerprint": pool.fingerprint}
+                "excluded": dict(sorted(excluded.items())), "data_fingerprint": pool.fingerprint}
         meta_path = out / "meta.json"
         if meta_path.exists() and not overwrite:
             old = json.loads(meta_path.read_text())
@@ -177,6 +183,8 @@ def select_run(run_dir: str | Path, *, method: str, budget: str | float | int, s
         run.record_stage(f"select:{name}", {"method": method, "n_selected": sel.n_selected})
     for note in sel.notes:
         log.info("%s: %s", name, note)
+    for why, n in sorted(excluded.items()):
+        log.warning("%s: %d of %d examples could not be selected (%s)", name, n, table.n, why)
     return out
 
 

@@ -121,6 +121,8 @@ def _error(tmp_path, text=BASE, overrides=()) -> ConfigError:
     ("data.on_bad_record=ignore", "data.on_bad_record", ["error, skip"]),
     ("data.demo=10", "data.path", ["exactly one of data.path"]),
     ("runtime.device=tpu", "runtime.device", ["cpu, cuda, cuda:N"]),
+    ("runtime.ray_actors=2", "runtime.ray_actors", ["runtime.backend: ray"]),
+    ("runtime.backend=spark", "runtime.backend", ["local, ray"]),
     ("report.selection=nope", "report.selection", ["not one of the selections"]),
     ("score.density.R=0", "score.density.R", ["must be >= 1"]),
     ("train_proxy.epochs.x=1", "train_proxy.epochs", ["no field"]),

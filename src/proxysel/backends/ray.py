@@ -88,6 +88,10 @@ class _TokenCount:
         self.tokens += int(tokens)
 
 
+#: Set in every actor: no per-actor download/loading bars or advisory warnings on the driver's terminal.
+ACTOR_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
+
+
 class ShardWorker:
     """The Ray Data callable class: holds one loaded stage state, computes shards.
 
@@ -99,6 +103,8 @@ class ShardWorker:
     def __init__(self, setup: Setup, compute: Compute, device: str | None, threads: int | None) -> None:
         import ray
 
+        for key, value in ACTOR_ENV.items():  # before the model stack is imported in this actor
+            os.environ.setdefault(key, value)
         ctx = ray.get_runtime_context()
         gpu_ids = [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])]
         if device is None or device.startswith("cuda"):
@@ -132,10 +138,6 @@ class ShardWorker:
         return pa.table({"shard": pa.array(shards, pa.int64()), "table": pa.array(tables, pa.binary()),
                          "worker": pa.array([self.worker] * len(shards), pa.string()),
                          "tokens": pa.array(tokens, pa.int64())})
-
-
-#: Environment of the actors: no per-actor download/loading bars or advisory warnings on the driver's terminal.
-ACTOR_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def _cause(err: BaseException) -> BaseException:
@@ -197,8 +199,10 @@ class RayBackend:
         plan = self.plan(device, len(shards))
         self._used = dict(plan)
         ctx = ray.data.DataContext.get_current()
+        ray_log = logging.getLogger("ray.data")
+        saved = ctx.enable_progress_bars, ray_log.level
         ctx.enable_progress_bars = False  # proxysel's own bar counts examples and tokens
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        ray_log.setLevel(logging.ERROR)
         sizes = {k: len(examples) for k, examples in shards}
         rows = [{"shard": k, "examples": pickle.dumps(examples, protocol=pickle.HIGHEST_PROTOCOL)}
                 for k, examples in shards]
@@ -208,8 +212,7 @@ class RayBackend:
         ds = ds.map_batches(ShardWorker, batch_size=1, batch_format="pyarrow",
                             fn_constructor_kwargs={"setup": setup, "compute": compute, "device": device,
                                                    "threads": None if gpu else plan["cpus_per_actor"]},
-                            compute=ray.data.ActorPoolStrategy(size=plan["actors"]),
-                            runtime_env={"env_vars": ACTOR_ENV}, **resources)
+                            compute=ray.data.ActorPoolStrategy(size=plan["actors"]), **resources)
         log.info("ray: %d shards on %d actors (%d GPU, %d CPU each)", len(rows), plan["actors"],
                  plan["num_gpus_per_actor"], plan["cpus_per_actor"])
         try:
@@ -226,3 +229,6 @@ class RayBackend:
             if cause is not e:
                 raise cause from e
             raise
+        finally:
+            ctx.enable_progress_bars, level = saved
+            ray_log.setLevel(level)

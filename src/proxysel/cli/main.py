@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with logs.session(args.command, argv, verbose=args.verbose):
         try:
             code = int(args.func(args) or 0)
-            log.info("%s: done (exit code %d)", args.command, code)
+            # the log files always get it; the terminal only with --verbose
+            log.info("%s: done (exit code %d)", args.command, code, extra={logs.FILE_ONLY: not args.verbose})
             return code
         except ProxyselError as e:
             logs.log_error(log, f"{args.command}: {e} (exit code {e.exit_code})")

@@ -240,14 +240,14 @@ def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pa
         # One float64 vector: loss sum, token count, then each example's loss (0 on the ranks that did
         # not train it, so the sum is exact).
         stats = torch.tensor([loss_sum, float(tokens), *np.nan_to_num(example_loss, nan=0.0)], dtype=torch.float64)
-        mine = torch.tensor(~np.isnan(example_loss), dtype=torch.float64)
+        owned = torch.tensor(~np.isnan(example_loss), dtype=torch.float64)
         if dist.backend == "nccl":
-            stats, mine = stats.to(device), mine.to(device)
+            stats, owned = stats.to(device), owned.to(device)
         dist.all_reduce_sum(stats)
-        dist.all_reduce_sum(mine)
-        stats, mine = stats.cpu().numpy(), mine.cpu().numpy()
+        dist.all_reduce_sum(owned)
+        stats, owned = stats.cpu().numpy(), owned.cpu().numpy()
         loss_sum, tokens = float(stats[0]), int(round(stats[1]))
-        example_loss = np.where(mine > 0, stats[2:], np.nan)
+        example_loss = np.where(owned > 0, stats[2:], np.nan)
     return BatchStats(loss_sum / n_scored, tokens, example_loss)
 
 

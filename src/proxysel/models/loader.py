@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +162,12 @@ def load_causal_lm(spec: str, *, dtype: str = "float32", device: str = "cpu",
     except OSError as e:
         raise UsageError(f"cannot load model {spec!r}: {e}. Offline, use a local folder, a .gguf file "
                          f"or a bundled name: {sorted(BUNDLED)}") from e
+    except pickle.UnpicklingError as e:  # weights_only refused an object that is not a tensor
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "GLOBAL" in ln), lines[0] if lines else type(e).__name__)
+        raise UsageError(f"refusing the pickle weights of {spec!r}: they hold objects other than tensors, "
+                         f"which could run code when loaded (torch.load with weights_only: {why}). Get "
+                         "safetensors weights from a source you trust.") from None
     model.to(device)
     model.eval()
     return LoadedModel(model=model, tokenizer=tok, model_id=spec, revision=revision, path=str(path))

@@ -335,6 +335,12 @@ class Selector:
         n = table.n
         reason = [""] * n
         ok = np.ones(n, dtype=bool)
+        if not self.include_truncated:
+            # First: a truncated row's signals are NaN because of the truncation, and the reason
+            # should say so (not "signal is NaN", which reads as a broken model).
+            for i in np.flatnonzero(table.truncated):
+                reason[i] = EXCLUDED_TRUNCATED
+            ok &= ~table.truncated
         for name in columns:
             col = table.column(name)
             if col.dtype.kind not in "fiub":
@@ -346,10 +352,6 @@ class Selector:
                 for i in np.flatnonzero(inf & ok):
                     reason[i] = EXCLUDED_INF
                 ok &= ~(nan | inf)
-        if not self.include_truncated:
-            for i in np.flatnonzero(table.truncated & ok):
-                reason[i] = EXCLUDED_TRUNCATED
-            ok &= ~table.truncated
         return ok, reason
 
     def _budget(self, budget: float | int, table: ScoreTable, n_candidates: int, why: str = "") -> int:

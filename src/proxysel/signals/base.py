@@ -113,6 +113,12 @@ def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str,
         info["backend"] = {**backend.describe(), "workers": list(workers.values())}
     if "truncated" in table.column_names:
         info["truncated"] = int(np.asarray(table.column("truncated")).sum())
+    non_finite = count_non_finite(table)
+    if non_finite:
+        # Flagged here and in the manifest; selectors never pick such rows (selection.parquet says why).
+        info["non_finite"] = non_finite
+        log.warning("%s: NaN or inf values (truncated examples aside): %s; selections leave such examples out",
+                    stage_name, ", ".join(f"{k} in {v} examples" for k, v in non_finite.items()))
     if tokens:
         info["tokens_computed"] = tokens
         info["tokens_per_s"] = round(tokens / elapsed, 1) if elapsed > 0 else None
@@ -120,6 +126,28 @@ def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str,
     log.info("%s: %d examples, %d of %d shards computed in %.1fs", stage_name, table.num_rows, len(todo),
              len(parts), elapsed)
     return table
+
+
+def count_non_finite(table: Any) -> dict[str, int]:
+    """Column -> number of NaN/inf values among the rows not marked ``truncated`` (float columns only;
+    every row counts when the table has no ``truncated`` column)."""
+    import pyarrow as pa
+
+    keep = None
+    if "truncated" in table.column_names:
+        keep = ~np.asarray(table.column("truncated").to_numpy(zero_copy_only=False), dtype=bool)
+    out = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if not pa.types.is_floating(col.type):
+            continue
+        values = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if keep is not None:
+            bad &= keep
+        if bad.any():
+            out[name] = int(bad.sum())
+    return out
 
 
 def model_fingerprint(pool: Pool, model: str, opts: ScoreOptions, **extra: Any) -> dict[str, Any]:
