@@ -704,9 +704,10 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
         raw = apply_overrides(raw, overrides)
     except ConfigError as e:
         raise ConfigError(e.field, e.reason, f"{path} (override)") from None
-    if raw.get("out") is None:
-        raw["out"] = str(Path("runs") / path.stem)
-    return config_from_dict(raw, source=str(path))
+    cfg = config_from_dict(raw, source=str(path))
+    if cfg.out is None:  # absent, null, or an override such as `out=` / `out=null`
+        cfg = dataclasses.replace(cfg, out=str(Path("runs") / path.stem))
+    return cfg
 
 
 def iter_fields(cls: type = RunConfig, prefix: str = "") -> Iterable[tuple[str, Any, Any, str, tuple | None]]:

@@ -12,9 +12,10 @@ Kill points (chosen per attempt by a ``random.Random(seed)``):
   the process is then inside the next shard, a training step, an atomic write or a manifest update;
 - ``delay``: kill after a random delay from the start (in the imports, the model load, the lock, ...).
 
-After every kill the harness checks that every final file in the run folder parses (a reader never
-sees half a file; ``.tmp-*`` files are the writers' private temporaries and may be left behind) and
-that every ``.done`` marker vouches for a complete shard (its sha256 matches).
+After every kill, and every ``read_every`` seconds while the command runs, the harness checks that
+every final file in the run folder parses (a reader never sees half a file; ``.tmp-*`` files are
+the writers' private temporaries and may be left behind) and that every ``.done`` marker vouches
+for a complete shard (its sha256 matches).
 
 ``COUNTS`` collects the figures the suite achieved (kills survived, bad-input cases tried, fuzz
 examples run, ...); ``count`` rewrites them to ``$PROXYSEL_RELIABILITY_COUNTS`` (default
@@ -38,8 +39,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 #: Figures the suite achieved in this pytest session.
-COUNTS: dict[str, int] = {"kills": 0, "kill_scenarios": 0, "bad_input_cases": 0, "fuzz_examples": 0,
-                          "oom_injections": 0}
+COUNTS: dict[str, int] = {"kills": 0, "kill_scenarios": 0, "concurrent_reads": 0, "bad_input_cases": 0,
+                          "fuzz_examples": 0, "oom_injections": 0}
 KILLED_COMMANDS: set[str] = set()
 COUNTS_FILE = Path(os.environ.get("PROXYSEL_RELIABILITY_COUNTS",
                                   Path(__file__).resolve().parents[2] / ".pytest_cache" / "proxysel-reliability.json"))
@@ -96,8 +97,12 @@ def final_files(run: Path) -> list[Path]:
     return out
 
 
-def check_readable(run: Path) -> int:
-    """Every final file parses, every ``.done`` marker matches its shard. Returns the files checked."""
+def check_readable(run: Path, *, running: bool = False) -> int:
+    """Every final file parses, every ``.done`` marker matches its shard. Returns the files checked.
+
+    running: a writer is at work right now, so a file may vanish between the listing and the read
+    (a replaced stage, a rewritten selection); a vanished file is fine, a torn one is not.
+    """
     import pyarrow.parquet as pq
     import yaml
 
@@ -105,6 +110,8 @@ def check_readable(run: Path) -> int:
     for rel in final_files(run):
         p = run / rel
         name = rel.name
+        if running and not p.exists():
+            continue
         try:
             if name.endswith(".parquet"):
                 pq.read_table(p)
@@ -122,14 +129,22 @@ def check_readable(run: Path) -> int:
 
                 with safe_open(str(p), framework="numpy") as f:
                     list(f.keys())
+        except FileNotFoundError:
+            if running:
+                continue
+            raise
         except Exception as e:  # noqa: BLE001 - any failure is a half-written file
-            raise AssertionError(f"{p} is visible but not readable after a kill: {e!r}") from e
+            when = "while the command runs" if running else "after a kill"
+            raise AssertionError(f"{p} is visible but not readable {when}: {e!r}") from e
         if name.endswith(".done"):
-            marker = json.loads(p.read_text())
-            shard = p.with_suffix(".parquet")
-            assert shard.is_file(), f"{p} exists but its shard does not"
-            assert hashlib.sha256(shard.read_bytes()).hexdigest() == marker["sha256"], f"{shard} != its marker"
-            assert pq.read_metadata(shard).num_rows == marker["rows"]
+            try:
+                marker = json.loads(p.read_text())
+                shard = p.with_suffix(".parquet")
+                assert hashlib.sha256(shard.read_bytes()).hexdigest() == marker["sha256"], f"{shard} != its marker"
+                assert pq.read_metadata(shard).num_rows == marker["rows"]
+            except FileNotFoundError:
+                if not running:
+                    raise AssertionError(f"{p} exists but its shard does not") from None
         n += 1
     return n
 
@@ -233,6 +248,7 @@ class KillHarness:
     markers:   progress function (default ``progress_markers``).
     restart_finished: a run that finished before its kill point is started again (for commands
                that recompute everything on every run, such as ``select``), until ``kills`` kills.
+    read_every: seconds between two checks, while the command runs, that every final file parses.
     """
 
     args: Sequence[str]
@@ -246,6 +262,7 @@ class KillHarness:
     cwd: Path | None = None
     timeout: float = 240.0
     restart_finished: bool = False
+    read_every: float = 0.5
     attempts: list[Attempt] = field(default_factory=list)
 
     def _attempt(self, rng: random.Random, allow_kill: bool) -> Attempt:
@@ -258,9 +275,14 @@ class KillHarness:
                                 stderr=subprocess.PIPE, start_new_session=True)
         seen_at = None
         killed = False
+        last_read = t0
         try:
             while proc.poll() is None:
                 now = time.monotonic()
+                if now - last_read >= self.read_every:  # a reader looking while the writer works
+                    check_readable(self.run, running=True)
+                    count("concurrent_reads")
+                    last_read = now = time.monotonic()
                 if now - t0 > self.timeout:
                     raise AssertionError(f"proxysel {' '.join(map(str, self.args))} hangs ({self.timeout}s)")
                 if mode == "marker" and seen_at is None and self.markers(self.run) > before:

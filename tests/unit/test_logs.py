@@ -110,3 +110,16 @@ def test_quiet_and_verbose_exclude_each_other():
     with pytest.raises(SystemExit) as e:
         main(["-q", "-v", "env"])
     assert e.value.code == 2
+
+
+def test_progress_without_a_terminal_logs_lines(monkeypatch, caplog):
+    from proxysel.progress import Progress
+
+    monkeypatch.setenv("PROXYSEL_PROGRESS_LOG_S", "0.000001")
+    monkeypatch.delenv("PROXYSEL_PROGRESS", raising=False)
+    with caplog.at_level(logging.INFO, logger="proxysel.progress"):
+        with Progress(total=4, desc="score [tiny]") as bar:
+            bar.update(1, tokens=100)
+            bar.update(1, tokens=100)
+    lines = [r.getMessage() for r in caplog.records if r.name == "proxysel.progress"]
+    assert lines and lines[-1].startswith("score [tiny]: 2/4 ex (50%)") and "tok/s" in lines[-1]
