@@ -55,6 +55,7 @@ def main() -> int:
         proxysel.score(data, out=out, **common, **kw)
         return time.perf_counter() - t, out
 
+    load_before = os.getloadavg()[0]
     local_s, ray_s = [], []
     t_init = None
     for rep in range(args.repeats):
@@ -87,7 +88,8 @@ def main() -> int:
     for name, runs, med in (("local", local_s, lo), (f"ray, {args.actors} CPU actors", ray_s, rs)):
         print(f"| {name} | {', '.join(f'{x:.1f}' for x in runs)} | {med:.1f} | {args.n / med:.1f} | "
               f"{tokens / med:.0f} | {'' if name == 'local' else f'{100 * (med - lo) / lo:+.1f}%'} |")
-    print(f"\nStarting the local Ray cluster (`ray.init`, not in the times above): {t_init:.1f} s.")
+    print(f"\nStarting the local Ray cluster (`ray.init`, not in the times above): {t_init:.1f} s. "
+          f"Load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f}.")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -126,3 +126,16 @@ def test_driver_killed_then_resumed_matches_local(cluster, tiny_model_dir, tmp_p
     assert r.returncode == 0, r.stderr
     assert (run / "scores.parquet").read_bytes() == (ref / "scores.parquet").read_bytes()
     assert _stages(run)["loss"]["shards_computed"] == 60 - done_at_kill
+
+
+def test_an_actor_error_stops_the_run_with_its_message(cluster):
+    from proxysel.backends.ray import RayBackend
+    from proxysel.errors import UsageError
+
+    def compute(state, examples, bar):
+        raise UsageError(f"shard of {examples} refused")
+
+    backend = RayBackend(actors=1)
+    with pytest.raises(UsageError, match=r"shard of \[.*\] refused"):
+        list(backend.map_shards([(0, ["a"]), (1, ["b"])], setup=lambda device: None, compute=compute,
+                                device="cpu", bar=None))

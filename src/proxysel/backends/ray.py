@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import pickle
+import re
 from typing import Any, Iterator
 
 from proxysel.backends import Compute, Setup
@@ -140,16 +141,33 @@ class ShardWorker:
                          "tokens": pa.array(tokens, pa.int64())})
 
 
+_REMOTE_ERROR = re.compile(r"proxysel\.errors\.(\w+): (.+)")
+
+
 def _cause(err: BaseException) -> BaseException:
-    """The proxysel error inside a Ray task error, if there is one (for exit codes and messages)."""
-    seen = err
+    """The proxysel error an actor raised, rebuilt from Ray's error (which keeps only its traceback
+    text), so that a bad option still exits with code 2 and a clear message; else ``err``."""
+    from proxysel import errors
+
+    texts, seen = [], err
     for _ in range(8):
-        if isinstance(seen, ProxyselError):
-            return seen
+        texts.append(str(seen))
         nxt = getattr(seen, "cause", None) or seen.__cause__
-        if nxt is None:
+        if not isinstance(nxt, BaseException):
             break
         seen = nxt
+    for text in texts:
+        found = _REMOTE_ERROR.findall(text)
+        if found:
+            name, message = found[-1]
+            cls = getattr(errors, name, None)
+            if isinstance(cls, type) and issubclass(cls, ProxyselError):
+                try:
+                    return cls(message.strip())
+                except TypeError:  # an error class with another signature (BadInputError)
+                    out = ProxyselError(message.strip())
+                    out.exit_code = cls.exit_code
+                    return out
     return err
 
 
