@@ -147,7 +147,9 @@ def train_proxy(data: str | Path, *, out: str | Path, model: str = "smollm2-135m
     warmup, effective batch ``batch_size x grad_accum`` = 32, loss per token over the effective
     batch; ``dtype="bfloat16"`` is bf16 autocast over float32 weights. ``lora`` trains rank
     ``lora_r`` adapters on all linear layers (needs peft). ``online`` takes P_1..P_n from the
-    training forward passes (no pass after each epoch: one epoch + one pass for lp_app).
+    training forward passes (no pass after each epoch: one epoch + one pass for lp_app); it ranks
+    P_1 like the exact pass but its lp_app is biased by when an example was seen (see
+    benchmarks/RESULTS.md): prefer the exact lp_app for selection.
     ``max_record_bytes``: larger records are bad records (default 16 MiB, see ``read_pool``).
     ``keep_checkpoints`` keeps the weights of every scored step as safetensors under
     ``out/stages/train-proxy/checkpoints/``. Training state is saved at every scored step;
@@ -351,9 +353,13 @@ def demo(*, limit: int = 300, out: str | Path = "runs/demo", model: str = "smoll
     lines = [f"proxysel demo: LP_app of {model} ({cfg.train_proxy.dtype}, max_length {cfg.train_proxy.max_length}, "
              f"1 epoch) on {len(ids)} real ShareGPT conversations; {meta['n_selected']} kept "
              f"({DEMO_BUDGET:.0%}) in {cfg.select[0].clusters} clusters, {time.perf_counter() - t0:.0f}s", ""]
+    if cfg.train_proxy.max_length == DEMO_MAX_LENGTH:
+        lines += [f"max_length {DEMO_MAX_LENGTH}, one epoch and bf16 where the CPU has it keep the demo under 15 "
+                  "minutes on 2 cores; --max-length 512 reads more of each conversation in roughly 1.7x the time."]
     if n_trunc:
         lines += [f"{n_trunc} conversations have prompts longer than {cfg.train_proxy.max_length} tokens: their "
-                  "response is cut away, so they are marked truncated and left out.", ""]
+                  "response is cut away, so they are marked truncated and left out."]
+    lines += [""]
     lines += ["hardest (lowest LP_app: the proxy learned least from one epoch; kept first in each cluster):",
               "   LP_app    P_0  ->   P_1     outcome  id         first user turn"]
     lines += [row(i) for i in order[:show]]

@@ -20,12 +20,14 @@ for a complete shard (its sha256 matches).
 ``COUNTS`` collects the figures the suite achieved (kills survived, bad-input cases tried, fuzz
 examples run, ...); ``count`` rewrites them to ``$PROXYSEL_RELIABILITY_COUNTS`` (default
 ``.pytest_cache/proxysel-reliability.json`` at the repository root) after every change, so the file
-holds the figures of the latest pytest session; docs/reliability.md quotes them. (No conftest.py
+holds the figures of the latest pytest session, and prints them when the session ends;
+docs/reliability.md quotes them. (No conftest.py
 here: ``from conftest import ...`` in the other test folders must keep finding tests/conftest.py.)
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -47,13 +49,22 @@ COUNTS_FILE = Path(os.environ.get("PROXYSEL_RELIABILITY_COUNTS",
 
 
 def count(key: str, n: int = 1) -> None:
-    """Add ``n`` to ``COUNTS[key]`` and rewrite the counts file."""
+    """Add ``n`` to ``COUNTS[key]`` and rewrite the counts file (``pid`` tells which session wrote it:
+    two pytest sessions in one checkout write the same default file; set $PROXYSEL_RELIABILITY_COUNTS)."""
     COUNTS[key] += n
-    data = {**COUNTS, "commands_killed": sorted(KILLED_COMMANDS)}
+    data = {**COUNTS, "commands_killed": sorted(KILLED_COMMANDS), "pid": os.getpid()}
     COUNTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    tmp = COUNTS_FILE.with_name(COUNTS_FILE.name + ".tmp")
+    tmp = COUNTS_FILE.with_name(f"{COUNTS_FILE.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, COUNTS_FILE)
+
+
+@atexit.register
+def _print_counts() -> None:
+    """This session's figures on the terminal, whoever writes the counts file last."""
+    if any(COUNTS.values()):
+        print(f"proxysel reliability (pid {os.getpid()}): " + ", ".join(f"{k}={v}" for k, v in COUNTS.items())
+              + f"; commands killed: {', '.join(sorted(KILLED_COMMANDS)) or 'none'}", file=sys.stderr)
 
 #: Run-folder files that legitimately differ between two runs: timestamps, pids, timings, paths.
 VOLATILE = ("manifest.json", "report.html", "config.yaml", "COMPLETE")

@@ -18,10 +18,12 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import write_qa_pool
-from harness import cli_command, cli_env, count, mtimes
-from proxysel.cli.main import main
-from proxysel.store import read_lock
+pytest.importorskip("torch")
+
+from conftest import write_qa_pool  # noqa: E402
+from harness import cli_command, cli_env, count, mtimes  # noqa: E402
+from proxysel.cli.main import main  # noqa: E402
+from proxysel.store import read_lock  # noqa: E402
 
 
 def test_second_process_is_refused_and_a_killed_owner_is_taken_over(tmp_path, tiny_model_dir, capsys):

@@ -90,7 +90,6 @@ def test_training_out_of_memory_halves_the_micro_batch(tiny_model_dir, encoded, 
             count("oom_injections")
             if where == "forward":
                 raise MemoryError("injected")
-
             return _FailingBackward.apply(losses, m.get_output_embeddings().weight), rows
         return losses, rows
 

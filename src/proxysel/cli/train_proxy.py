@@ -34,7 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-alpha", type=int, default=32, help="LoRA alpha (default 32)")
     p.add_argument("--online", action="store_true",
                    help="take P_1..P_n from the training forward passes: one epoch + one pass for lp_app "
-                        "(an approximation of the exact passes; see the docs)")
+                        "(a cheap P_1 that ranks like the exact one, but its lp_app is biased by when an example "
+                        "was seen; see benchmarks/RESULTS.md)")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the weights of every scored step (safetensors) under RUN/stages/train-proxy/checkpoints")
     p.add_argument("--batch-tokens", type=int, default=8192,

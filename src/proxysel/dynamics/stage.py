@@ -59,13 +59,10 @@ def _write_checkpoint(folder: Path, lm: Any, lora: bool) -> None:
     tmp = folder.parent / f"{TMP_PREFIX}{folder.name}.{secrets.token_hex(6)}"
     try:
         if lora:
-            from safetensors.torch import save_file
-
-            from proxysel.dynamics.state import trainable_parameters
+            from proxysel.dynamics.state import save_tensors, trainable_parameters
 
             tmp.mkdir()
-            save_file({k: v.detach().contiguous().cpu() for k, v in trainable_parameters(lm.model).items()},
-                      str(tmp / "adapter.safetensors"))
+            save_tensors(tmp / "adapter.safetensors", trainable_parameters(lm.model))
         else:
             lm.model.save_pretrained(tmp, safe_serialization=True)
             lm.tokenizer.save_pretrained(tmp)

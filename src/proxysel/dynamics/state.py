@@ -41,7 +41,8 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _save_tensors(path: Path, tensors: dict[str, Any]) -> None:
+def save_tensors(path: Path, tensors: dict[str, Any]) -> None:
+    """Write name -> tensor to a safetensors file (detached, contiguous, on the CPU) and fsync it."""
     from safetensors.torch import save_file
 
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
@@ -70,20 +71,20 @@ def save_state(root: str | os.PathLike[str], step: int, model: Any, optimizer: A
     tmp = root / f"{TMP_PREFIX}{final.name}.{secrets.token_hex(6)}"
     tmp.mkdir()
     try:
-        _save_tensors(tmp / "trainable.safetensors", trainable_parameters(model))
+        save_tensors(tmp / "trainable.safetensors", trainable_parameters(model))
         opt: dict[str, Any] = {}
         state = optimizer.state_dict()["state"]
         for i, name in enumerate(_optimizer_names(model, optimizer)):
             for key, value in state.get(i, {}).items():
                 opt[f"{name}/{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-        _save_tensors(tmp / "optimizer.safetensors", opt)
+        save_tensors(tmp / "optimizer.safetensors", opt)
         extra: dict[str, Any] = {"rng/torch": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
                 extra[f"rng/cuda/{i}"] = s
         for name, arr in (arrays or {}).items():
             extra[f"array/{name}"] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
-        _save_tensors(tmp / "extra.safetensors", extra)
+        save_tensors(tmp / "extra.safetensors", extra)
         (tmp / "state.json").write_text(json.dumps({"format": FORMAT, "step": step, **(meta or {})},
                                                    sort_keys=True, indent=1) + "\n")
         _fsync(tmp / "state.json")
