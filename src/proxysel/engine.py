@@ -121,6 +121,38 @@ def collate(batch: Sequence[Encoded], pad_id: int, device: Any = "cpu") -> tuple
     return ids.to(device), att.to(device), tgt.to(device)
 
 
+def batched_with_backoff(lengths: Sequence[int], batch_tokens: int, run_batch: Callable[[list[int]], None],
+                         what: str = "a") -> None:
+    """Call ``run_batch(indices)`` over ``plan_batches(lengths, batch_tokens)``, surviving out-of-memory.
+
+    On an out-of-memory error the padded size of the batch that failed is halved and what is left
+    is planned again; finished batches are not redone. An example that does not fit alone raises.
+    Batches are deterministic for a given budget, so a run without memory errors is reproducible.
+    """
+    done = np.zeros(len(lengths), dtype=bool)
+    remaining = list(range(len(lengths)))
+    budget = batch_tokens
+    while remaining:
+        padded = budget
+        try:
+            for batch in plan_batches([lengths[i] for i in remaining], budget):
+                idx = [remaining[b] for b in batch]
+                padded = len(idx) * max(lengths[i] for i in idx)
+                run_batch(idx)
+                done[idx] = True
+            remaining = []
+        except (MemoryError, RuntimeError) as e:
+            if not is_out_of_memory(e):
+                raise
+            remaining = [i for i in remaining if not done[i]]
+            longest = max(lengths[i] for i in remaining)
+            if padded <= longest:
+                raise
+            budget = max(min(budget, padded) // 2, longest)
+            log.warning("out of memory in %s batch; retrying with --batch-tokens %d", what, budget)
+            _free_accelerator_memory()
+
+
 def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_tokens: int = 8192,
                  device: Any = None, on_batch: Callable[[int, int], None] | None = None) -> LossResult:
     """Per-example mean loss over scored tokens, in eval mode.
@@ -141,37 +173,20 @@ def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_t
         device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    remaining = todo
-    budget = batch_tokens
+    def run_batch(batch: list[int]) -> None:
+        idx = [todo[b] for b in batch]
+        ids, att, tgt = collate([encoded[i] for i in idx], pad_id, device)
+        losses, rows = batch_token_losses(model, ids, att, tgt)
+        sums = torch.zeros(len(idx), dtype=torch.float64, device=losses.device)
+        sums.index_add_(0, rows, losses.double())
+        counts = torch.bincount(rows, minlength=len(idx)).double()
+        loss[idx] = (sums / counts).cpu().numpy()
+        if on_batch is not None:
+            on_batch(len(idx), int(att.sum()))
+
     try:
         with torch.inference_mode():
-            while remaining:
-                padded = budget
-                try:
-                    for batch in plan_batches([n_tok[i] for i in remaining], budget):
-                        idx = [remaining[b] for b in batch]
-                        padded = len(idx) * max(int(n_tok[i]) for i in idx)
-                        ids, att, tgt = collate([encoded[i] for i in idx], pad_id, device)
-                        losses, rows = batch_token_losses(model, ids, att, tgt)
-                        sums = torch.zeros(len(idx), dtype=torch.float64, device=losses.device)
-                        sums.index_add_(0, rows, losses.double())
-                        counts = torch.bincount(rows, minlength=len(idx)).double()
-                        loss[idx] = (sums / counts).cpu().numpy()
-                        if on_batch is not None:
-                            on_batch(len(idx), int(att.sum()))
-                    remaining = []
-                except (MemoryError, RuntimeError) as e:
-                    if not is_out_of_memory(e) or budget <= 1:
-                        raise
-                    # Halve the padded size of the batch that failed and redo what is left; batches
-                    # that finished keep their numbers. A single example that does not fit raises.
-                    remaining = [i for i in remaining if np.isnan(loss[i])]
-                    longest = max(int(n_tok[i]) for i in remaining)
-                    if padded <= longest:
-                        raise
-                    budget = max(min(budget, padded) // 2, longest)
-                    log.warning("out of memory in a scoring batch; retrying with --batch-tokens %d", budget)
-                    _free_accelerator_memory()
+            batched_with_backoff([int(n_tok[i]) for i in todo], batch_tokens, run_batch, what="a scoring")
             if on_batch is not None and trunc.any():
                 on_batch(int(trunc.sum()), 0)
     finally:

@@ -113,40 +113,23 @@ def run_ask_llm_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
         import pyarrow as pa
         import torch
 
-        from proxysel.engine import _free_accelerator_memory, is_out_of_memory, plan_batches
+        from proxysel.engine import batched_with_backoff
 
         lm, prompter, yes, no = state
         all_ids = [prompter.ids(conversation_text(e)) for e in examples]
         score = np.full(len(examples), np.nan)
         detail: list[str] = [""] * len(examples)
-        todo = list(range(len(examples)))
-        budget = opts.batch_tokens
+
+        def run_batch(idx: list[int]) -> None:
+            probs = next_token_probs(lm.model, [all_ids[i] for i in idx], lm.tokenizer.pad_token_id).cpu()
+            for row, i in enumerate(idx):
+                p = {k: float(probs[row, v]) for k, v in {**yes, **no}.items()}
+                score[i] = float(sum(probs[row, v] for v in yes.values()))
+                detail[i] = json.dumps(p, sort_keys=True)
+            bar.update(len(idx), sum(len(all_ids[i]) for i in idx))
+
         with torch.inference_mode():
-            while todo:
-                padded = budget
-                try:
-                    for batch in plan_batches([len(all_ids[i]) for i in todo], budget):
-                        idx = [todo[b] for b in batch]
-                        padded = len(idx) * max(len(all_ids[i]) for i in idx)
-                        probs = next_token_probs(lm.model, [all_ids[i] for i in idx], lm.tokenizer.pad_token_id).cpu()
-                        for row, i in enumerate(idx):
-                            p = {k: float(probs[row, v]) for k, v in {**yes, **no}.items()}
-                            score[i] = float(sum(probs[row, v] for v in yes.values()))
-                            detail[i] = json.dumps(p, sort_keys=True)
-                        bar.update(len(idx), sum(len(all_ids[i]) for i in idx))
-                    todo = []
-                except (MemoryError, RuntimeError) as e:
-                    # As engine.score_losses: halve the padded size of the batch that failed and redo
-                    # what is left; a single prompt that does not fit raises.
-                    if not is_out_of_memory(e):
-                        raise
-                    todo = [i for i in todo if not detail[i]]
-                    longest = max(len(all_ids[i]) for i in todo)
-                    if padded <= longest:
-                        raise
-                    budget = max(min(budget, padded) // 2, longest)
-                    log.warning("out of memory in an ask_llm batch; retrying with --batch-tokens %d", budget)
-                    _free_accelerator_memory()
+            batched_with_backoff([len(x) for x in all_ids], opts.batch_tokens, run_batch, what="an ask_llm")
         return pa.table({
             "id": pa.array([e.id for e in examples], pa.string()),
             "ask_llm": pa.array(score, pa.float64()),
