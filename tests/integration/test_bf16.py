@@ -30,7 +30,8 @@ def test_bf16_spearman_against_fp32_on_200_sharegpt(tmp_path):
     lm.model.to(torch.bfloat16)
     bf16 = score_losses(lm.model, enc, pad_id=lm.tokenizer.pad_token_id).loss
     ok = np.isfinite(fp32)
-    assert ok.sum() >= 190
+    # About a third of real first turns have prompts past 256 tokens: no response token is left.
+    assert ok.sum() >= 120
     rho = spearmanr(fp32[ok], bf16[ok]).statistic
     assert rho >= 0.99, rho
     assert np.nanmax(np.abs(fp32 - bf16)) < 0.2
