@@ -366,7 +366,7 @@ def demo(*, limit: int = 300, out: str | Path = "runs/demo", model: str = "smoll
     lines += ["", "easiest (highest LP_app: learned most):"]
     lines += [row(i) for i in order[::-1][:show]]
     lines += ["", describe(out), f"input sample: {result.data}",
-              f"rerun or change it: proxysel run {out / 'config.yaml'} select.budget=0.2",
+              f"rerun or change it: proxysel run {out / 'config.yaml'} select.budget=0.2 select.name=lp_app-20",
               f"why was an example kept? proxysel explain {out} ID"]
     return {"run": out, "data": result.data, "selection": sel_dir / meta["file"], "report": result.report,
             "summary": "\n".join(lines)}
