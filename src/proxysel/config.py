@@ -29,7 +29,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 from proxysel.errors import UsageError
 
@@ -543,16 +543,24 @@ def _section_name(prefix: str) -> str:
     return f"'{prefix}'" if prefix else "the config"
 
 
-def config_from_dict(raw: Mapping[str, Any], source: str | None = None) -> RunConfig:
-    """Build and validate a RunConfig from a plain dict (as ``yaml.safe_load`` gives)."""
+_C = TypeVar("_C")
+
+
+def build_config(cls: type[_C], raw: Mapping[str, Any] | None, source: str | None = None) -> _C:
+    """Build and validate the config dataclass ``cls`` (RunConfig, BenchConfig) from a plain dict."""
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError("", f"the top level must be a mapping of sections, got {type(raw).__name__}", source)
     try:
-        return _build(RunConfig, raw, "")
+        return _build(cls, raw, "")
     except _FieldError as e:
         raise ConfigError(e.name, e.message, source) from None
+
+
+def config_from_dict(raw: Mapping[str, Any] | None, source: str | None = None) -> RunConfig:
+    """Build and validate a RunConfig from a plain dict (as ``yaml.safe_load`` gives)."""
+    return build_config(RunConfig, raw, source)
 
 
 def _plain(value: Any) -> Any:
@@ -594,18 +602,19 @@ def parse_override(text: str) -> tuple[list[str], str]:
     return parts, value
 
 
-def apply_overrides(raw: Mapping[str, Any] | None, overrides: Sequence[str]) -> dict[str, Any]:
+def apply_overrides(raw: Mapping[str, Any] | None, overrides: Sequence[str], cls: type | None = None) -> dict[str, Any]:
     """A copy of ``raw`` with each ``dotted.field=value`` set; unknown fields are ConfigErrors.
 
-    Selections are addressed by index or name (``select.0.budget``, ``select.lp-30.budget``);
-    with a single selection, ``select.budget`` is enough.
+    ``cls``: the config dataclass the fields belong to (RunConfig when None). Selections are
+    addressed by index or name (``select.0.budget``, ``select.lp-30.budget``); with a single
+    selection, ``select.budget`` is enough.
     """
     import copy
 
     out: dict[str, Any] = copy.deepcopy(dict(raw or {}))
     for text in overrides:
         parts, value = parse_override(text)
-        _set(out, RunConfig, parts, _Cli(value), "")
+        _set(out, cls or RunConfig, parts, _Cli(value), "")
     return out
 
 
@@ -677,15 +686,14 @@ def _set(node: dict[str, Any], cls: type, parts: list[str], value: _Cli, prefix:
 # ----------------------------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML config (``yaml.safe_load``), apply ``overrides`` and validate.
+def read_yaml_mapping(path: Path) -> dict[str, Any] | None:
+    """The top-level mapping of a YAML file (``yaml.safe_load``), or None for an empty file.
 
-    ``out`` defaults to ``runs/<file name without extension>``. Errors: ConfigError (exit code 2)
-    naming the file and the dotted field.
+    A missing or unreadable file, invalid YAML (named by file:line) or a top level that is no
+    mapping is an error with exit code 2.
     """
     import yaml
 
-    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -700,6 +708,17 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
         raise UsageError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError("", f"the top level must be a mapping of sections, got {type(raw).__name__}", str(path))
+    return raw
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML config (``yaml.safe_load``), apply ``overrides`` and validate.
+
+    ``out`` defaults to ``runs/<file name without extension>``. Errors: ConfigError (exit code 2)
+    naming the file and the dotted field.
+    """
+    path = Path(path)
+    raw = read_yaml_mapping(path)
     try:
         raw = apply_overrides(raw, overrides)
     except ConfigError as e:

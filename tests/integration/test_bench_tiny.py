@@ -50,8 +50,13 @@ def test_every_cell_has_a_row_and_the_table_aggregates_seeds(bench):
     expected = {("full", "1 (full)")} | {(s, f"{b:g}") for b in cfg.budgets
                                          for s in ["random", *[x.name for x in cfg.selectors]]}
     assert expected <= keys
-    seeds = {ln.split("|")[6].strip() for ln in table[:len(expected)]}
+    header = next(ln for ln in md.splitlines() if ln.startswith("| selector | budget | examples"))
+    col = [c.strip() for c in header.split("|")].index("seeds")
+    seeds = {ln.split("|")[col].strip() for ln in table[:len(expected)]}
     assert seeds == {str(len(cfg.seeds))}
+    # every tiny example fits max_length: 'trained' equals 'examples' on every row
+    ex, tr = (([c.strip() for c in header.split("|")]).index(k) for k in ("examples", "trained"))
+    assert all(ln.split("|")[ex].strip() == ln.split("|")[tr].strip() for ln in table)
 
 
 def test_full_pool_beats_a_one_percent_random_subset(bench):

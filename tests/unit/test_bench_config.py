@@ -71,3 +71,19 @@ def test_cli_exits_2_and_names_the_field(tmp_path, capsys):
     assert main(["-q", "bench", "--preset", "tiny", "target.epochs=-1", "--out", str(tmp_path / "o2")]) == 2
     assert "'target.epochs'" in capsys.readouterr().err
     assert main(["-q", "bench"]) == 2
+
+
+def test_overrides_after_options_reach_the_config(tmp_path, capsys):
+    """`bench CONFIG --preset P --out D FIELD=VALUE`: argparse leaves the trailing overrides over."""
+    import pytest
+
+    from proxysel.cli.main import main
+
+    path = tmp_path / "ok.yaml"
+    path.write_text("seeds: [0]\n")
+    out = tmp_path / "out"
+    assert main(["-q", "bench", str(path), "--preset", "tiny", "--out", str(out), "seeds=[0,1]", "budgetz=[1]"]) == 2
+    assert "config field 'budgetz'" in capsys.readouterr().err  # the override reached the config
+    with pytest.raises(SystemExit) as e:  # a word that is no FIELD=VALUE is still refused
+        main(["-q", "bench", str(path), "--out", str(out), "stray"])
+    assert e.value.code == 2 and "unrecognized arguments: stray" in capsys.readouterr().err

@@ -38,3 +38,15 @@ def test_demo_pool_file_is_deterministic_and_readable(tmp_path):
     pool = read_pool(path)
     assert len(pool.examples) == 25 and pool.skipped == []
     assert all([m.role for m in e.messages] == ["user", "assistant"] for e in pool.examples)
+
+
+def test_max_chars_keeps_short_pairs_and_the_held_out_set_disjoint():
+    pool = sharegpt_pairs(30, max_chars=400)
+    held = sharegpt_pairs(10, skip=30, max_chars=400)
+    for p in pool + held:
+        assert sum(len(t["value"]) for t in p["conversations"]) <= 400
+    assert not {p["id"] for p in pool} & {p["id"] for p in held}
+    # the limited records are the unlimited ones with the long pairs passed over, in file order
+    everything = sharegpt_pairs(2000)
+    short = [p for p in everything if sum(len(t["value"]) for t in p["conversations"]) <= 400]
+    assert pool + held == short[:40]

@@ -59,3 +59,17 @@ def test_embedding_text_follows_columns_mapping(tmp_path):
     # The same bytes read under another mapping are other data for stage fingerprints.
     other = read_pool(p, columns={"instruction": "context", "input": "question", "output": "answer"})
     assert other.fingerprint != plain.fingerprint
+
+
+@pytest.mark.parametrize("spec, words", [("no-such-embedder-xyz", "cannot load embedder 'no-such-embedder-xyz'"),
+                                         ("./missing-folder", "folder not found")])
+def test_unknown_embedder_is_a_usage_error_not_a_traceback(tmp_path, monkeypatch, capsys, spec, words):
+    from proxysel.cli.main import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on these machines: no hub
+    pool = tmp_path / "p.jsonl"
+    pool.write_text(json.dumps({"instruction": "Say hi.", "output": "Hi."}) + "\n")
+    rc = main(["-q", "score", str(pool), "--signals", "embedding", "--embedder", spec, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and words in err and "Traceback" not in err
+    assert "minilm" in err or "folder" in err

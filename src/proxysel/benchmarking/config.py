@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from proxysel.config import (METHODS, ConfigError, _build, _check_fields, _Cli, _FieldError, _opt, _set,
-                             config_to_dict, did_you_mean)
+from proxysel.config import (METHODS, ConfigError, _check_fields, _FieldError, _opt, apply_overrides,
+                             build_config, config_to_dict, did_you_mean, read_yaml_mapping)
 from proxysel.errors import UsageError
 
 DATA_KINDS = ("synthetic", "sharegpt", "files")
@@ -58,6 +58,8 @@ class BenchDataConfig:
     eval: str | None = _opt(None, "files: the held-out set (same layouts)")
     n_pool: int = _opt(1200, "tiny/synthetic/sharegpt: pool size", minimum=2)
     n_eval: int = _opt(240, "tiny/synthetic/sharegpt: held-out set size", minimum=1)
+    max_chars: int | None = _opt(None, "sharegpt: only pairs whose two turns have at most this many characters "
+                                       "together, so they fit max_length (None: any length)", minimum=1)
     seed: int = _opt(0, "seed of the generated pool and test set")
     families: tuple[str, ...] = _opt(("copy", "reverse", "sort", "add"), "synthetic task families",
                                      choices=("copy", "reverse", "sort", "add"))
@@ -259,27 +261,12 @@ class BenchConfig:
 
 def bench_config_from_dict(raw: Mapping[str, Any] | None, source: str | None = None) -> BenchConfig:
     """Build and validate a BenchConfig from a plain dict (as ``yaml.safe_load`` gives)."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError("", f"the top level must be a mapping, got {type(raw).__name__}", source)
-    try:
-        return _build(BenchConfig, raw, "")
-    except _FieldError as e:
-        raise ConfigError(e.name, e.message, source) from None
+    return build_config(BenchConfig, raw, source)
 
 
 def apply_bench_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """A copy of ``raw`` with each ``dotted.field=value`` set (``target.epochs=5``, ``seeds=[0]``)."""
-    import copy
-
-    from proxysel.config import parse_override
-
-    out: dict[str, Any] = copy.deepcopy(dict(raw))
-    for text in overrides:
-        parts, value = parse_override(text)
-        _set(out, BenchConfig, parts, _Cli(value), "")
-    return out
+    return apply_overrides(raw, overrides, BenchConfig)
 
 
 def load_bench_config(config: str | Path | Mapping[str, Any] | None = None, *, preset: str | None = None,
@@ -289,8 +276,6 @@ def load_bench_config(config: str | Path | Mapping[str, Any] | None = None, *, p
     The file's sections are merged over the preset's, one level deep (``target: {epochs: 5}``
     keeps the preset's other target fields). ``out`` defaults to ``runs/bench-<name>``.
     """
-    import yaml
-
     from proxysel.benchmarking.presets import PRESETS, preset_dict
 
     raw: dict[str, Any] = {}
@@ -306,16 +291,7 @@ def load_bench_config(config: str | Path | Mapping[str, Any] | None = None, *, p
     elif config is not None:
         path = Path(config)
         source, name = str(path), (name if preset else path.stem)
-        try:
-            given = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsageError(f"config file {path} not found") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            raise UsageError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
-        if given is not None and not isinstance(given, Mapping):
-            raise ConfigError("", f"the top level must be a mapping, got {type(given).__name__}", source)
+        given = read_yaml_mapping(path)
     else:
         given = {}
     for key, value in (given or {}).items():

@@ -29,6 +29,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         rs = groups[(sel, budget)]
         agg: dict[str, Any] = {"selector": sel, "budget": budget, "n_seeds": len(rs),
                                "n_selected": int(np.mean([r["n_selected"] for r in rs])),
+                               "n_train": int(np.mean([r.get("n_train", r["n_selected"]) for r in rs])),
                                "epochs": rs[0]["epochs"], "steps": int(np.mean([r["steps"] for r in rs]))}
         for m in METRICS:
             vals = np.array([r["metrics"][m] for r in rs if r["metrics"].get(m) is not None], dtype=float)
@@ -76,16 +77,17 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
     full = next((a for a in aggs if a["selector"] == "full"), None)
     lines = [f"Held-out loss: mean response-token cross-entropy (nats) on {rows[0]['metrics']['eval_examples']} "
              f"held-out examples; mean ± sample std over seeds {list(cfg.seeds)} (min-max in results.csv). "
-             f"Recipe: target.epochs={cfg.target.epochs}, match={cfg.match}.", "",
-             "| selector | budget | examples | epochs | steps | seeds | held-out loss | Δ vs random | Δ vs full |"
-             + (" exact match % |" if has_em else ""),
-             "|---|---|---|---|---|---|---|---|---|" + ("---|" if has_em else "")]
+             f"Recipe: target.epochs={cfg.target.epochs}, match={cfg.match}. 'trained': the selected examples "
+             f"that fit target.max_length (the others keep no response token and train nothing).", "",
+             "| selector | budget | examples | trained | epochs | steps | seeds | held-out loss | Δ vs random "
+             "| Δ vs full |" + (" exact match % |" if has_em else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if has_em else "")]
     for a in aggs:
         loss = a["eval_loss"]["mean"]
         d_rand = f"{loss - random_loss[a['budget']]:+.4f}" if a["budget"] in random_loss else "–"
         d_full = f"{loss - full['eval_loss']['mean']:+.4f}" if full is not None and a is not full else "–"
         budget = "1 (full)" if a["budget"] is None else f"{a['budget']:g}"
-        lines.append(f"| {a['selector']} | {budget} | {a['n_selected']} | {a['epochs']} | {a['steps']} | "
+        lines.append(f"| {a['selector']} | {budget} | {a['n_selected']} | {a['n_train']} | {a['epochs']} | {a['steps']} | "
                      f"{a['n_seeds']} | {_fmt(a, 'eval_loss')} | {d_rand} | {d_full} |"
                      + (f" {_fmt(a, 'exact_match', True)} |" if has_em else ""))
     keep = _keep_rows(rows)

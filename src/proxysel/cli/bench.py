@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from proxysel.cli.common import add_overrides
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -15,15 +17,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "Presets: tiny (seconds), synthetic (~30 min), cpu (~2 h), gpu. See docs/bench.md.")
     p.add_argument("config", nargs="?", metavar="CONFIG.yaml",
                    help="a bench config (merged over --preset's sections when both are given)")
-    p.add_argument("overrides", nargs="*", metavar="FIELD=VALUE",
-                   help="dotted overrides typed by their field: target.epochs=5 seeds=[0] budgets=[0.1,0.3]")
+    add_overrides(p, "target.epochs=5 seeds=[0] budgets=[0.1,0.3]",
+                  "recompute cells and proxy stages whose settings changed (default: refuse)")
     p.add_argument("--preset", choices=["tiny", "synthetic", "cpu", "gpu"], help="a built-in config")
     p.add_argument("--out", help="the bench folder (default: the config's out, or runs/bench-<preset>)")
     p.add_argument("--match", choices=["epochs", "steps"],
                    help="epochs (default): every subset gets target.epochs; steps: as many optimizer steps "
                         "as the full-data run")
-    p.add_argument("--overwrite", action="store_true",
-                   help="recompute cells and proxy stages whose settings changed (default: refuse)")
     p.set_defaults(func=run)
 
 

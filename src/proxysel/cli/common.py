@@ -43,6 +43,16 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="recompute stages whose data, model or parameters changed (default: refuse)")
 
 
+def add_overrides(p: argparse.ArgumentParser, examples: str, overwrite_help: str) -> None:
+    """The trailing ``FIELD=VALUE`` overrides of a config command (``run``, ``bench``) and ``--overwrite``.
+
+    Overrides may also follow options: cli.main hands the words argparse leaves over to ``overrides``.
+    """
+    p.add_argument("overrides", nargs="*", metavar="FIELD=VALUE",
+                   help=f"dotted overrides, typed by their field: {examples}")
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
+
 def _columns(s: str) -> dict[str, str]:
     try:
         d = json.loads(s)

@@ -52,7 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)  # argparse exits with code 2 on usage errors
+    # argparse exits with code 2 on usage errors. Dotted FIELD=VALUE overrides may follow options
+    # (`bench cfg.yaml --out D seeds=[0]`): argparse fills a positional list only once, so the
+    # words it leaves over join the command's `overrides`.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.quiet and args.verbose:
         parser.error("--quiet and --verbose exclude each other")
     logs.configure(quiet=args.quiet, verbose=args.verbose)

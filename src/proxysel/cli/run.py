@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from proxysel.cli.common import add_overrides
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -14,11 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "run again. The resolved config is saved as RUN/config.yaml. Examples: configs/*.yaml; "
                     "every field: docs/cli.md.")
     p.add_argument("config", metavar="CONFIG.yaml", help="the config file")
-    p.add_argument("overrides", nargs="*", metavar="FIELD=VALUE",
-                   help="dotted overrides, typed by their field: select.budget=0.2 train_proxy.model=gemma3-270m "
-                        "score.signals=loss,embedding select.1.seed=3 out=runs/x")
-    p.add_argument("--overwrite", action="store_true",
-                   help="also replace stages that other commands left in the folder with other parameters")
+    add_overrides(p, "select.budget=0.2 train_proxy.model=gemma3-270m score.signals=loss,embedding "
+                     "select.1.seed=3 out=runs/x",
+                  "also replace stages that other commands left in the folder with other parameters")
     p.set_defaults(func=run)
 
 

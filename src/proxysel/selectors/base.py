@@ -256,6 +256,14 @@ class Selection:
 # ------------------------------------------------------------------------------------ selectors
 
 
+def check_int(name: str, value: Any, minimum: int, *, optional: bool = False) -> None:
+    """ValueError unless ``value`` is an integer (not a bool) >= ``minimum`` (or None if ``optional``)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be {'None or ' if optional else ''}an integer >= {minimum}, got {value!r}")
+
+
 def split_rngs(seed: Any) -> tuple[np.random.Generator, np.random.Generator]:
     """Two independent generators from one seed: (for clustering, for the selection itself).
 
@@ -465,10 +473,7 @@ class RankingSelector(ClusterMixin, Selector):
     def _validate_common(self) -> None:
         if self.rounding not in ("exact", "official"):
             raise ValueError(f"rounding must be 'exact' or 'official', got {self.rounding!r}")
-        if self.clusters is not None and (isinstance(self.clusters, bool)
-                                          or not isinstance(self.clusters, (int, np.integer))
-                                          or self.clusters < 1):
-            raise ValueError(f"clusters must be None or an integer >= 1, got {self.clusters!r}")
+        check_int("clusters", self.clusters, 1, optional=True)
         if self.clusters is not None and not self.within_clusters:
             raise ValueError(f"clusters={self.clusters} only applies with within_clusters=True")
 

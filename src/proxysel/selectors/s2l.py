@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from proxysel.selectors.base import (ClusterMixin, ScoreTable, Selection, Selector, cluster_column,
-                                     split_rngs)
+from proxysel.selectors.base import (ClusterMixin, ScoreTable, Selection, Selector, check_int,
+                                     cluster_column, split_rngs)
 from proxysel.selectors.registry import register_selector
 
 
@@ -47,11 +47,8 @@ class S2LSelector(ClusterMixin, Selector):
     def __init__(self, clusters: int | None = 100, cluster_features: str = "trajectory",
                  stratify: str | None = None, set_aside: int = 2, kmeans_iter: int = 20,
                  include_truncated: bool = False) -> None:
-        if clusters is not None and (isinstance(clusters, bool) or not isinstance(clusters, (int, np.integer))
-                                     or clusters < 1):
-            raise ValueError(f"clusters must be None or an integer >= 1, got {clusters!r}")
-        if isinstance(set_aside, bool) or not isinstance(set_aside, (int, np.integer)) or set_aside < 0:
-            raise ValueError(f"set_aside must be an integer >= 0, got {set_aside!r}")
+        check_int("clusters", clusters, 1, optional=True)
+        check_int("set_aside", set_aside, 0)
         self.clusters = clusters
         self.cluster_features = cluster_features
         self.stratify = stratify

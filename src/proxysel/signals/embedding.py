@@ -40,8 +40,18 @@ def load_embedder(spec: str, device: str | None = None, trust_remote_code: bool 
         from proxysel.errors import UsageError
 
         raise UsageError("the embedding signal needs sentence-transformers: pip install 'proxysel[models]'") from e
-    path, _ = embedder_path(spec)
-    return SentenceTransformer(path, device=device or "cpu", trust_remote_code=trust_remote_code)
+    from proxysel.errors import UsageError
+    from proxysel.models.bundled import BUNDLED
+
+    path, revision = embedder_path(spec)
+    if revision == "hub" and spec.startswith((".", "/", "~")):
+        raise UsageError(f"--embedder {spec}: folder not found")
+    try:
+        return SentenceTransformer(path, device=device or "cpu", trust_remote_code=trust_remote_code)
+    except OSError as e:  # a hub id that is neither cached nor reachable (offline), or a bad folder
+        embedders = sorted(n for n, b in BUNDLED.items() if b.kind == "embedder")
+        raise UsageError(f"cannot load embedder {spec!r}: {(str(e).splitlines() or [type(e).__name__])[0].rstrip('.')}. "
+                         f"Offline, use a local sentence-transformers folder or a bundled name: {embedders}") from None
 
 
 def embed(model: Any, texts: list[str], batch_size: int = 64) -> np.ndarray:
