@@ -2,12 +2,18 @@
 
 The tiny model is built offline in seconds (byte-level BPE trained on a few sentences, a
 2-layer Llama of width 16) so CPU tests exercise the real code paths without a download.
+
+Plain helpers shared by the test folders live here too (``from conftest import write_qa_pool``):
+pool writers, the table of bad records ``BAD_RECORDS`` and ``kill_after_markers``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +94,77 @@ def write_qa_pool(path: Path, n: int, seed: int = 0, long_every: int = 0) -> Pat
         a = " ".join(rng.choice(words[:6], size=int(rng.integers(2, 16))))
         records.append({"id": f"ex{i:04d}", "instruction": q, "output": a})
     return write_jsonl(path, records)
+
+
+# One bad record per kind: (case, the record as one line of a .jsonl file, the field the message names
+# (None: the whole record), words the message must hold). The reader's unit tests read each one at
+# line 2 of a pool (tests/unit/test_data_bad_input.py); the reliability tests feed each one to
+# ``proxysel score`` (tests/reliability/test_bad_inputs.py).
+BAD_RECORDS = [
+    ("malformed JSON", b'{"id": "x", "text": "hi"', None, "malformed JSON at column"),
+    ("trailing garbage", b'{"text": "hi"} x', None, "malformed JSON"),
+    ("not an object", b'["a", "b"]', None, "record is a list, not an object"),
+    ("unknown layout", b'{"foo": 1}', None, "cannot tell the layout"),
+    ("missing field", b'{"instruction": "Q"}', "output", "missing field 'output'"),
+    ("missing completion", b'{"id": "pc", "prompt": "q"}', "completion", "missing field 'completion'"),
+    ("wrong type", b'{"instruction": "Q", "output": 5}', "output", "must be a string, got an integer"),
+    ("null response", b'{"instruction": "Q", "output": null}', "output", "output is null"),
+    ("empty response", b'{"instruction": "Q", "output": ""}', "output", "output is empty"),
+    ("whitespace response", b'{"id": "w", "instruction": "q", "output": " \\n\\t "}', "output", "whitespace only"),
+    ("whitespace completion", b'{"prompt": "Q", "completion": " \\n\\t"}', "completion", "whitespace only"),
+    ("null text", b'{"id": "tn", "text": null}', "text", "text is null"),
+    ("empty text", b'{"text": ""}', "text", "text is empty"),
+    ("whitespace text", b'{"text": "   "}', "text", "whitespace only"),
+    ("unicode whitespace text", b'{"id": "tw", "text": "\\u00a0 \\n"}', "text", "whitespace only"),
+    ("no assistant turn", b'{"conversations": [{"from": "human", "value": "hi"}]}', "conversations",
+     "no assistant turn"),
+    ("no assistant message", b'{"id": "na", "messages": [{"role": "user", "content": "hi"}]}', "messages",
+     "no assistant turn"),
+    ("only system", b'{"messages": [{"role": "system", "content": "be nice"}]}', "messages",
+     "only a system message"),
+    ("empty conversation", b'{"conversations": []}', "conversations", "is empty (no turns)"),
+    ("turns not a list", b'{"conversations": "hi"}', "conversations", "must be a list of turns"),
+    ("turn not an object", b'{"conversations": ["hi"]}', "conversations[0]", "must be an object"),
+    ("unknown role", b'{"conversations": [{"from": "human", "value": "hi"}, {"from": "robot", "value": "x"}]}',
+     "conversations[1].from", "unknown role 'robot'"),
+    ("tool role", b'{"messages": [{"role": "user", "content": "w?"}, {"role": "tool", "content": "{}"},'
+     b' {"role": "assistant", "content": "sunny"}]}', "messages[1].role", "tool turns are not supported"),
+    ("assistant tool call", b'{"messages": [{"role": "user", "content": "w?"}, {"role": "assistant", '
+     b'"content": "", "tool_calls": [{"id": "c"}]}]}', "messages[1].tool_calls", "tool call"),
+    ("missing role", b'{"messages": [{"content": "hi"}]}', "messages[0].role", "has no 'role'"),
+    ("empty assistant turn", b'{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": ""}]}',
+     "conversations[1].value", "assistant turn with no text"),
+    ("null turn text", b'{"messages": [{"role": "user", "content": null}, {"role": "assistant", "content": "a"}]}',
+     "messages[0].content", "is null"),
+    ("image part", b'{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "u"}]},'
+     b' {"role": "assistant", "content": "a"}]}', "messages[0].content[0]", "'image_url' part"),
+    ("lone surrogate in instruction", b'{"id": "s", "instruction": "a\\ud800", "output": "x"}', "instruction",
+     "unpaired UTF-16 surrogate"),
+    ("lone surrogate", b'{"text": "a\\ud800b"}', "text", "unpaired UTF-16 surrogate"),
+    ("lone surrogate in other field", b'{"text": "ok", "meta": {"k": ["\\udfff"]}}', "meta.k[0]",
+     "unpaired UTF-16 surrogate"),
+    ("id with slash", b'{"id": "a/b", "text": "x"}', "id", "contains '/'"),
+    ("id climbing out", b'{"id": "../../escape", "instruction": "q", "output": "a"}', "id", "contains '/'"),
+    ("id with backslash", b'{"id": "a\\\\b", "text": "x"}', "id", "contains '/'"),
+    ("id with dotdot", b'{"id": "..", "text": "x"}', "id", "'..'"),
+    ("id with control char", b'{"id": "a\\u0001b", "text": "x"}', "id", "control character"),
+    ("id with NUL", b'{"id": "a\\u0000", "text": "x"}', "id", "control character"),
+    ("id null", b'{"id": null, "text": "x"}', "id", "id is null"),
+    ("id empty", b'{"id": "", "text": "x"}', "id", "id is empty"),
+    ("id float", b'{"id": 1.5, "text": "x"}', "id", "string or an integer, got a number"),
+    ("id bool", b'{"id": true, "text": "x"}', "id", "got a boolean"),
+    ("id list", b'{"id": ["a"], "instruction": "q", "output": "a"}', "id", "got a list"),
+    ("id too long", b'{"id": "' + b"a" * 201 + b'", "text": "x"}', "id", "longer than 200 bytes"),
+]
+
+
+def kill_after_markers(proc: subprocess.Popen, folder: Path, n: int, *, every: float = 0.01,
+                       timeout: float = 120) -> int:
+    """SIGKILL ``proc`` once ``folder`` holds ``n`` ``*.done`` shard markers (or ``proc`` has ended, or
+    ``timeout`` s have passed; polling every ``every`` s), reap it, and return the markers then."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and len(list(folder.glob("*.done"))) < n and proc.poll() is None:
+        time.sleep(every)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return len(list(folder.glob("*.done")))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from conftest import kill_after_markers  # noqa: E402
 from proxysel.cli.main import main  # noqa: E402
 
 
@@ -106,12 +105,7 @@ def test_sigkill_during_score_then_resume_is_identical(tmp_path, tiny_model_dir)
     stage = run / "stages" / "loss"
     proc = subprocess.Popen([sys.executable, "-m", "proxysel.cli.main", *args, "--out", str(run)],
                             env={**os.environ, "PROXYSEL_QUIET": "1"})
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(stage.glob("*.done"))) < 3:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done_at_kill = len(list(stage.glob("*.done")))
+    done_at_kill = kill_after_markers(proc, stage, 3, every=0.005)
     assert 0 < done_at_kill < 60, "the kill should land mid-run"
     assert not (run / "scores.parquet").exists()
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ import pytest
 pytest.importorskip("torch")
 ray = pytest.importorskip("ray")
 
-from conftest import write_qa_pool  # noqa: E402
+from conftest import kill_after_markers, write_qa_pool  # noqa: E402
 from proxysel import api  # noqa: E402
 from proxysel.models.bundled import is_available  # noqa: E402
 
@@ -112,12 +110,7 @@ def test_driver_killed_then_resumed_matches_local(cluster, tiny_model_dir, tmp_p
     env = {**os.environ, "PROXYSEL_QUIET": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(_driver(*args, *ray_args, "--out", str(run)), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(stage.glob("*.done"))) < 2 and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done_at_kill = len(list(stage.glob("*.done")))
+    done_at_kill = kill_after_markers(proc, stage, 2)
     assert 0 < done_at_kill < 60, "the kill should land mid-run"
     assert not (run / "scores.parquet").exists()
 

@@ -50,46 +50,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import write_jsonl, write_qa_pool
+from conftest import BAD_RECORDS, write_jsonl, write_qa_pool
 from harness import cli, count
 from proxysel.cli.main import main
 
 GOOD = b'{"id": "g1", "instruction": "What is two plus two?", "output": "Two plus two is four."}'
 GOOD2 = b'{"id": "g2", "instruction": "Name a colour.", "output": "Blue is a colour."}'
 
-# (case, the bad record (line 2 of its file), field named, words of the message)
-RECORD_CASES = [
-    ("invalid JSON line", b'{"id": "x", "instruction": "q"', None, "malformed JSON"),
-    ("non-UTF-8 bytes", b'{"id": "b", "instruction": "caf\xe9", "output": "x"}', None, "invalid UTF-8 (byte 0xe9)"),
-    ("lone surrogate", b'{"id": "s", "instruction": "a\\ud800", "output": "x"}', "instruction",
-     "unpaired UTF-16 surrogate"),
-    ("missing response", b'{"id": "m", "instruction": "q"}', "output", "missing field 'output'"),
-    ("null response", b'{"id": "n", "instruction": "q", "output": null}', "output", "output is null"),
-    ("empty response", b'{"id": "e", "instruction": "q", "output": ""}', "output", "output is empty"),
-    ("whitespace response", b'{"id": "w", "instruction": "q", "output": " \\n\\t "}', "output", "whitespace only"),
-    ("missing completion", b'{"id": "pc", "prompt": "q"}', "completion", "missing field 'completion'"),
-    ("null text", b'{"id": "tn", "text": null}', "text", "text is null"),
-    ("empty text", b'{"id": "te", "text": ""}', "text", "text is empty"),
-    ("whitespace text", b'{"id": "tw", "text": "\\u00a0 \\n"}', "text", "whitespace only"),
-    ("no assistant turn", b'{"id": "na", "messages": [{"role": "user", "content": "hi"}]}', "messages",
-     "no assistant turn"),
-    ("only a system message", b'{"id": "os", "messages": [{"role": "system", "content": "be nice"}]}', "messages",
-     "only a system message"),
-    ("unknown role", b'{"id": "ur", "conversations": [{"from": "human", "value": "hi"}, {"from": "robot", '
-     b'"value": "x"}]}', "conversations[1].from", "unknown role 'robot'"),
-    ("tool turn", b'{"id": "tt", "messages": [{"role": "user", "content": "w?"}, {"role": "tool", "content": "{}"},'
-     b' {"role": "assistant", "content": "sunny"}]}', "messages[1].role", "tool turns are not supported"),
-    ("assistant tool call", b'{"id": "tc", "messages": [{"role": "user", "content": "w?"}, {"role": "assistant", '
-     b'"content": "", "tool_calls": [{"id": "c"}]}]}', "messages[1].tool_calls", "tool call"),
-    ("image part", b'{"id": "ip", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "u"}]},'
-     b' {"role": "assistant", "content": "a"}]}', "messages[0].content[0]", "'image_url' part"),
-    ("id with slash", b'{"id": "../../escape", "instruction": "q", "output": "a"}', "id", "contains '/'"),
-    ("id dotdot", b'{"id": "..", "instruction": "q", "output": "a"}', "id", "'..'"),
-    ("id with backslash", b'{"id": "a\\\\b", "instruction": "q", "output": "a"}', "id", "contains '/'"),
-    ("id float", b'{"id": 1.5, "instruction": "q", "output": "a"}', "id", "got a number"),
-    ("id bool", b'{"id": true, "instruction": "q", "output": "a"}', "id", "got a boolean"),
-    ("id list", b'{"id": ["a"], "instruction": "q", "output": "a"}', "id", "got a list"),
-]
+# (case, the bad record (line 2 of its file), field named, words of the message): the reader's table
+# (tests/conftest.py, read in depth by tests/unit/test_data_bad_input.py), and bytes that are not UTF-8
+RECORD_CASES = [("non-UTF-8 bytes", b'{"id": "b", "instruction": "caf\xe9", "output": "x"}', None,
+                 "invalid UTF-8 (byte 0xe9)"), *BAD_RECORDS]
 
 
 def run_main(args: list, capsys) -> tuple[int, str, str]:

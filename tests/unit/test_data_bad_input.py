@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import BAD_RECORDS as SHARED_BAD_RECORDS
 from proxysel.data import read_pool
 from proxysel.data.readers import iter_json_array
 from proxysel.errors import BadInputError, UsageError
@@ -18,54 +19,9 @@ from proxysel.errors import BadInputError, UsageError
 GOOD = b'{"id": "g1", "text": "fine"}'
 GOOD2 = b'{"id": "g2", "text": "also fine"}'
 
-# (case, record line, field named, words the message must hold)
-BAD_RECORDS = [
-    ("malformed JSON", b'{"id": "x", "text": "hi"', None, "malformed JSON at column"),
-    ("trailing garbage", b'{"text": "hi"} x', None, "malformed JSON"),
-    ("not an object", b'["a", "b"]', None, "record is a list, not an object"),
-    ("unknown layout", b'{"foo": 1}', None, "cannot tell the layout"),
-    ("missing field", b'{"instruction": "Q"}', "output", "missing field 'output'"),
-    ("missing field renamed", b'{"question": "Q"}', "output", "missing field 'output'"),
-    ("wrong type", b'{"instruction": "Q", "output": 5}', "output", "must be a string, got an integer"),
-    ("null response", b'{"instruction": "Q", "output": null}', "output", "output is null"),
-    ("empty response", b'{"instruction": "Q", "output": ""}', "output", "output is empty"),
-    ("whitespace response", b'{"prompt": "Q", "completion": " \\n\\t"}', "completion", "whitespace only"),
-    ("empty text", b'{"text": ""}', "text", "text is empty"),
-    ("whitespace text", b'{"text": "   "}', "text", "whitespace only"),
-    ("no assistant turn", b'{"conversations": [{"from": "human", "value": "hi"}]}', "conversations",
-     "no assistant turn"),
-    ("only system", b'{"messages": [{"role": "system", "content": "be nice"}]}', "messages",
-     "only a system message"),
-    ("empty conversation", b'{"conversations": []}', "conversations", "is empty (no turns)"),
-    ("turns not a list", b'{"conversations": "hi"}', "conversations", "must be a list of turns"),
-    ("turn not an object", b'{"conversations": ["hi"]}', "conversations[0]", "must be an object"),
-    ("unknown role", b'{"conversations": [{"from": "human", "value": "hi"}, {"from": "robot", "value": "x"}]}',
-     "conversations[1].from", "unknown role 'robot'"),
-    ("tool role", b'{"messages": [{"role": "user", "content": "w?"}, {"role": "tool", "content": "{}"},'
-     b' {"role": "assistant", "content": "sunny"}]}', "messages[1].role", "tool turns are not supported"),
-    ("assistant tool call", b'{"messages": [{"role": "user", "content": "w?"}, {"role": "assistant", '
-     b'"content": "", "tool_calls": [{"id": "c"}]}]}', "messages[1].tool_calls", "tool call"),
-    ("missing role", b'{"messages": [{"content": "hi"}]}', "messages[0].role", "has no 'role'"),
-    ("empty assistant turn", b'{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": ""}]}',
-     "conversations[1].value", "assistant turn with no text"),
-    ("null turn text", b'{"messages": [{"role": "user", "content": null}, {"role": "assistant", "content": "a"}]}',
-     "messages[0].content", "is null"),
-    ("image part", b'{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "u"}]},'
-     b' {"role": "assistant", "content": "a"}]}', "messages[0].content[0]", "'image_url' part"),
-    ("lone surrogate", b'{"text": "a\\ud800b"}', "text", "unpaired UTF-16 surrogate"),
-    ("lone surrogate in other field", b'{"text": "ok", "meta": {"k": ["\\udfff"]}}', "meta.k[0]",
-     "unpaired UTF-16 surrogate"),
-    ("id with slash", b'{"id": "a/b", "text": "x"}', "id", "contains '/'"),
-    ("id with backslash", b'{"id": "a\\\\b", "text": "x"}', "id", "contains '/'"),
-    ("id with dotdot", b'{"id": "..", "text": "x"}', "id", "'..'"),
-    ("id with control char", b'{"id": "a\\u0001b", "text": "x"}', "id", "control character"),
-    ("id with NUL", b'{"id": "a\\u0000", "text": "x"}', "id", "control character"),
-    ("id null", b'{"id": null, "text": "x"}', "id", "id is null"),
-    ("id empty", b'{"id": "", "text": "x"}', "id", "id is empty"),
-    ("id float", b'{"id": 1.5, "text": "x"}', "id", "string or an integer, got a number"),
-    ("id bool", b'{"id": true, "text": "x"}', "id", "got a boolean"),
-    ("id too long", b'{"id": "' + b"a" * 201 + b'", "text": "x"}', "id", "longer than 200 bytes"),
-]
+# (case, record line, field named, words the message must hold): the shared table, and a column rename
+BAD_RECORDS = [*SHARED_BAD_RECORDS,
+               ("missing field renamed", b'{"question": "Q"}', "output", "missing field 'output'")]
 
 
 def write_lines(path: Path, *lines: bytes) -> Path:
@@ -123,16 +79,24 @@ def test_invalid_utf8_reports_byte_offset(tmp_path):
     assert [s.offset for s in pool.skipped] == [where]
 
 
-def test_invalid_utf8_in_json_array(tmp_path):
+@pytest.mark.parametrize("bad,at,words,kept", [
+    # a bad byte inside a string does not end the file
+    (b'{"id": "b", "text": "x\xff\xfey"}', b"\xff", ["invalid UTF-8 (byte 0xff)"], ["g1", "g2"]),
+    # records after it cannot be located: listed, not read
+    (b'{"id": "b", "text": "x",, "y": 1}', b'{"id": "b"', ["malformed JSON", "rest of the file is left out"], ["g1"]),
+], ids=["invalid utf8", "malformed in the middle"])
+def test_bad_element_in_json_array(tmp_path, bad, at, words, kept):
     path = tmp_path / "a.json"
-    data = b'[\n' + GOOD + b',\n{"id": "b", "text": "x\xff\xfey"},\n' + GOOD2 + b'\n]\n'
+    data = b"[\n" + GOOD + b",\n" + bad + b",\n" + GOOD2 + b"\n]\n"
     path.write_bytes(data)
     with pytest.raises(BadInputError) as info:
         read_pool(path)
-    assert info.value.offset == data.index(b"\xff") and info.value.line == 3
-    assert "invalid UTF-8 (byte 0xff)" in str(info.value)
-    pool = read_pool(path, on_bad_record="skip")  # a bad byte inside a string does not end the file
-    assert [e.id for e in pool.examples] == ["g1", "g2"]
+    assert info.value.offset == data.index(at) and info.value.line == 3
+    for w in words:
+        assert w in str(info.value)
+    pool = read_pool(path, on_bad_record="skip")
+    assert [e.id for e in pool.examples] == kept
+    assert [s.offset for s in pool.skipped] == [data.index(at)]
 
 
 def test_bad_record_in_json_array_names_its_line(tmp_path):
@@ -187,19 +151,6 @@ def test_json_array_cut_between_records(tmp_path):
         read_pool(path)
     pool = read_pool(path, on_bad_record="skip")
     assert [e.id for e in pool.examples] == ["g1", "g2"] and len(pool.skipped) == 1
-
-
-def test_json_array_malformed_in_the_middle(tmp_path):
-    path = tmp_path / "mid.json"
-    data = b"[\n" + GOOD + b',\n{"id": "b", "text": "x",, "y": 1},\n' + GOOD2 + b"\n]\n"
-    path.write_bytes(data)
-    with pytest.raises(BadInputError) as info:
-        read_pool(path)
-    assert info.value.offset == data.index(b'{"id": "b"') and info.value.line == 3
-    assert "malformed JSON" in str(info.value) and "rest of the file is left out" in str(info.value)
-    pool = read_pool(path, on_bad_record="skip")
-    assert [e.id for e in pool.examples] == ["g1"]  # records after it cannot be located: listed, not read
-    assert [s.offset for s in pool.skipped] == [data.index(b'{"id": "b"')]
 
 
 @pytest.mark.parametrize("content,words", [

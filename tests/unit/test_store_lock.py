@@ -142,32 +142,31 @@ def test_lock_with_our_pid_but_not_ours_is_stale(tmp_path):
         assert read_lock(tmp_path)["token"] != "t" * 32
 
 
+@pytest.fixture
+def sleeper():
+    """A live process (``sleep 30``) for a lock to name; killed and reaped after the test."""
+    proc = subprocess.Popen(["sleep", "30"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
 @pytest.mark.skipif(lockmod._boot_id() is None, reason="no boot id on this system")
-def test_lock_from_before_a_reboot_is_stale(tmp_path):
-    sleeper = subprocess.Popen(["sleep", "30"])
-    try:
-        _write_lock(tmp_path, pid=sleeper.pid, boot_id="another-boot")
-        with RunLock(tmp_path):
-            pass
-    finally:
-        sleeper.kill()
-        sleeper.wait()
+def test_lock_from_before_a_reboot_is_stale(tmp_path, sleeper):
+    _write_lock(tmp_path, pid=sleeper.pid, boot_id="another-boot")
+    with RunLock(tmp_path):
+        pass
 
 
 @pytest.mark.skipif(not LINUX, reason="needs /proc")
-def test_reused_pid_is_detected_by_start_time(tmp_path):
-    sleeper = subprocess.Popen(["sleep", "30"])
-    try:
-        start = lockmod._proc_start(sleeper.pid)
-        _write_lock(tmp_path, pid=sleeper.pid, proc_start=start)
-        with pytest.raises(RunLockedError, match=f"pid {sleeper.pid}"):
-            RunLock(tmp_path).acquire()
-        _write_lock(tmp_path, pid=sleeper.pid, proc_start=start - 1)  # same pid, other process
-        with RunLock(tmp_path):
-            pass
-    finally:
-        sleeper.kill()
-        sleeper.wait()
+def test_reused_pid_is_detected_by_start_time(tmp_path, sleeper):
+    start = lockmod._proc_start(sleeper.pid)
+    _write_lock(tmp_path, pid=sleeper.pid, proc_start=start)
+    with pytest.raises(RunLockedError, match=f"pid {sleeper.pid}"):
+        RunLock(tmp_path).acquire()
+    _write_lock(tmp_path, pid=sleeper.pid, proc_start=start - 1)  # same pid, other process
+    with RunLock(tmp_path):
+        pass
 
 
 @pytest.mark.skipif(not LINUX, reason="needs /proc")
