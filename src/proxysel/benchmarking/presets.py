@@ -51,8 +51,8 @@ _SYNTHETIC: dict[str, Any] = {
 }
 
 _CPU: dict[str, Any] = {
-    # About 2 hours on 2 cores (estimated from the field notes: Gemma3-270M LoRA bf16 ~120 tok/s,
-    # SmolLM2 full fine-tune bf16 ~170 tok/s). 400 real ShareGPT first turns, 100 held out
+    # About 80 minutes on 2 cores (measured 2026-11-22, benchmarks/RESULTS.md: proxy signals 21 min,
+    # transfer run 13 min, a full-data cell 5-7 min, a 30% cell 2-3 min). 400 real ShareGPT first turns, 100 held out
     # (the next 100 qualifying records, disjoint), each pair at most 800 characters (SmolLM2:
     # p95 197 tokens): without the limit 226 of the 400 pairs did not fit 256 tokens with
     # Gemma3's template, so they trained nothing and only 32 of 100 held-out pairs were scored.

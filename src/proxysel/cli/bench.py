@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "with one fixed recipe, evaluate it on held-out data; full-data and random baselines are "
                     "always trained. Writes results.csv, results.md, keep_rates.csv and plot.png into --out. "
                     "Rerun the same command to resume: finished cells are read from OUT/cells/. "
-                    "Presets: tiny (seconds), synthetic (~30 min), cpu (~2 h), gpu. See docs/bench.md.")
+                    "Presets: tiny (seconds), synthetic (~30 min), cpu (~80 min), gpu. See docs/bench.md.")
     p.add_argument("config", nargs="?", metavar="CONFIG.yaml",
                    help="a bench config (merged over --preset's sections when both are given)")
     add_overrides(p, "target.epochs=5 seeds=[0] budgets=[0.1,0.3]",
