@@ -203,8 +203,10 @@ def train_proxy(data: str | Path, *, out: str | Path, model: str = "smollm2-135m
                                   template=template, lp_epoch=lp_epoch, keep_checkpoints=keep_checkpoints,
                                   shard_size=shard_size, trust_remote_code=trust_remote_code,
                                   allow_pickle=allow_pickle, device=device, dist=dist)
-    finally:
-        dist.close()
+    except BaseException:
+        dist.close(ok=False)
+        raise
+    dist.close()
     return Path(out)
 
 

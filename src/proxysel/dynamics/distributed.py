@@ -97,10 +97,19 @@ class Dist:
             return f"cuda:{self.local_rank}"
         return device
 
-    def close(self) -> None:
+    def close(self, ok: bool = True) -> None:
+        """Leave the process group this object joined.
+
+        ok: the job finished on this rank. All ranks then meet at a barrier first, so no rank
+        tears its gloo threads down while another still has a collective in flight (seen as
+        ``terminate called without an active exception`` and exit -6 on a rank). After a failure
+        there is no barrier: the other ranks may never reach it.
+        """
         if self.owns_group:
             import torch.distributed as dist
 
+            if ok:
+                dist.barrier()
             dist.destroy_process_group()
             self.owns_group = False
 
