@@ -16,6 +16,7 @@ import numpy as np
 
 from proxysel.data.example import Pool
 from proxysel.data.text import embedding_text
+from proxysel.errors import UsageError
 from proxysel.signals.base import ScoreOptions, register_signal, run_sharded
 
 
@@ -30,6 +31,8 @@ def embedder_path(spec: str) -> tuple[str, str]:
     p = Path(spec).expanduser()
     if p.is_dir():
         return str(p), _folder_revision(p)
+    if spec.startswith((".", "/", "~")):
+        raise UsageError(f"--embedder {spec}: folder not found")
     return spec, "hub"
 
 
@@ -37,21 +40,17 @@ def load_embedder(spec: str, device: str | None = None, trust_remote_code: bool 
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:  # pragma: no cover
-        from proxysel.errors import UsageError
-
         raise UsageError("the embedding signal needs sentence-transformers: pip install 'proxysel[models]'") from e
-    from proxysel.errors import UsageError
     from proxysel.models.bundled import BUNDLED
 
-    path, revision = embedder_path(spec)
-    if revision == "hub" and spec.startswith((".", "/", "~")):
-        raise UsageError(f"--embedder {spec}: folder not found")
+    path, _ = embedder_path(spec)
     try:
         return SentenceTransformer(path, device=device or "cpu", trust_remote_code=trust_remote_code)
     except OSError as e:  # a hub id that is neither cached nor reachable (offline), or a bad folder
+        why = (str(e).splitlines() or [type(e).__name__])[0].rstrip(".")
         embedders = sorted(n for n, b in BUNDLED.items() if b.kind == "embedder")
-        raise UsageError(f"cannot load embedder {spec!r}: {(str(e).splitlines() or [type(e).__name__])[0].rstrip('.')}. "
-                         f"Offline, use a local sentence-transformers folder or a bundled name: {embedders}") from None
+        raise UsageError(f"cannot load embedder {spec!r}: {why}. Offline, use a local sentence-transformers "
+                         f"folder or a bundled name: {embedders}") from None
 
 
 def embed(model: Any, texts: list[str], batch_size: int = 64) -> np.ndarray:
