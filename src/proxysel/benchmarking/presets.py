@@ -52,10 +52,11 @@ _SYNTHETIC: dict[str, Any] = {
 
 _CPU: dict[str, Any] = {
     # About 80 minutes on 2 cores (measured 2026-11-22, benchmarks/RESULTS.md: proxy signals 21 min,
-    # transfer run 13 min, a full-data cell 5-7 min, a 30% cell 2-3 min). 400 real ShareGPT first turns, 100 held out
-    # (the next 100 qualifying records, disjoint), each pair at most 800 characters (SmolLM2:
-    # p95 197 tokens): without the limit 226 of the 400 pairs did not fit 256 tokens with
-    # Gemma3's template, so they trained nothing and only 32 of 100 held-out pairs were scored.
+    # transfer run 13 min, a full-data cell 5-7 min, a 30% cell 2-3 min). 400 real ShareGPT first
+    # turns, 100 held out (the next 100 qualifying records, disjoint), each pair at most 800
+    # characters (SmolLM2: p95 197 tokens): without the limit 101 of the 400 pairs did not fit 256
+    # tokens with Gemma3 (226 with transformers 5.17), so they kept no response token and trained
+    # nothing.
     "data": {"kind": "sharegpt", "n_pool": 400, "n_eval": 100, "max_chars": 800},
     "proxy": {"model": "smollm2-135m", "epochs": 1, "checkpoints": 4, "lr": 2e-5, "batch_size": 4,
               "grad_accum": 8, "max_length": 256, "dtype": "bfloat16"},

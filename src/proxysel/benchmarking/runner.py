@@ -88,8 +88,8 @@ def prepare_data(cfg: BenchConfig, out: Path) -> tuple[Path, Path]:
     else:  # sharegpt: the first n_pool qualifying pairs, then the next n_eval (disjoint)
         from proxysel.data.sharegpt_demo import sharegpt_pairs
 
-        pool = sharegpt_pairs(d.n_pool, max_chars=d.max_chars)
-        test = sharegpt_pairs(d.n_eval, skip=d.n_pool, max_chars=d.max_chars)
+        pairs = sharegpt_pairs(d.n_pool + d.n_eval, max_chars=d.max_chars)  # one pass over the 125 MB file
+        pool, test = pairs[:d.n_pool], pairs[d.n_pool:]
     for path, records in ((pool_path, pool), (eval_path, test)):
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         if not path.exists() or path.read_text(encoding="utf-8") != text:
