@@ -116,3 +116,30 @@ def test_variants_add_cells_and_reuse_the_cached_ones(bench, capsys):
     cols = pq.read_table(out / "proxy" / "scores.parquet").column_names
     assert {"ppl_0", "ppl_2", "lp_1", "lp_app_2"} <= set(cols)
     assert {r["selector"] for r in _rows(out)} == {"full", "random", "middle", "lp_app-i2"}
+
+
+def test_a_stopped_bench_leaves_a_partial_table_and_resumes(tmp_path, monkeypatch):
+    """A time limit that stops the bench mid-plan must leave results.md/.csv for the cells done."""
+    import proxysel.benchmarking.runner as runner
+
+    out = tmp_path / "stopped"
+    args = ["-q", "bench", "--preset", "tiny", "--out", str(out), "seeds=[0]", "transfer.enabled=false"]
+    n_cells = len(plan_cells(load_bench_config(preset="tiny", overrides=["seeds=[0]"])))
+    real, calls = runner.run_cell, []
+
+    def stop_at_the_fourth(*a, **kw):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # what a time limit's SIGINT raises
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner, "run_cell", stop_at_the_fourth)
+    assert main(args) == 130  # the CLI reports an interrupt with exit code 130
+    md = (out / "results.md").read_text()
+    assert md.startswith(f"**Partial: 3 of {n_cells} cells done")
+    assert len(_rows(out)) == 3 and not (out / "plot.png").exists()
+
+    monkeypatch.setattr(runner, "run_cell", real)
+    assert main(args) == 0
+    assert "Partial" not in (out / "results.md").read_text()
+    assert len(_rows(out)) == n_cells and (out / "plot.png").is_file()

@@ -71,11 +71,19 @@ def _fmt(agg: dict[str, Any], m: str, pct: bool = False) -> str:
 
 
 def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
-                     transfer: dict[str, Any] | None) -> str:
+                     transfer: dict[str, Any] | None, pending: int = 0) -> str:
+    """The results table (plus keep rates, per-family accuracy and transfer where present).
+
+    ``pending`` > 0 marks a table written while the bench still runs: it then starts with a line
+    saying how many cells are still to come, so a bench stopped by a time limit leaves a readable
+    partial table rather than only ``cells/*/result.json``.
+    """
     has_em = any("exact_match" in a for a in aggs)
     random_loss = {a["budget"]: a["eval_loss"]["mean"] for a in aggs if a["selector"] == "random"}
     full = next((a for a in aggs if a["selector"] == "full"), None)
-    lines = [f"Held-out loss: mean response-token cross-entropy (nats) on {rows[0]['metrics']['eval_examples']} "
+    lines = [f"**Partial: {len(rows)} of {len(rows) + pending} cells done; the bench is still running or was "
+             f"stopped (rerun the same command to resume).**", ""] if pending else []
+    lines += [f"Held-out loss: mean response-token cross-entropy (nats) on {rows[0]['metrics']['eval_examples']} "
              f"held-out examples; mean ± sample std over seeds {list(cfg.seeds)} (min-max in results.csv). "
              f"Recipe: target.epochs={cfg.target.epochs}, match={cfg.match}. 'trained': the selected examples "
              f"that fit target.max_length (the others keep no response token and train nothing).", "",
@@ -181,7 +189,10 @@ def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
 
 
 def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer: dict[str, Any] | None,
-                  pool: Any) -> dict[str, Path]:
+                  pool: Any, pending: int = 0) -> dict[str, Path]:
+    """Write results.csv, keep_rates.csv, results.md, transfer.json and plot.png; with ``pending`` > 0
+    (cells still to train) only the two tables and results.md, marked partial (the plot is drawn once, at
+    the end)."""
     from proxysel.store.atomic import atomic_write_json, atomic_write_text
 
     flat = []
@@ -200,7 +211,9 @@ def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer:
         paths["keep_rates.csv"] = atomic_write_text(
             out / "keep_rates.csv", _csv(keep, ["selector", "budget", "seed", "field", "value", "n_pool", "n_kept", "rate"]))
     aggs = aggregate(rows)
-    paths["results.md"] = atomic_write_text(out / "results.md", results_markdown(cfg, aggs, rows, transfer))
+    paths["results.md"] = atomic_write_text(out / "results.md", results_markdown(cfg, aggs, rows, transfer, pending))
+    if pending:
+        return paths
     if transfer is not None:
         paths["transfer.json"] = atomic_write_json(out / "transfer.json", transfer)
     paths["plot.png"] = plot(aggs, out / "plot.png", f"proxysel bench {Path(cfg.out).name}")

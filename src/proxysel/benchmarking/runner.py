@@ -203,7 +203,10 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
         selections[cell.name] = api.select(proxy_run, method=method, budget=cell.budget, seed=cell.seed,
                                            name=cell.name, overwrite=overwrite, **params)
 
-    # 3-5. train and evaluate the target on every subset (cached per cell)
+    # 3-5. train and evaluate the target on every subset (cached per cell); the tables are rewritten
+    # after every cell so that a bench stopped by a time limit still leaves them
+    from proxysel.benchmarking.report import write_outputs
+
     by_id = {e.id: e for e in pool.examples}
     groups = _eval_groups(held_out)
     rows = []
@@ -212,12 +215,11 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
         row = run_cell(cfg, out, cell, target_spec, pool, held_out, ids, by_id, groups, overwrite=overwrite,
                        prefix=f"[{k}/{len(cells)}]", say=say)
         rows.append(row)
+        write_outputs(cfg, out, rows, None, pool, pending=len(cells) - k)
 
     # 6. transfer check, tables and plot
     transfer = run_transfer(cfg, out, pool_path, target_spec, overwrite=overwrite, say=say) \
         if cfg.transfer.enabled else None
-    from proxysel.benchmarking.report import write_outputs
-
     write_outputs(cfg, out, rows, transfer, pool)
     say(f"bench done in {time.perf_counter() - t_start:.0f}s: {out / 'results.md'}, {out / 'plot.png'}")
     return out
