@@ -52,7 +52,8 @@ def test_every_cell_has_a_row_and_the_table_aggregates_seeds(bench):
     assert expected <= keys
     header = next(ln for ln in md.splitlines() if ln.startswith("| selector | budget | examples"))
     col = [c.strip() for c in header.split("|")].index("seeds")
-    seeds = {ln.split("|")[col].strip() for ln in table[:len(expected)]}
+    assert table[0].startswith("| base | 0 (untrained) |")
+    seeds = {ln.split("|")[col].strip() for ln in table[1:len(expected) + 1]}
     assert seeds == {str(len(cfg.seeds))}
     # every tiny example fits max_length: 'trained' equals 'examples' on every row
     ex, tr = (([c.strip() for c in header.split("|")]).index(k) for k in ("examples", "trained"))
@@ -67,6 +68,32 @@ def test_full_pool_beats_a_one_percent_random_subset(bench):
     tiny = [float(r["eval_loss"]) for r in rows if r["selector"] == "random" and r["budget"] == "0.01"]
     assert len(full) == len(tiny) == 2
     assert max(full) < min(tiny) - 0.5, (full, tiny)
+
+
+def test_base_row_is_the_untrained_targets_loss_by_a_plain_loop(bench):
+    """The 'base' row must be the held-out loss of the target before any training: recomputed here
+    with a plain model(labels=...) at batch size 1, token-weighted over the response tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from proxysel.data import read_pool
+    from proxysel.models.render import Renderer
+
+    out, _ = bench
+    rows = _rows(out)
+    base = [r for r in rows if r["selector"] == "base"]
+    assert len(base) == 1 and base[0]["steps"] == "0"
+    model = AutoModelForCausalLM.from_pretrained(out / "models" / "target").eval()
+    renderer = Renderer(AutoTokenizer.from_pretrained(out / "models" / "target"), max_length=64, template="auto")
+    total, n = 0.0, 0
+    for e in read_pool(out / "data" / "eval.jsonl").examples:
+        enc = renderer.encode(e)
+        with torch.no_grad():
+            loss = model(input_ids=torch.tensor([enc.input_ids]), labels=torch.tensor([enc.labels])).loss
+        total, n = total + float(loss) * enc.n_response_tokens, n + enc.n_response_tokens
+    assert float(base[0]["eval_loss"]) == pytest.approx(total / n, abs=1e-4)
+    full = [float(r["eval_loss"]) for r in rows if r["selector"] == "full"]
+    assert max(full) < total / n - 1.0  # training on the pool helps the tiny target a lot
 
 
 def test_keep_rates_cover_every_noise_type(bench):
@@ -112,10 +139,11 @@ def test_variants_add_cells_and_reuse_the_cached_ones(bench, capsys):
                  "selectors=[{method: top, name: middle, signal: ppl_2, order: middle}, "
                  "{method: top, name: lp_app-i2, signal: lp_app_2, order: low}]"]) == 0
     text = capsys.readouterr().out
-    assert text.count("training on") == 2 and "full-s0: cached" in text and "random-0.3-s0: cached" in text
+    assert text.count("training on") == 2 and "base: cached" in text and "full-s0: cached" in text
+    assert "random-0.3-s0: cached" in text
     cols = pq.read_table(out / "proxy" / "scores.parquet").column_names
     assert {"ppl_0", "ppl_2", "lp_1", "lp_app_2"} <= set(cols)
-    assert {r["selector"] for r in _rows(out)} == {"full", "random", "middle", "lp_app-i2"}
+    assert {r["selector"] for r in _rows(out)} == {"base", "full", "random", "middle", "lp_app-i2"}
 
 
 def test_a_stopped_bench_leaves_a_partial_table_and_resumes(tmp_path, monkeypatch):

@@ -34,6 +34,7 @@ def test_file_sections_merge_over_the_preset_and_overrides_are_typed(tmp_path):
     ("target: {lr: fast}", "target.lr", "number"),
     ("selectors: [{method: lp_appp}]", "selectors.method", "did you mean 'lp_app'"),
     ("selectors: [{method: random}]", "selectors.method", "baseline"),
+    ("selectors: [{method: s2l, name: base}]", "selectors.name", "reserved"),
     ("selectors: [{method: s2l}, {method: s2l}]", "selectors", "distinct name"),
     ("match: compute", "match", "epochs, steps"),
     ("data: {kind: files}", "data.pool", "data.pool and data.eval"),

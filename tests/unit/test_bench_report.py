@@ -23,21 +23,25 @@ def test_plan_has_every_cell_once():
     cfg = load_bench_config(preset="tiny", overrides=["seeds=[0,1,2]"])
     cells = plan_cells(cfg)
     names = [c.name for c in cells]
-    assert len(names) == len(set(names)) == 3 + len(cfg.budgets) * 3 * (1 + len(cfg.selectors))
-    assert names[:3] == ["full-s0", "full-s1", "full-s2"]
+    assert len(names) == len(set(names)) == 1 + 3 + len(cfg.budgets) * 3 * (1 + len(cfg.selectors))
+    assert names[:4] == ["base", "full-s0", "full-s1", "full-s2"]
 
 
 def test_aggregate_mean_and_sample_std_per_selector_and_budget():
     rows = [_row("full", None, s, 1.0 + s) for s in (0, 1, 2)]
     rows += [_row(sel, b, s, 2.0 + s + b, em=0.5) for b in (0.1, 0.3) for s in (0, 1, 2) for sel in ("random", "s2l")]
+    rows.append(_row("base", None, 0, 5.0))
     aggs = aggregate(rows)
     assert [(a["selector"], a["budget"]) for a in aggs] == [
-        ("full", None), ("random", 0.1), ("s2l", 0.1), ("random", 0.3), ("s2l", 0.3)]
+        ("base", None), ("full", None), ("random", 0.1), ("s2l", 0.1), ("random", 0.3), ("s2l", 0.3)]
+    assert aggs[0]["n_seeds"] == 1 and aggs[0]["eval_loss"]["mean"] == 5.0
+    aggs = aggs[1:]
     full = aggs[0]["eval_loss"]
     assert full["mean"] == 2.0 and np.isclose(full["std"], 1.0) and (full["min"], full["max"]) == (1.0, 3.0)
     assert "exact_match" not in aggs[0] and aggs[1]["exact_match"]["mean"] == 0.5
     cfg = load_bench_config(preset="tiny")
-    md = results_markdown(cfg, aggs, rows, None)
+    md = results_markdown(cfg, aggregate(rows), rows, None)
+    assert "| base | 0 (untrained) | " in md and "| 5.0000 ± 0.0000 | – | +3.0000 |" in md
     assert "| full | 1 (full) |" in md and "| s2l | 0.3 |" in md and "| random | 0.1 |" in md
     assert "2.0000 ± 1.0000" in md and "noise=clean" in md
 

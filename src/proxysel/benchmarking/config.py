@@ -175,7 +175,7 @@ class SelectorSpec:
             check_name(self.name, "selector name")
         except UsageError as e:
             raise _FieldError("name", str(e)) from None
-        if self.name in ("random", "full"):
+        if self.name in ("random", "full", "base"):
             raise _FieldError("name", f"{self.name!r} is reserved for the baselines")
 
     def params(self) -> dict[str, Any]:

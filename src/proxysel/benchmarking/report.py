@@ -70,6 +70,12 @@ def _fmt(agg: dict[str, Any], m: str, pct: bool = False) -> str:
     return f"{v['mean']:.4f} ± {v['std']:.4f}"
 
 
+def _budget_label(selector: str, budget: float | None) -> str:
+    if budget is not None:
+        return f"{budget:g}"
+    return "0 (untrained)" if selector == "base" else "1 (full)"
+
+
 def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
                      transfer: dict[str, Any] | None, pending: int = 0) -> str:
     """The results table (plus keep rates, per-family accuracy and transfer where present).
@@ -86,7 +92,8 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
     lines += [f"Held-out loss: mean response-token cross-entropy (nats) on {rows[0]['metrics']['eval_examples']} "
              f"held-out examples; mean ± sample std over seeds {list(cfg.seeds)} (min-max in results.csv). "
              f"Recipe: target.epochs={cfg.target.epochs}, match={cfg.match}. 'trained': the selected examples "
-             f"that fit target.max_length (the others keep no response token and train nothing).", "",
+             f"that fit target.max_length (the others keep no response token and train nothing). 'base': "
+             f"the target before any training; a trained row with a higher loss made the target worse on this metric.", "",
              "| selector | budget | examples | trained | epochs | steps | seeds | held-out loss | Δ vs random "
              "| Δ vs full |" + (" exact match % |" if has_em else ""),
              "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if has_em else "")]
@@ -94,7 +101,7 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
         loss = a["eval_loss"]["mean"]
         d_rand = f"{loss - random_loss[a['budget']]:+.4f}" if a["budget"] in random_loss else "–"
         d_full = f"{loss - full['eval_loss']['mean']:+.4f}" if full is not None and a is not full else "–"
-        budget = "1 (full)" if a["budget"] is None else f"{a['budget']:g}"
+        budget = _budget_label(a["selector"], a["budget"])
         lines.append(f"| {a['selector']} | {budget} | {a['n_selected']} | {a['n_train']} | {a['epochs']} | {a['steps']} | "
                      f"{a['n_seeds']} | {_fmt(a, 'eval_loss')} | {d_rand} | {d_full} |"
                      + (f" {_fmt(a, 'exact_match', True)} |" if has_em else ""))
@@ -128,7 +135,7 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
                     r["metrics"]["per_group"][n].get("exact_match", math.nan))
         for (sel, budget), vals in sorted(acc.items(), key=lambda t: (t[0][1] is not None, t[0][1] or 0,
                                                                        t[0][0] != "random", t[0][0])):
-            b = "1 (full)" if budget is None else f"{budget:g}"
+            b = _budget_label(sel, budget)
             lines.append(f"| {sel} | {b} | " + " | ".join(f"{100 * np.mean(vals[n]):.1f}" for n in names) + " |")
     if transfer:
         lines += ["", "Transfer (proxy vs target signals on the pool, `proxysel compare`):", "",
@@ -152,6 +159,7 @@ def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
     budgets = sorted({a["budget"] for a in aggs if a["budget"] is not None})
     selectors = list(dict.fromkeys(a["selector"] for a in aggs if a["budget"] is not None))
     full = next((a for a in aggs if a["selector"] == "full"), None)
+    base = next((a for a in aggs if a["selector"] == "base"), None)
     for ax, m in zip(axes[0], metrics):
         scale = 100.0 if m == "exact_match" else 1.0
         for k, sel in enumerate(selectors):
@@ -168,6 +176,8 @@ def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
             f = full[m]
             ax.axhline(f["mean"] * scale, color="black", linewidth=1, label="full data")
             ax.axhspan(f["min"] * scale, f["max"] * scale, color="black", alpha=0.08)
+        if base is not None and m in base:
+            _base_line(ax, base[m]["mean"] * scale, [a[m]["mean"] * scale for a in aggs if m in a and a is not base])
         if m == "exact_match":
             top = max([a[m]["max"] for a in aggs if m in a] + [0.0]) * scale
             ax.set_ylim(0, max(5.0, 1.1 * top))
@@ -186,6 +196,18 @@ def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def _base_line(ax: Any, value: float, others: Sequence[float]) -> None:
+    """The untrained target as a dotted line, or as a note when drawing it would squash the lines
+    that matter (a from-scratch target starts near log(vocabulary) nats, far above every trained one)."""
+    lo, hi = (min(others), max(others)) if others else (value, value)
+    span = max(hi - lo, 0.1 * abs(hi), 1e-9)
+    if lo - span <= value <= hi + span:
+        ax.axhline(value, color="black", linestyle=":", linewidth=1, label="target before training")
+    else:
+        ax.annotate(f"target before training: {value:.3g} (off the scale)", xy=(0.02, 0.98),
+                    xycoords="axes fraction", va="top", fontsize=8)
 
 
 def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer: dict[str, Any] | None,

@@ -42,18 +42,21 @@ GROUP_FIELDS = ("family", "difficulty", "noise")
 
 @dataclass(frozen=True)
 class Cell:
-    selector: str  # "full", "random" or a SelectorSpec name
-    budget: float | None  # None for full
+    selector: str  # "base" (the untrained target), "full", "random" or a SelectorSpec name
+    budget: float | None  # None for base and full
     seed: int
 
     @property
     def name(self) -> str:
+        if self.selector == "base":
+            return "base"
         return f"full-s{self.seed}" if self.budget is None else f"{self.selector}-{self.budget:g}-s{self.seed}"
 
 
 def plan_cells(cfg: BenchConfig) -> list[Cell]:
-    """Full data first (the reference), then per budget and seed: random, then each selector."""
-    cells = [Cell("full", None, s) for s in cfg.seeds]
+    """The untrained target (one evaluation, no seed to vary), full data (the reference), then per
+    budget and seed: random, then each selector."""
+    cells = [Cell("base", None, cfg.seeds[0])] + [Cell("full", None, s) for s in cfg.seeds]
     for b in cfg.budgets:
         for s in cfg.seeds:
             cells.append(Cell("random", b, s))
@@ -292,20 +295,24 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
              ids: list[str] | None, by_id: dict[str, Any], groups: list[str] | None, *, overwrite: bool,
              prefix: str, say: Callable[[str], None]) -> dict[str, Any]:
     """Train + evaluate one cell, or read its cached result. Returns the result dict."""
-    from proxysel.benchmarking.target import evaluate_target, matched_epochs, train_target
+    from proxysel.benchmarking.target import evaluate_target, matched_epochs, train_target, untrained_target
     from proxysel.models.loader import resolve_model_path
     from proxysel.store.atomic import atomic_write_json
     from proxysel.store.run import fingerprint_diff
 
-    examples = pool.examples if ids is None else [by_id[i] for i in ids]
+    base = cell.selector == "base"
+    examples = [] if base else pool.examples if ids is None else [by_id[i] for i in ids]
     eff = cfg.target.batch_size * cfg.target.grad_accum
-    epochs = cfg.target.epochs
+    epochs = 0 if base else cfg.target.epochs
     if cfg.match == "steps" and ids is not None:
         epochs = matched_epochs(len(examples), len(pool.examples), eff, cfg.target.epochs)
     exact = cfg.eval.exact_match if cfg.eval.exact_match is not None else cfg.data.kind == "synthetic"
     _, revision = resolve_model_path(target_spec)
-    fingerprint = {"target": target_spec, "revision": revision, "recipe": bench_config_dict(cfg.target),
-                   "epochs": epochs, "seed": cell.seed, "train_ids": _sha([e.id for e in examples]),
+    # the untrained target depends on no training setting, only on how the held-out set is rendered
+    recipe = {k: getattr(cfg.target, k) for k in ("max_length", "template")} if base \
+        else bench_config_dict(cfg.target)
+    fingerprint = {"target": target_spec, "revision": revision, "recipe": recipe,
+                   "epochs": epochs, "seed": None if base else cell.seed, "train_ids": _sha([e.id for e in examples]),
                    "eval_data": held_out.fingerprint, "exact_match": exact,
                    "eval": bench_config_dict(cfg.eval), "device": cfg.device}
     folder = out / "cells" / cell.name
@@ -319,15 +326,21 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
             diff = "; ".join(fingerprint_diff(old.get("fingerprint", {}), fingerprint)[:4])
             raise RunConflictError(f"cell {cell.name} in {out} was trained with other settings ({diff}); "
                                    "use another --out or pass --overwrite")
-    say(f"{prefix} {cell.name}: training on {len(examples)} examples for {epochs} epoch(s)")
-    trained = train_target(target_spec, cfg.target, examples, epochs=epochs, seed=cell.seed,
-                           state_dir=folder / "state", device=cfg.device, batch_tokens=cfg.eval.batch_tokens)
+    if base:
+        say(f"{prefix} base: the target before training")
+        trained = untrained_target(target_spec, cfg.target, device=cfg.device)
+    else:
+        say(f"{prefix} {cell.name}: training on {len(examples)} examples for {epochs} epoch(s)")
+        trained = train_target(target_spec, cfg.target, examples, epochs=epochs, seed=cell.seed,
+                               state_dir=folder / "state", device=cfg.device, batch_tokens=cfg.eval.batch_tokens)
     metrics = evaluate_target(trained, held_out.examples, exact_match=exact, max_new_tokens=cfg.eval.max_new_tokens,
                               batch_size=cfg.eval.batch_size, batch_tokens=cfg.eval.batch_tokens, groups=groups)
     result = {"cell": cell.name, "selector": cell.selector, "budget": cell.budget, "seed": cell.seed,
               "fingerprint": fingerprint, "n_train": trained.n_train, "n_selected": len(examples),
               "epochs": epochs, "steps": trained.steps, "train_seconds": round(trained.seconds, 2),
-              "train_loss_last": trained.train_loss_last, "metrics": metrics, "keep_rates": keep_rates(pool, ids)}
+              "train_loss_last": trained.train_loss_last, "metrics": metrics,
+              "keep_rates": {} if base else keep_rates(pool, ids)}
+    folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result_path, result)
     shutil.rmtree(folder / "state", ignore_errors=True)
     em = f", exact match {metrics['exact_match']:.1%}" if "exact_match" in metrics else ""

@@ -47,21 +47,30 @@ def matched_epochs(n_subset: int, n_full: int, effective_batch: int, epochs: int
     return max(1, int(round(full / per_epoch)))
 
 
+def untrained_target(spec: str, recipe: Any, *, device: str | None = None) -> Trained:
+    """The target as loaded, before any training (float32, as ``train_target`` starts from): the
+    bench's ``base`` row, which shows whether training on any subset helped the held-out loss."""
+    from proxysel.models.loader import load_causal_lm
+    from proxysel.models.render import Renderer
+
+    lm = load_causal_lm(spec, dtype="float32", device=device or "cpu")
+    renderer = Renderer(lm.tokenizer, max_length=recipe.max_length, template=recipe.template)
+    return Trained(lm=lm, renderer=renderer, steps=0, epochs=0, n_train=0, seconds=0.0, train_loss_last=None)
+
+
 def train_target(spec: str, recipe: Any, examples: Sequence[Example], *, epochs: int, seed: int,
                  state_dir: Path, device: str | None = None, batch_tokens: int = 8192) -> Trained:
     """Load ``spec`` fresh, train it on ``examples`` for ``epochs`` with ``recipe`` (a ModelRecipe)."""
     from proxysel.dynamics.schedule import make_plan
     from proxysel.dynamics.train import TrainConfig, add_lora, train
     from proxysel.errors import UsageError
-    from proxysel.models.loader import load_causal_lm
-    from proxysel.models.render import Renderer
 
     config = TrainConfig(epochs=epochs, checkpoints=0, seed=seed, batch_tokens=batch_tokens,
                          **recipe.train_kwargs())
-    lm = load_causal_lm(spec, dtype="float32", device=device or "cpu")
+    base = untrained_target(spec, recipe, device=device)
+    lm, renderer = base.lm, base.renderer
     if config.lora:
         add_lora(lm.model, config)
-    renderer = Renderer(lm.tokenizer, max_length=recipe.max_length, template=recipe.template)
     encoded = [renderer.encode(e) for e in examples]
     plan = make_plan([e.truncated for e in encoded], epochs=epochs, effective_batch=config.effective_batch,
                      n_checkpoints=0, warmup_ratio=config.warmup_ratio)
