@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?= -m "not gpu"
 
-.PHONY: install demo test test-fast bench-throughput clean
+.PHONY: install demo test test-fast test-gpu bench-throughput clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not gpu and not slow and not ray"
+
+# tests/gpu against the CPU paths; they skip without a CUDA device (a CPU-only torch has none)
+test-gpu: install
+	$(BIN)/python -m pytest -m gpu tests/gpu
 
 bench-throughput: install
 	$(BIN)/python benchmarks/score_throughput.py
