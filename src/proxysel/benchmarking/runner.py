@@ -218,7 +218,8 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
         row = run_cell(cfg, out, cell, target_spec, pool, held_out, ids, by_id, groups, overwrite=overwrite,
                        prefix=f"[{k}/{len(cells)}]", say=say)
         rows.append(row)
-        write_outputs(cfg, out, rows, None, pool, pending=len(cells) - k)
+        if k < len(cells) or cfg.transfer.enabled:  # without a transfer run the final write follows at once
+            write_outputs(cfg, out, rows, None, pool, pending=len(cells) - k)
 
     # 6. transfer check, tables and plot
     transfer = run_transfer(cfg, out, pool_path, target_spec, overwrite=overwrite, say=say) \
