@@ -71,6 +71,17 @@ def fixtures_dir() -> Path:
     return d
 
 
+def plain_loss(model, enc) -> float:
+    """The independent reference for every per-example loss: a plain ``model(labels=...)`` at batch
+    size 1 (mean cross-entropy over ``enc``'s scored tokens, nats), on the model's device."""
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([enc.input_ids], device=device),
+                     labels=torch.tensor([enc.labels], device=device)).loss.item()
+
+
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path

@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 import proxysel  # noqa: E402
-from conftest import write_qa_pool  # noqa: E402
+from conftest import plain_loss, write_qa_pool  # noqa: E402
+from proxysel.benchmarking.runner import _selected_ids  # noqa: E402
 from proxysel.cli.main import main  # noqa: E402
 from proxysel.data import read_pool  # noqa: E402
 from proxysel.models.render import Renderer  # noqa: E402
@@ -29,11 +30,6 @@ TINY = dict(epochs=2, checkpoints=4, batch_size=2, grad_accum=4, lr=1e-2, max_le
 def _column(run, name):
     return np.array([np.nan if v is None else v for v in pq.read_table(run / "scores.parquet").column(name).to_pylist()],
                     dtype=float)
-
-
-def _selected(selection_dir) -> set[str]:
-    t = pq.read_table(selection_dir / "selection.parquet", columns=["id", "selected"]).to_pydict()
-    return {i for i, keep in zip(t["id"], t["selected"]) if keep}
 
 
 def test_cuda_losses_match_a_plain_cpu_loop(tmp_path, tiny_model_dir):
@@ -51,8 +47,7 @@ def test_cuda_losses_match_a_plain_cpu_loop(tmp_path, tiny_model_dir):
     want = []
     for i in ids:
         enc = renderer.encode(by_id[i])
-        with torch.no_grad():
-            want.append(model(input_ids=torch.tensor([enc.input_ids]), labels=torch.tensor([enc.labels])).loss.item())
+        want.append(plain_loss(model, enc))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -64,7 +59,8 @@ def test_train_proxy_on_cuda_follows_the_cpu_run(tmp_path, tiny_model_dir):
             for dev in ("cpu", "cuda")}
     for col in ("lp_app", "lp"):
         np.testing.assert_allclose(_column(runs["cuda"], col), _column(runs["cpu"], col), rtol=2e-3, atol=2e-3)
-    picked = {dev: _selected(proxysel.select(run, method="lp_app", budget=0.3, name="s", within_clusters=False))
+    picked = {dev: set(_selected_ids(proxysel.select(run, method="lp_app", budget=0.3, name="s",
+                                                     within_clusters=False)))
               for dev, run in runs.items()}
     assert len(picked["cuda"] & picked["cpu"]) >= 0.9 * len(picked["cpu"])
 

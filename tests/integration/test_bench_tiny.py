@@ -73,9 +73,9 @@ def test_full_pool_beats_a_one_percent_random_subset(bench):
 def test_base_row_is_the_untrained_targets_loss_by_a_plain_loop(bench):
     """The 'base' row must be the held-out loss of the target before any training: recomputed here
     with a plain model(labels=...) at batch size 1, token-weighted over the response tokens."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from conftest import plain_loss
     from proxysel.data import read_pool
     from proxysel.models.render import Renderer
 
@@ -88,9 +88,7 @@ def test_base_row_is_the_untrained_targets_loss_by_a_plain_loop(bench):
     total, n = 0.0, 0
     for e in read_pool(out / "data" / "eval.jsonl").examples:
         enc = renderer.encode(e)
-        with torch.no_grad():
-            loss = model(input_ids=torch.tensor([enc.input_ids]), labels=torch.tensor([enc.labels])).loss
-        total, n = total + float(loss) * enc.n_response_tokens, n + enc.n_response_tokens
+        total, n = total + plain_loss(model, enc) * enc.n_response_tokens, n + enc.n_response_tokens
     assert float(base[0]["eval_loss"]) == pytest.approx(total / n, abs=1e-4)
     full = [float(r["eval_loss"]) for r in rows if r["selector"] == "full"]
     assert max(full) < total / n - 1.0  # training on the pool helps the tiny target a lot

@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import plain_loss  # noqa: E402
 from proxysel.data import read_pool  # noqa: E402
 from proxysel.engine import plan_batches, score_losses  # noqa: E402
 from proxysel.models.loader import load_causal_lm  # noqa: E402
@@ -47,18 +48,13 @@ def _pool(tmp_path, records):
     return read_pool(p)
 
 
-def _reference(model, enc) -> float:
-    with torch.no_grad():
-        return model(input_ids=torch.tensor([enc.input_ids]), labels=torch.tensor([enc.labels])).loss.item()
-
-
 def _check_parity(lm, examples, template="auto", batch_tokens=4096, tol=1e-5):
     r = Renderer(lm.tokenizer, max_length=512, template=template)
     enc = [r.encode(e) for e in examples]
     res = score_losses(lm.model, enc, pad_id=lm.tokenizer.pad_token_id, batch_tokens=batch_tokens)
     for i, e in enumerate(enc):
         assert not e.truncated
-        assert abs(res.loss[i] - _reference(lm.model, e)) < tol, examples[i].id
+        assert abs(res.loss[i] - plain_loss(lm.model, e)) < tol, examples[i].id
     return enc, res
 
 
