@@ -179,3 +179,76 @@ def kill_after_markers(proc: subprocess.Popen, folder: Path, n: int, *, every: f
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return len(list(folder.glob("*.done")))
+
+
+class FakeJudge:
+    """The state of ``fake_judge_server``: every request it got, and the replies it will fail with.
+
+    Its verdict rule is independent of proxysel's parsing: the longer of the two answers wins, equal
+    lengths are a tie, and a question containing ``UNDECIDED`` gets a reply that names no verdict.
+    """
+
+    def __init__(self, fail_first: tuple[int, ...] = ()) -> None:
+        self.requests: list[tuple[str, dict, dict]] = []  # (path, headers, json body)
+        self.fail = list(fail_first)
+
+    @staticmethod
+    def parts(prompt: str) -> tuple[str, str, str]:
+        import re
+
+        def between(start: str, end: str) -> str:
+            return re.search(re.escape(start) + r"\n(.*?)\n" + re.escape(end), prompt, re.S).group(1)
+
+        return (between("[Question]", "[Assistant A's answer]").rstrip("\n"),
+                between("[Assistant A's answer]", "[End of Assistant A's answer]"),
+                between("[Assistant B's answer]", "[End of Assistant B's answer]"))
+
+    def reply(self, prompt: str) -> str:
+        question, a, b = self.parts(prompt)
+        if "UNDECIDED" in question:
+            return "Both answers have merits."
+        return "[[A]]" if len(a) > len(b) else "[[B]]" if len(b) > len(a) else "My verdict: [[C]]"
+
+
+def fake_judge_server(fail_first: tuple[int, ...] = ()):
+    """A local OpenAI-compatible ``/v1/chat/completions`` server in a thread: a context manager that
+    yields (base URL, FakeJudge). ``fail_first``: HTTP codes returned, in order, before any success;
+    their body echoes the request's Authorization header, as a careless server might."""
+    import contextlib
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = FakeJudge(fail_first)
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server API
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with lock:
+                state.requests.append((self.path, dict(self.headers), body))
+                code = state.fail.pop(0) if state.fail else 200
+            if code == 200:
+                reply = state.reply(body["messages"][0]["content"])
+                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
+            else:
+                data = f"rejected: {self.headers.get('Authorization', '')}".encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    @contextlib.contextmanager
+    def serve():
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/v1", state
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    return serve()

@@ -213,6 +213,38 @@ class TransferConfig:
 
 
 @dataclass(frozen=True)
+class WinRateConfig:
+    """The LP paper's pairwise win rate against the full-data model (``benchmarking.winrate``)."""
+
+    enabled: bool = _opt(False, "answer the first n held-out prompts with every trained target and have a "
+                                "judge compare each answer with the full-data model's, in both orders")
+    judge: str = _opt("smollm2-135m", "local judge: a bundled name, .gguf, folder or hub id (unused with "
+                                      "endpoint)")
+    endpoint: str | None = _opt(None, "base URL of an OpenAI-compatible API (http(s)://host/v1); the judge is "
+                                      "then winrate.model there")
+    model: str | None = _opt(None, "endpoint: the model name sent in each request")
+    api_key_env: str = _opt("OPENAI_API_KEY", "endpoint: the environment variable holding the API key (read "
+                                              "when judging, never written or logged; unset: no key sent)")
+    n: int = _opt(50, "held-out examples judged (the first n)", minimum=1)
+    max_new_tokens: int = _opt(128, "greedy answer length of every target", minimum=1)
+    max_length: int = _opt(1024, "local judge: prompt tokens; question and answers are cut to fit", minimum=64)
+    batch_tokens: int = _opt(8192, "local judge: padded tokens per forward pass", minimum=1)
+    concurrency: int = _opt(4, "endpoint: requests in flight", minimum=1)
+    timeout: float = _opt(60.0, "endpoint: seconds per request (3 retries on 429, 5xx and network errors)",
+                          minimum=0, exclusive_min=True)
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        if self.endpoint is not None:
+            if not self.endpoint.startswith(("http://", "https://")):
+                raise _FieldError("endpoint", f"must start with http:// or https://, got {self.endpoint!r}")
+            if not self.model:
+                raise _FieldError("model", "an endpoint needs the model name to send (winrate.model)")
+        elif self.model is not None:
+            raise _FieldError("model", "is sent only to an endpoint; a local judge is winrate.judge")
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     """``proxysel bench``: selectors x budgets x seeds -> train the target -> evaluate -> table."""
 
@@ -228,6 +260,7 @@ class BenchConfig:
                       choices=MATCH)
     eval: EvalConfig = _opt(EvalConfig(), "evaluation")
     transfer: TransferConfig = _opt(TransferConfig(), "proxy/target transfer check")
+    winrate: WinRateConfig = _opt(WinRateConfig(), "pairwise win rate against the full-data model (stretch)")
     embedder: str = _opt("minilm", "sentence embedder of lp/lp_app clusters")
     threads: int | None = _opt(None, "torch threads (null: torch's default; 1 is fastest on a busy "
                                      "2-core machine)", minimum=1)
@@ -320,5 +353,5 @@ def bench_config_dict(config: BenchConfig) -> dict[str, Any]:
 
 
 __all__ = ["BenchConfig", "BenchDataConfig", "EvalConfig", "ModelRecipe", "NoiseConfig", "ProxyRecipe",
-           "ScratchConfig", "SelectorSpec", "TransferConfig", "bench_config_dict", "bench_config_from_dict",
-           "load_bench_config"]
+           "ScratchConfig", "SelectorSpec", "TransferConfig", "WinRateConfig", "bench_config_dict",
+           "bench_config_from_dict", "load_bench_config"]

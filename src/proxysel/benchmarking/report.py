@@ -14,7 +14,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-METRICS = ("eval_loss", "exact_match")
+METRICS = ("eval_loss", "exact_match", "win_rate")
+PERCENT = ("exact_match", "win_rate")  # shown in %
+YLABELS = {"eval_loss": "held-out loss (nats, lower is better)", "exact_match": "exact match % (higher is better)",
+           "win_rate": "win rate vs full data % (50 = even)"}
 
 
 def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -85,6 +88,7 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
     partial table rather than only ``cells/*/result.json``.
     """
     has_em = any("exact_match" in a for a in aggs)
+    has_wr = any("win_rate" in a for a in aggs)
     random_loss = {a["budget"]: a["eval_loss"]["mean"] for a in aggs if a["selector"] == "random"}
     full = next((a for a in aggs if a["selector"] == "full"), None)
     lines = [f"**Partial: {len(rows)} of {len(rows) + pending} cells done; the bench is still running or was "
@@ -95,8 +99,8 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
              f"that fit target.max_length (the others keep no response token and train nothing). 'base': "
              f"the target before any training; a trained row with a higher loss made the target worse on this metric.", "",
              "| selector | budget | examples | trained | epochs | steps | seeds | held-out loss | Δ vs random "
-             "| Δ vs full |" + (" exact match % |" if has_em else ""),
-             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if has_em else "")]
+             "| Δ vs full |" + (" exact match % |" if has_em else "") + (" win rate vs full % |" if has_wr else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if has_em else "") + ("---|" if has_wr else "")]
     for a in aggs:
         loss = a["eval_loss"]["mean"]
         d_rand = f"{loss - random_loss[a['budget']]:+.4f}" if a["budget"] in random_loss else "–"
@@ -104,7 +108,8 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
         budget = _budget_label(a["selector"], a["budget"])
         lines.append(f"| {a['selector']} | {budget} | {a['n_selected']} | {a['n_train']} | {a['epochs']} | {a['steps']} | "
                      f"{a['n_seeds']} | {_fmt(a, 'eval_loss')} | {d_rand} | {d_full} |"
-                     + (f" {_fmt(a, 'exact_match', True)} |" if has_em else ""))
+                     + (f" {_fmt(a, 'exact_match', True)} |" if has_em else "")
+                     + (f" {_fmt(a, 'win_rate', True)} |" if has_wr else ""))
     keep = _keep_rows(rows)
     if keep:
         fields = {}
@@ -137,6 +142,8 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
                                                                        t[0][0] != "random", t[0][0])):
             b = _budget_label(sel, budget)
             lines.append(f"| {sel} | {b} | " + " | ".join(f"{100 * np.mean(vals[n]):.1f}" for n in names) + " |")
+    if has_wr:
+        lines += ["", *_winrate_section(cfg, rows)]
     if transfer:
         lines += ["", "Transfer (proxy vs target signals on the pool, `proxysel compare`):", "",
                   "| signal | n | Spearman | Kendall | top-10% overlap | top-30% overlap |", "|---|---|---|---|---|---|"]
@@ -145,6 +152,29 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
             lines.append(f"| {s} | {r['n']} | {r['spearman']:+.3f} | {r['kendall']:+.3f} | "
                          f"{ov.get(0.1, math.nan):.2f} | {ov.get(0.3, math.nan):.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def _winrate_section(cfg: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The win-rate counts per (selector, budget), summed over seeds (benchmarking.winrate)."""
+    wr = cfg.winrate
+    judge = f"{wr.model} at {wr.endpoint}" if wr.endpoint else wr.judge
+    lines = [f"Win rate against the full-data model of the same seed (judge: {judge}; the first {wr.n} held-out "
+             f"prompts, answers of up to {wr.max_new_tokens} tokens, each pair judged in both orders; 50% = as "
+             f"good as full data). Counts are summed over seeds; winning score = (wins - losses) / n + 1 "
+             f"(Li et al. 2023); 'picked A' shows the judge's position bias.", "",
+             "| selector | budget | win rate % | wins | ties | losses | winning score | picked A % | no verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("winrate"):
+            groups.setdefault((r["selector"], r["budget"]), []).append(r["winrate"])
+    for (sel, budget), ss in sorted(groups.items(), key=lambda t: (t[0][1], t[0][0] != "random", t[0][0])):
+        n = sum(s["n"] for s in ss)
+        w, t, l_ = (sum(s[k] for s in ss) for k in ("wins", "ties", "losses"))
+        lines.append(f"| {sel} | {budget:g} | {100 * np.mean([s['win_rate'] for s in ss]):.1f} | {w} | {t} | {l_} | "
+                     f"{(w - l_) / n + 1:.3f} | {100 * np.mean([s['picked_a'] for s in ss]):.0f} | "
+                     f"{sum(s['invalid'] for s in ss)} |")
+    return lines
 
 
 def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
@@ -161,7 +191,7 @@ def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
     full = next((a for a in aggs if a["selector"] == "full"), None)
     base = next((a for a in aggs if a["selector"] == "base"), None)
     for ax, m in zip(axes[0], metrics):
-        scale = 100.0 if m == "exact_match" else 1.0
+        scale = 100.0 if m in PERCENT else 1.0
         for k, sel in enumerate(selectors):
             pts = sorted((a["budget"], a[m]) for a in aggs if a["selector"] == sel and m in a)
             if not pts:
@@ -181,12 +211,15 @@ def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
         if m == "exact_match":
             top = max([a[m]["max"] for a in aggs if m in a] + [0.0]) * scale
             ax.set_ylim(0, max(5.0, 1.1 * top))
+        if m == "win_rate":  # full data against itself is even by definition
+            ax.axhline(50, color="black", linewidth=1, label="full data (even)")
+            ax.set_ylim(0, 100)
         if budgets and budgets[-1] / budgets[0] >= 8:
             ax.set_xscale("log")
         ax.set_xticks(budgets)
         ax.set_xticklabels([f"{b:g}" for b in budgets])
         ax.set_xlabel("budget (fraction of the pool)")
-        ax.set_ylabel("held-out loss (nats, lower is better)" if m == "eval_loss" else "exact match % (higher is better)")
+        ax.set_ylabel(YLABELS[m])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"{title}: mean over seeds, bars = min-max", fontsize=10)
@@ -212,7 +245,7 @@ def _base_line(ax: Any, value: float, others: Sequence[float]) -> None:
 
 def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer: dict[str, Any] | None,
                   pool: Any, pending: int = 0) -> dict[str, Path]:
-    """Write results.csv, keep_rates.csv, results.md, transfer.json and plot.png; with ``pending`` > 0
+    """Write results.csv, keep_rates.csv, results.md, winrate.json, transfer.json and plot.png; with ``pending`` > 0
     (cells still to train) only the two tables and results.md, marked partial (the plot is drawn once, at
     the end)."""
     from proxysel.store.atomic import atomic_write_json, atomic_write_text
@@ -224,9 +257,10 @@ def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer:
                      "seed": r["seed"], "n_selected": r["n_selected"], "n_train": r["n_train"],
                      "epochs": r["epochs"], "steps": r["steps"], "eval_loss": m.get("eval_loss"),
                      "eval_loss_example": m.get("eval_loss_example"), "exact_match": m.get("exact_match", ""),
+                     "win_rate": m.get("win_rate", ""),
                      "train_seconds": r["train_seconds"], "eval_seconds": m.get("eval_seconds")})
     columns = ["selector", "budget", "seed", "n_selected", "n_train", "epochs", "steps", "eval_loss",
-               "eval_loss_example", "exact_match", "train_seconds", "eval_seconds"]
+               "eval_loss_example", "exact_match", "win_rate", "train_seconds", "eval_seconds"]
     paths = {"results.csv": atomic_write_text(out / "results.csv", _csv(flat, columns))}
     keep = _keep_rows(rows)
     if keep:
@@ -236,6 +270,9 @@ def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer:
     paths["results.md"] = atomic_write_text(out / "results.md", results_markdown(cfg, aggs, rows, transfer, pending))
     if pending:
         return paths
+    judged = {r["cell"]: r["winrate"] for r in rows if r.get("winrate")}
+    if judged:
+        paths["winrate.json"] = atomic_write_json(out / "winrate.json", judged)
     if transfer is not None:
         paths["transfer.json"] = atomic_write_json(out / "transfer.json", transfer)
     paths["plot.png"] = plot(aggs, out / "plot.png", f"proxysel bench {Path(cfg.out).name}")

@@ -10,6 +10,8 @@ Layout of the bench folder ``OUT/``:
                            its selections/NAME/ are the subsets
     cells/NAME/result.json one trained target: fingerprint, counts, steps, metrics, keep rates.
                            A rerun skips every cell whose result is there with the same fingerprint
+    winrate/NAME.json      (winrate.enabled) the judge's verdicts on cell NAME's answers against full-s<seed>'s,
+                           both orders, and their summary; cells/NAME/result.json then holds the answers
     target-signals/        the transfer check: api.train_proxy with the target model
     results.csv            one row per cell (seed level)
     results.md             mean and spread over seeds per (selector, budget), plus full; keep rates;
@@ -218,10 +220,18 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
         row = run_cell(cfg, out, cell, target_spec, pool, held_out, ids, by_id, groups, overwrite=overwrite,
                        prefix=f"[{k}/{len(cells)}]", say=say)
         rows.append(row)
-        if k < len(cells) or cfg.transfer.enabled:  # without a transfer run the final write follows at once
+        if k < len(cells) or cfg.transfer.enabled or cfg.winrate.enabled:  # else the final write follows at once
             write_outputs(cfg, out, rows, None, pool, pending=len(cells) - k)
 
-    # 6. transfer check, tables and plot
+    # 6. win rate against full data (opt-in), transfer check, tables and plot
+    if cfg.winrate.enabled:
+        from proxysel.benchmarking.winrate import run_winrate
+
+        judged = run_winrate(cfg, out, rows, held_out, say=say)
+        for i, r in enumerate(rows):
+            if r["cell"] in judged:  # copies: the cells' result.json files stay as they are
+                rows[i] = {**r, "winrate": judged[r["cell"]],
+                           "metrics": {**r["metrics"], "win_rate": judged[r["cell"]]["win_rate"]}}
     transfer = run_transfer(cfg, out, pool_path, target_spec, overwrite=overwrite, say=say) \
         if cfg.transfer.enabled else None
     write_outputs(cfg, out, rows, transfer, pool)
@@ -296,7 +306,9 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
              ids: list[str] | None, by_id: dict[str, Any], groups: list[str] | None, *, overwrite: bool,
              prefix: str, say: Callable[[str], None]) -> dict[str, Any]:
     """Train + evaluate one cell, or read its cached result. Returns the result dict."""
-    from proxysel.benchmarking.target import evaluate_target, matched_epochs, train_target, untrained_target
+    from proxysel.benchmarking import winrate
+    from proxysel.benchmarking.target import (evaluate_target, greedy_answers, matched_epochs, train_target,
+                                              untrained_target)
     from proxysel.models.loader import resolve_model_path
     from proxysel.store.atomic import atomic_write_json
     from proxysel.store.run import fingerprint_diff
@@ -318,12 +330,17 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
                    "eval": bench_config_dict(cfg.eval), "device": cfg.device}
     folder = out / "cells" / cell.name
     result_path = folder / "result.json"
+    # the win rate needs every trained target's answers to the first winrate.n held-out prompts
+    answers_key = winrate.answers_key(cfg.winrate) if cfg.winrate.enabled and not base else None
+    cached = None
     if result_path.exists():
         old = json.loads(result_path.read_text())
         if old.get("fingerprint") == fingerprint:
-            say(f"{prefix} {cell.name}: cached (held-out loss {old['metrics']['eval_loss']:.4f})")
-            return old
-        if not overwrite:
+            if answers_key is None or (old.get("answers") or {}).get("key") == answers_key:
+                say(f"{prefix} {cell.name}: cached (held-out loss {old['metrics']['eval_loss']:.4f})")
+                return old
+            cached = old  # trained before the win rate was asked for: train again, only to answer
+        elif not overwrite:
             diff = "; ".join(fingerprint_diff(old.get("fingerprint", {}), fingerprint)[:4])
             raise RunConflictError(f"cell {cell.name} in {out} was trained with other settings ({diff}); "
                                    "use another --out or pass --overwrite")
@@ -331,16 +348,33 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
         say(f"{prefix} base: the target before training")
         trained = untrained_target(target_spec, cfg.target, device=cfg.device)
     else:
-        say(f"{prefix} {cell.name}: training on {len(examples)} examples for {epochs} epoch(s)")
+        again = " again, only to answer the win-rate prompts (its metrics are kept)" if cached else ""
+        say(f"{prefix} {cell.name}: training{again} on {len(examples)} examples for {epochs} epoch(s)")
         trained = train_target(target_spec, cfg.target, examples, epochs=epochs, seed=cell.seed,
                                state_dir=folder / "state", device=cfg.device, batch_tokens=cfg.eval.batch_tokens)
-    metrics = evaluate_target(trained, held_out.examples, exact_match=exact, max_new_tokens=cfg.eval.max_new_tokens,
-                              batch_size=cfg.eval.batch_size, batch_tokens=cfg.eval.batch_tokens, groups=groups)
-    result = {"cell": cell.name, "selector": cell.selector, "budget": cell.budget, "seed": cell.seed,
-              "fingerprint": fingerprint, "n_train": trained.n_train, "n_selected": len(examples),
-              "epochs": epochs, "steps": trained.steps, "train_seconds": round(trained.seconds, 2),
-              "train_loss_last": trained.train_loss_last, "metrics": metrics,
-              "keep_rates": {} if base else keep_rates(pool, ids)}
+    if cached is None:
+        metrics = evaluate_target(trained, held_out.examples, exact_match=exact,
+                                  max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
+                                  batch_tokens=cfg.eval.batch_tokens, groups=groups)
+        result = {"cell": cell.name, "selector": cell.selector, "budget": cell.budget, "seed": cell.seed,
+                  "fingerprint": fingerprint, "n_train": trained.n_train, "n_selected": len(examples),
+                  "epochs": epochs, "steps": trained.steps, "train_seconds": round(trained.seconds, 2),
+                  "train_loss_last": trained.train_loss_last, "metrics": metrics,
+                  "keep_rates": {} if base else keep_rates(pool, ids)}
+    else:
+        result, metrics = cached, cached["metrics"]
+        was, now = cached.get("train_loss_last"), trained.train_loss_last
+        if was is not None and now is not None and abs(was - now) > 1e-4 * max(1.0, abs(was)):
+            log.warning("%s was trained again for its answers and ended at training loss %.6f, not the "
+                        "recorded %.6f: the answers come from a slightly different model than the metrics",
+                        cell.name, now, was)
+    if answers_key is not None:
+        prompts = held_out.examples[: cfg.winrate.n]
+        result["answers"] = {"key": answers_key, "ids": [e.id for e in prompts],
+                             "train_loss_last": trained.train_loss_last,  # the model that answered
+                             "texts": greedy_answers(trained.lm, trained.renderer, prompts,
+                                                     max_new_tokens=cfg.winrate.max_new_tokens,
+                                                     batch_size=cfg.eval.batch_size)}
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result_path, result)
     shutil.rmtree(folder / "state", ignore_errors=True)

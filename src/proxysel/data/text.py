@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from proxysel.data.example import Example
+from typing import Sequence
+
+from proxysel.data.example import Example, Message
 
 ROLE_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
@@ -25,7 +27,12 @@ def conversation_text(example: Example) -> str:
     """Every turn as ``{Role}: {content}`` joined by newlines; a ``text`` record is its text."""
     if example.is_text:
         return example.messages[0].content
-    return "\n".join(f"{ROLE_NAMES.get(m.role, m.role)}: {m.content}" for m in example.messages)
+    return turns_text(example.messages)
+
+
+def turns_text(messages: Sequence[Message]) -> str:
+    """Turns as ``{Role}: {content}`` lines (what ``conversation_text`` gives for a chat)."""
+    return "\n".join(f"{ROLE_NAMES.get(m.role, m.role)}: {m.content}" for m in messages)
 
 
 def response_text(example: Example) -> str:
