@@ -45,7 +45,7 @@ def test_win_rate_from_cached_cells_with_an_endpoint_judge(tmp_path, monkeypatch
         if name == "base":
             assert "answers" not in r
         else:
-            assert len(r["answers"]["texts"]) == N and r["answers"]["key"] == {"n": N, "max_new_tokens": 8}
+            assert len(r["answers"]["texts"]) == N and r["answers"]["key"]["n"] == N
             # and the model that answered is the one that was measured: training is deterministic
             assert r["answers"]["train_loss_last"] == pytest.approx(r["train_loss_last"], rel=1e-5)
 

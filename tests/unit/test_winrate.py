@@ -169,3 +169,22 @@ def test_endpoint_unreachable_is_a_usage_error_after_retries(monkeypatch):
                           concurrency=1, retries=2, backoff=0)
     with pytest.raises(UsageError, match=r"after 3 tries"):
         judge.ask("q")
+
+
+# ------------------------------------------------------------------------------------ the answers
+
+
+def test_answers_end_at_the_alpaca_templates_own_headers(tiny_model_dir, tiny_base_model_dir):
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer
+
+    from proxysel.benchmarking.target import cut_at
+    from proxysel.models.render import Renderer
+
+    alpaca = Renderer(AutoTokenizer.from_pretrained(tiny_base_model_dir)).stop_strings
+    assert Renderer(AutoTokenizer.from_pretrained(tiny_model_dir)).stop_strings == ()  # chat: end-of-turn token
+    ran_on = "Hi, how are you?\n\n### Response:I'm good.\n\n### Instruction:\nMore"
+    assert cut_at(ran_on, alpaca) == "Hi, how are you?"
+    assert cut_at("Plan\n\n### Step 1\nDo it", alpaca) == "Plan\n\n### Step 1\nDo it"  # a markdown heading stays
+    assert cut_at("a\n\n### Input:\nb\n\n### Response:c", alpaca) == "a"
+    assert cut_at("no header", alpaca) == "no header" and cut_at("x", ()) == "x"

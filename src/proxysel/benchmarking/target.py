@@ -9,7 +9,8 @@ nothing) and no trajectory. The held-out measures:
 - ``eval_loss_example``: the mean over examples of each example's mean token loss;
 - ``exact_match``: the share of held-out examples whose greedy continuation of the prompt
   (the chat template's generation prompt, or the Alpaca ``### Response:``), decoded up to the
-  end-of-turn token and stripped, equals the stripped reference answer.
+  end-of-turn token (or, for Alpaca, the next ``### Instruction:/Input:/Response:`` header) and
+  stripped, equals the stripped reference answer.
 """
 
 from __future__ import annotations
@@ -96,9 +97,16 @@ def prompt_of(renderer: Any, example: Example) -> tuple[str, bool]:
     return text[: spans[-1][0]] if spans else text, add_special
 
 
+def cut_at(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the first of ``stops`` (all of it when none occurs)."""
+    ends = [k for k in (text.find(s) for s in stops) if k >= 0]
+    return text[: min(ends)] if ends else text
+
+
 def greedy_answers(lm: Any, renderer: Any, examples: Sequence[Example], *, max_new_tokens: int,
                    batch_size: int) -> list[str]:
-    """Greedy continuations of every example's prompt, decoded up to end-of-turn, stripped."""
+    """Greedy continuations of every example's prompt, decoded up to end-of-turn (or the template's
+    next section header, ``Renderer.stop_strings``), stripped."""
     import torch
 
     tok, model = lm.tokenizer, lm.model
@@ -125,7 +133,7 @@ def greedy_answers(lm: Any, renderer: Any, examples: Sequence[Example], *, max_n
             for row, i in zip(new.tolist(), idx):
                 if tok.eos_token_id in row:
                     row = row[: row.index(tok.eos_token_id)]
-                out[i] = tok.decode(row, skip_special_tokens=True).strip()
+                out[i] = cut_at(tok.decode(row, skip_special_tokens=True), renderer.stop_strings).strip()
     finally:
         tok.padding_side = side
         model.train(was_training)

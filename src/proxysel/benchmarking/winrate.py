@@ -277,9 +277,10 @@ def judge_identity(wr: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ the bench step
 
 
-def answers_key(wr: Any) -> dict[str, int]:
-    """What a cell's stored answers depend on (besides the cell's own fingerprint)."""
-    return {"n": wr.n, "max_new_tokens": wr.max_new_tokens}
+def answers_key(wr: Any) -> dict[str, Any]:
+    """What a cell's stored answers depend on (besides the cell's own fingerprint). ``cut``: how a
+    generation is ended (target.greedy_answers), so answers made before that rule are made again."""
+    return {"n": wr.n, "max_new_tokens": wr.max_new_tokens, "cut": "eos+template-headers"}
 
 
 def run_winrate(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], held_out: Any, *,

@@ -82,6 +82,15 @@ class Renderer:
         self.eos = eos if isinstance(eos, str) else ""
         self._specials = sorted({t for t in tokenizer.all_special_tokens if t}, key=len, reverse=True)
 
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Where a generated answer ends besides the end-of-turn token: the Alpaca template's own
+        section headers, which a base model that has not learned to emit EOS goes on to write
+        (``...answer\n\n### Response:...``). A chat template ends its turns with a special token."""
+        if self.template == "alpaca":
+            return ("\n\n### Instruction:", "\n\n### Input:", "\n\n### Response:")
+        return ()
+
     # -- rendering: text plus the character spans that are scored ------------------------------
     def render(self, example: Example) -> tuple[str, list[tuple[int, int]], bool]:
         """Return (text, scored character spans, add_special_tokens)."""
