@@ -22,8 +22,10 @@ def _score(mine: str, theirs: str) -> float:
 
 def test_win_rate_from_cached_cells_with_an_endpoint_judge(tmp_path, monkeypatch):
     out = tmp_path / "bench"
+    # a LoRA target: its adapters' random init must come from the seed, or a cell trained again to
+    # answer is another model than the one measured (it was, before add_lora seeded it)
     common = ["-q", "bench", "--preset", "tiny", "--out", str(out), "seeds=[0,1]", "budgets=[0.3]",
-              "transfer.enabled=false"]
+              "transfer.enabled=false", "target.lora=true", "target.lr=0.03"]
     assert main(common) == 0  # first without the win rate: the cells keep no answers
     before = {p.name: json.loads((p / "result.json").read_text()) for p in (out / "cells").iterdir()}
     assert not any("answers" in r for r in before.values())

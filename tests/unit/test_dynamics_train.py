@@ -125,3 +125,24 @@ def test_latest_state_keeps_only_the_newest(tmp_path, tiny_model_dir):
 def test_config_validates_and_names_the_field(field, value):
     with pytest.raises(UsageError, match=field):
         dataclasses.replace(TrainConfig(), **{field: value})
+
+
+def test_lora_adapters_are_drawn_from_the_seed_alone(tiny_model_dir):
+    """The same seed gives the same initial adapters whatever the global RNG did before (a bench's
+    earlier cells), a different seed different ones, and the caller's RNG state is left alone."""
+    pytest.importorskip("peft")
+    from proxysel.dynamics.train import add_lora
+
+    def adapters(seed, noise_before):
+        torch.manual_seed(noise_before)
+        torch.rand(97)  # the global RNG in some state the caller chose
+        m = load_causal_lm(str(tiny_model_dir)).model
+        state = torch.random.get_rng_state()
+        add_lora(m, TrainConfig(lora=True, seed=seed))
+        assert torch.equal(torch.random.get_rng_state(), state)
+        return {n: p.detach().clone() for n, p in m.named_parameters() if "lora_A" in n}
+
+    a, b, c = adapters(0, noise_before=1), adapters(0, noise_before=2), adapters(1, noise_before=1)
+    assert a and a.keys() == b.keys() == c.keys()
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert not any(torch.equal(a[n], c[n]) for n in a)

@@ -133,17 +133,24 @@ def add_lora(model: Any, config: TrainConfig) -> None:
     """Inject LoRA adapters into every linear layer of ``model`` in place and freeze the rest.
 
     In place (not a PeftModel wrapper), so the model keeps its class and the scoring engine
-    sees the same backbone and lm_head.
+    sees the same backbone and lm_head. The adapters' random initial weights (LoRA's A matrices)
+    are drawn from ``config.seed`` in a forked RNG: the same seed gives the same adapters whatever
+    ran before in the process (a bench's earlier cells), and the caller's RNG is left as it was.
     """
     try:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError as e:
         raise UsageError("--lora needs peft: pip install 'proxysel[models]'") from e
+    import torch
+
     cfg = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
                      target_modules="all-linear", bias="none")
     for p in model.parameters():
         p.requires_grad_(False)
-    inject_adapter_in_model(cfg, model)
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        inject_adapter_in_model(cfg, model)
     for name, p in model.named_parameters():
         p.requires_grad_("lora_" in name)
 
