@@ -25,7 +25,6 @@ the target's data order; a scratch target starts from the same initial weights i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -64,10 +63,6 @@ def plan_cells(cfg: BenchConfig) -> list[Cell]:
             cells.append(Cell("random", b, s))
             cells += [Cell(sel.name, b, s) for sel in cfg.selectors]
     return cells
-
-
-def _sha(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -307,11 +302,10 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
              prefix: str, say: Callable[[str], None]) -> dict[str, Any]:
     """Train + evaluate one cell, or read its cached result. Returns the result dict."""
     from proxysel.benchmarking import winrate
-    from proxysel.benchmarking.target import (evaluate_target, greedy_answers, matched_epochs, train_target,
-                                              untrained_target)
+    from proxysel.benchmarking.target import evaluate_target, matched_epochs, train_target, untrained_target
     from proxysel.models.loader import resolve_model_path
     from proxysel.store.atomic import atomic_write_json
-    from proxysel.store.run import fingerprint_diff
+    from proxysel.store.run import content_hash, fingerprint_diff
 
     base = cell.selector == "base"
     examples = [] if base else pool.examples if ids is None else [by_id[i] for i in ids]
@@ -325,7 +319,7 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
     recipe = {k: getattr(cfg.target, k) for k in ("max_length", "template")} if base \
         else bench_config_dict(cfg.target)
     fingerprint = {"target": target_spec, "revision": revision, "recipe": recipe,
-                   "epochs": epochs, "seed": None if base else cell.seed, "train_ids": _sha([e.id for e in examples]),
+                   "epochs": epochs, "seed": None if base else cell.seed, "train_ids": content_hash([e.id for e in examples]),
                    "eval_data": held_out.fingerprint, "exact_match": exact,
                    "eval": bench_config_dict(cfg.eval), "device": cfg.device}
     folder = out / "cells" / cell.name
@@ -369,12 +363,8 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
                         "recorded %.6f: the answers come from a slightly different model than the metrics",
                         cell.name, now, was)
     if answers_key is not None:
-        prompts = held_out.examples[: cfg.winrate.n]
-        result["answers"] = {"key": answers_key, "ids": [e.id for e in prompts],
-                             "train_loss_last": trained.train_loss_last,  # the model that answered
-                             "texts": greedy_answers(trained.lm, trained.renderer, prompts,
-                                                     max_new_tokens=cfg.winrate.max_new_tokens,
-                                                     batch_size=cfg.eval.batch_size)}
+        result["answers"] = winrate.answer_prompts(trained, held_out.examples, cfg.winrate,
+                                                   batch_size=cfg.eval.batch_size)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result_path, result)
     shutil.rmtree(folder / "state", ignore_errors=True)

@@ -277,6 +277,18 @@ def judge_identity(wr: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ the bench step
 
 
+def answer_prompts(trained: Any, held_out: Sequence[Example], wr: Any, *, batch_size: int) -> dict[str, Any]:
+    """What a trained target (``target.Trained``) stores in its cell for the win rate: its greedy
+    answers to the first ``wr.n`` held-out prompts, with their ids, ``answers_key`` and the last
+    training loss of the model that answered."""
+    from proxysel.benchmarking.target import greedy_answers
+
+    prompts = list(held_out[: wr.n])
+    return {"key": answers_key(wr), "ids": [e.id for e in prompts], "train_loss_last": trained.train_loss_last,
+            "texts": greedy_answers(trained.lm, trained.renderer, prompts, max_new_tokens=wr.max_new_tokens,
+                                    batch_size=batch_size)}
+
+
 def answers_key(wr: Any) -> dict[str, Any]:
     """What a cell's stored answers depend on (besides the cell's own fingerprint). ``cut``: how a
     generation is ended (target.greedy_answers), so answers made before that rule are made again."""
@@ -290,9 +302,9 @@ def run_winrate(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], held_out: A
     Each judgment is cached in ``OUT/winrate/<cell>.json`` with its fingerprint (judge, prompt,
     questions and both answer lists), so a rerun judges only what changed.
     """
-    from proxysel.benchmarking.runner import _sha
     from proxysel.progress import Progress
     from proxysel.store.atomic import atomic_write_json
+    from proxysel.store.run import content_hash
 
     wr = cfg.winrate
     questions = [question_of(e) for e in held_out.examples[: wr.n]]
@@ -306,8 +318,9 @@ def run_winrate(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], held_out: A
             continue
         ref = full[r["seed"]]
         mine, theirs = r["answers"]["texts"], ref["answers"]["texts"]
-        fingerprint = {"judge": identity, "prompt": _sha(PROMPT), "ids": _sha(ids), "questions": _sha(questions),
-                       "answers": _sha(mine), "reference": _sha(theirs)}
+        fingerprint = {"judge": identity, "prompt": content_hash(PROMPT), "ids": content_hash(ids),
+                       "questions": content_hash(questions), "answers": content_hash(mine),
+                       "reference": content_hash(theirs)}
         path = out / "winrate" / f"{r['cell']}.json"
         if path.exists():
             old = json.loads(path.read_text())

@@ -124,6 +124,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def content_hash(obj: Any) -> str:
+    """16 hex digits of sha256 over ``obj`` as canonical JSON (sorted keys): a fingerprint entry for
+    something too big to record whole (a list of ids, a list of answers)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Lines ``key: old -> new`` for every (dotted, nested) key whose value differs."""
     a, b = _flatten(old), _flatten(new)
