@@ -216,6 +216,8 @@ def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
             ax.set_ylim(0, 100)
         if budgets and budgets[-1] / budgets[0] >= 8:
             ax.set_xscale("log")
+        if len(budgets) == 1:  # else the de-overlapped points spread over the whole axis like budgets
+            ax.set_xlim(budgets[0] * 0.85, budgets[0] * 1.15)
         ax.set_xticks(budgets)
         ax.set_xticklabels([f"{b:g}" for b in budgets])
         ax.set_xlabel("budget (fraction of the pool)")
