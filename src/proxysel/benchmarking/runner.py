@@ -319,7 +319,8 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
     recipe = {k: getattr(cfg.target, k) for k in ("max_length", "template")} if base \
         else bench_config_dict(cfg.target)
     fingerprint = {"target": target_spec, "revision": revision, "recipe": recipe,
-                   "epochs": epochs, "seed": None if base else cell.seed, "train_ids": content_hash([e.id for e in examples]),
+                   "epochs": epochs, "seed": None if base else cell.seed,
+                   "train_ids": content_hash([e.id for e in examples]),
                    "eval_data": held_out.fingerprint, "exact_match": exact,
                    "eval": bench_config_dict(cfg.eval), "device": cfg.device}
     folder = out / "cells" / cell.name
