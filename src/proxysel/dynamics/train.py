@@ -42,7 +42,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -129,6 +129,17 @@ class TrainLog:
 
 # ---- the parts of a step ----------------------------------------------------------------------
 
+@contextlib.contextmanager
+def seeded_rng(seed: int, device: Any) -> Iterator[None]:
+    """Inside the block torch's RNG (CPU, and ``device`` when it is CUDA) starts from ``seed``;
+    after it, the caller's RNG state is restored (``torch.random.fork_rng``)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def add_lora(model: Any, config: TrainConfig) -> None:
     """Inject LoRA adapters into every linear layer of ``model`` in place and freeze the rest.
 
@@ -141,15 +152,11 @@ def add_lora(model: Any, config: TrainConfig) -> None:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError as e:
         raise UsageError("--lora needs peft: pip install 'proxysel[models]'") from e
-    import torch
-
     cfg = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
                      target_modules="all-linear", bias="none")
     for p in model.parameters():
         p.requires_grad_(False)
-    device = next(model.parameters()).device
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)
+    with seeded_rng(config.seed, next(model.parameters()).device):
         inject_adapter_in_model(cfg, model)
     for name, p in model.named_parameters():
         p.requires_grad_("lora_" in name)
@@ -287,14 +294,9 @@ def train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainC
     dist: the data-parallel job (``dynamics.distributed``); every rank calls ``train`` with the same
     arguments, trains on its share of each batch, and only rank 0 saves the training state.
     """
-    import torch
-
     device = next(model.parameters()).device
-    # The loop seeds and restores torch's RNG (dropout, for models that have it) inside a fork,
-    # so the caller's global RNG state is left as it was.
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(config.seed)
+    # dropout, for models that have it, draws from config.seed; the caller's RNG is left as it was
+    with seeded_rng(config.seed, device):
         return _train(model, encoded, pad_id=pad_id, config=config, plan=plan, state_dir=state_dir,
                       evaluate=evaluate, record_online=record_online, save_checkpoint=save_checkpoint,
                       progress=progress, device=device, dist=dist or Dist())
