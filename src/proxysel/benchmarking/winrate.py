@@ -140,7 +140,6 @@ class LocalJudge:
         self.tok = self.lm.tokenizer
         self.max_length = max_length
         self.batch_tokens = batch_tokens
-        self.chat = bool(getattr(self.tok, "chat_template", None))
         self.letters: dict[str, int] = {}
         for v in VERDICTS:
             ids = self.tok.encode(v, add_special_tokens=False)
@@ -151,20 +150,16 @@ class LocalJudge:
         self.part_budget = max((max_length - len(self._ids("", "", ""))) // 3, 1)
 
     def _ids(self, question: str, answer_a: str, answer_b: str) -> list[int]:
-        prompt = PROMPT.format(question=question, answer_a=answer_a, answer_b=answer_b)
-        if self.chat:
-            text = self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                add_generation_prompt=True)
-            return self.tok(text + VERDICT_PREFIX, add_special_tokens=False)["input_ids"]
-        return self.tok(prompt + "\n\nVerdict: " + VERDICT_PREFIX, add_special_tokens=True)["input_ids"]
+        from proxysel.signals.ask_llm import judge_prompt_ids
 
-    def _cut(self, text: str) -> str:
-        ids = self.tok(text, add_special_tokens=False)["input_ids"]
-        return text if len(ids) <= self.part_budget else self.tok.decode(ids[: self.part_budget])
+        return judge_prompt_ids(self.tok, PROMPT.format(question=question, answer_a=answer_a, answer_b=answer_b),
+                                reply_prefix=VERDICT_PREFIX, plain_suffix="\n\nVerdict: " + VERDICT_PREFIX)
 
     def prompt_ids(self, question: str, answer_a: str, answer_b: str) -> list[int]:
         """The judge's input ids; each of the three parts is cut to a third of what max_length leaves."""
-        return self._ids(self._cut(question), self._cut(answer_a), self._cut(answer_b))
+        from proxysel.signals.ask_llm import cut_to_tokens
+
+        return self._ids(*(cut_to_tokens(self.tok, t, self.part_budget) for t in (question, answer_a, answer_b)))
 
     def judge(self, triples: Sequence[tuple[str, str, str]], bar: Any) -> list[dict[str, Any]]:
         """One ``{"verdict", "p"}`` per (question, answer A, answer B); ``p``: the three letters'

@@ -50,30 +50,39 @@ def answer_tokens(tokenizer: Any, word: str) -> dict[str, int]:
     return out
 
 
+def judge_prompt_ids(tokenizer: Any, prompt: str, *, reply_prefix: str = "",
+                     plain_suffix: str = ANSWER_SUFFIX) -> list[int]:
+    """The ids a judge reads for ``prompt``: with a chat template, ``prompt`` as the user turn, the
+    generation prompt, then ``reply_prefix`` (the start of the judge's own reply); without one,
+    ``prompt + plain_suffix`` with the tokenizer's special tokens (BOS)."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+        return tokenizer(text + reply_prefix, add_special_tokens=False)["input_ids"]
+    return tokenizer(prompt + plain_suffix, add_special_tokens=True)["input_ids"]
+
+
+def cut_to_tokens(tokenizer: Any, text: str, budget: int) -> str:
+    """``text``, or its first ``budget`` tokens decoded back to text when it is longer."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return text if len(ids) <= budget else tokenizer.decode(ids[:budget])
+
+
 class JudgePrompter:
     """Builds the judge's input ids for an example."""
 
     def __init__(self, tokenizer: Any, max_length: int) -> None:
         self.tok = tokenizer
         self.max_length = max_length
-        self.chat = bool(getattr(tokenizer, "chat_template", None))
         # Token cost of the prompt around the example, measured with an empty example.
         self.overhead = len(self._ids(""))
 
     def _ids(self, example_text: str) -> list[int]:
-        prompt = PROMPT.format(example=example_text)
-        if self.chat:
-            text = self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                add_generation_prompt=True)
-            return self.tok(text, add_special_tokens=False)["input_ids"]
-        return self.tok(prompt + ANSWER_SUFFIX, add_special_tokens=True)["input_ids"]
+        return judge_prompt_ids(self.tok, PROMPT.format(example=example_text))
 
     def ids(self, example_text: str) -> list[int]:
         budget = max(self.max_length - self.overhead - 2, 1)
-        ex_ids = self.tok(example_text, add_special_tokens=False)["input_ids"]
-        if len(ex_ids) > budget:
-            example_text = self.tok.decode(ex_ids[:budget])
-        return self._ids(example_text)
+        return self._ids(cut_to_tokens(self.tok, example_text, budget))
 
 
 def next_token_probs(model: Any, batch_ids: list[list[int]], pad_id: int) -> Any:
