@@ -20,13 +20,20 @@ YLABELS = {"eval_loss": "held-out loss (nats, lower is better)", "exact_match": 
            "win_rate": "win rate vs full data % (50 = even)"}
 
 
+def _table_order(key: tuple[str, float | None]) -> tuple[Any, ...]:
+    """Sort key of a (selector, budget) row: base and full (no budget) first, then by budget,
+    random first within a budget, then the selectors by name."""
+    selector, budget = key
+    return budget is not None, budget or 0.0, selector != "random", selector
+
+
 def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One dict per (selector, budget) in first-seen order, ``full`` first: n_seeds, n_selected,
     epochs, steps and mean/std/min/max of every metric."""
     groups: dict[tuple[str, float | None], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["selector"], r["budget"]), []).append(r)
-    keys = sorted(groups, key=lambda k: (k[1] is not None, k[1] or 0.0, k[0] != "random", k[0]))
+    keys = sorted(groups, key=_table_order)
     out = []
     for sel, budget in keys:
         rs = groups[(sel, budget)]
@@ -125,7 +132,7 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
         for k in keep:
             table.setdefault((k["selector"], k["budget"]), {}).setdefault((k["field"], k["value"]), []) \
                 .append(k["rate"])
-        for (sel, budget), vals in sorted(table.items(), key=lambda t: (t[0][1], t[0][0] != "random", t[0][0])):
+        for (sel, budget), vals in sorted(table.items(), key=lambda t: _table_order(t[0])):
             cells = [f"{np.mean(vals[c]):.2f}" if c in vals else "–" for c in cols]
             lines.append(f"| {sel} | {budget:g} | " + " | ".join(cells) + " |")
     per_group = [r for r in rows if r["metrics"].get("per_group")]
@@ -138,8 +145,7 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
             for n in names:
                 acc.setdefault((r["selector"], r["budget"]), {}).setdefault(n, []).append(
                     r["metrics"]["per_group"][n].get("exact_match", math.nan))
-        for (sel, budget), vals in sorted(acc.items(), key=lambda t: (t[0][1] is not None, t[0][1] or 0,
-                                                                       t[0][0] != "random", t[0][0])):
+        for (sel, budget), vals in sorted(acc.items(), key=lambda t: _table_order(t[0])):
             b = _budget_label(sel, budget)
             lines.append(f"| {sel} | {b} | " + " | ".join(f"{100 * np.mean(vals[n]):.1f}" for n in names) + " |")
     if has_wr:
@@ -168,7 +174,7 @@ def _winrate_section(cfg: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
     for r in rows:
         if r.get("winrate"):
             groups.setdefault((r["selector"], r["budget"]), []).append(r["winrate"])
-    for (sel, budget), ss in sorted(groups.items(), key=lambda t: (t[0][1], t[0][0] != "random", t[0][0])):
+    for (sel, budget), ss in sorted(groups.items(), key=lambda t: _table_order(t[0])):
         n = sum(s["n"] for s in ss)
         w, t, l_ = (sum(s[k] for s in ss) for k in ("wins", "ties", "losses"))
         lines.append(f"| {sel} | {budget:g} | {100 * np.mean([s['win_rate'] for s in ss]):.1f} | {w} | {t} | {l_} | "
