@@ -402,7 +402,8 @@ def bench(config_or_preset: str | Path | dict[str, Any] | Any, *, out: str | Pat
     file or dict over that preset. ``dotted``: text overrides (``["target.epochs=5"]``);
     ``overrides``: field values (``seeds=[0]``, ``match="steps"``, ``target={"epochs": 5}``, a
     mapping merged into its section). Outputs: results.csv, results.md, keep_rates.csv, plot.png,
-    transfer.json, winrate.json with ``winrate={"enabled": True}`` (docs/bench.md). Rerunning resumes; finished cells are not retrained.
+    transfer.json, winrate.json with ``winrate={"enabled": True}`` (docs/bench.md). Rerunning
+    resumes; finished cells are not retrained.
     Bad configs raise ConfigError (exit code 2) naming the dotted field.
 
     >>> proxysel.bench("tiny", out="runs/bench-tiny", seeds=[0])  # doctest: +SKIP
