@@ -65,7 +65,7 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch: int = 256
     return batches
 
 
-def _backbone_and_head(model: Any) -> tuple[Any, Any, float | None]:
+def backbone_and_head(model: Any) -> tuple[Any, Any, float | None]:
     base = getattr(model, model.base_model_prefix, None)
     if base is None:
         base = model.get_decoder()
@@ -85,7 +85,7 @@ def batch_token_losses(model: Any, input_ids: Any, attention_mask: Any, targets:
     import torch
     import torch.nn.functional as F
 
-    base, head, cap = _backbone_and_head(model)
+    base, head, cap = backbone_and_head(model)
     hidden = base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     mask = targets != IGNORE
     rows = mask.nonzero(as_tuple=True)[0]
@@ -150,7 +150,7 @@ def batched_with_backoff(lengths: Sequence[int], batch_tokens: int, run_batch: C
                 raise
             budget = max(min(budget, padded) // 2, longest)
             log.warning("out of memory in %s batch; retrying with --batch-tokens %d", what, budget)
-            _free_accelerator_memory()
+            free_accelerator_memory()
 
 
 def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_tokens: int = 8192,
@@ -201,7 +201,7 @@ def is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
 
 
-def _free_accelerator_memory() -> None:
+def free_accelerator_memory() -> None:
     import gc
 
     gc.collect()
@@ -212,7 +212,3 @@ def _free_accelerator_memory() -> None:
             torch.cuda.empty_cache()
     except ImportError:  # pragma: no cover
         pass
-
-
-def safe_exp(x: float) -> float:
-    return math.exp(x) if x < 700 else math.inf

@@ -1,11 +1,12 @@
 """``proxysel run``: the whole pipeline from one config, as a sequence of API calls that resume.
 
-Steps, in order (each one is an ``api`` call that opens and closes the run folder):
+Steps, in order (each one is the stage the command of that name runs; each opens and closes the
+run folder):
 
-1. ``train-proxy``   ``api.train_proxy`` (if the config has ``train_proxy``)
-2. ``score``         ``api.score`` with ``score.signals`` (if the config has ``score``)
-3. ``select:NAME``   ``api.select`` for every selection
-4. ``report``        ``api.report`` (unless ``report.enabled: false``)
+1. ``train-proxy``   ``stages.train_proxy`` (if the config has ``train_proxy``)
+2. ``score``         ``stages.score`` with ``score.signals`` (if the config has ``score``)
+3. ``select:NAME``   ``stages.select`` for every selection (a ``from`` before the selections reading it)
+4. ``report``        ``reporting.write_report`` (unless ``report.enabled: false``)
 
 What reruns. Every step has a *key*: the config sections it depends on (its own section, plus
 ``data`` and ``runtime``; a selection also depends on both proxy sections, the report on
@@ -39,31 +40,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from proxysel.config import (ConfigError, RunConfig, SelectConfig, config_to_dict, dump_config)
+from proxysel.config import ConfigError, RunConfig, config_to_dict, dump_config
+from proxysel.data.sharegpt_demo import demo_pool_path
 from proxysel.errors import UsageError
+from proxysel.reporting import write_report
+from proxysel.signals import available_signals, get_signal, producer_of
+from proxysel.stages.score import score
+from proxysel.stages.select import select_run
+from proxysel.stages.train_proxy import train_proxy
+from proxysel.store import Run, RunFolder, fingerprint_diff
+from proxysel.store.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"
 UP_TO_DATE = "up to date"
 RAN = "ran"
-
-#: score signal -> the columns (or ``embedding``: the embeddings file) it provides
-SIGNAL_COLUMNS = {
-    "loss": ("loss", "ppl", "n_tokens", "n_response_tokens", "truncated"),
-    "ifd": ("ifd", "ifd_loss"),
-    "ask_llm": ("ask_llm",),
-    "embedding": ("embedding",),
-    "density": ("density",),
-}
-#: where a missing column comes from, for the error message
-COLUMN_SOURCE = {
-    "lp": "a train_proxy section", "lp_app": "a train_proxy section", "ppl_epoch": "a train_proxy section",
-    "trajectory": "a train_proxy section with checkpoints > 0", "loss": "score.signals: [loss]",
-    "ppl": "score.signals: [loss]", "ifd": "score.signals: [ifd]", "ifd_loss": "score.signals: [ifd]",
-    "ask_llm": "score.signals: [ask_llm]", "embedding": "score.signals: [embedding]",
-    "density": "score.signals: [embedding, density]",
-}
 
 
 @dataclass
@@ -97,15 +88,20 @@ def step_keys(cfg: RunConfig) -> dict[str, dict[str, Any]]:
     """Step name -> the config it depends on (plain dicts), in pipeline order."""
     d = config_to_dict(cfg)
     runtime = {k: v for k, v in d["runtime"].items() if k not in cfg.runtime.RESULT_NEUTRAL}
-    base = {"data": d["data"], "runtime": runtime}
+    base = {"data": d["data"], "reference": d["reference"], "runtime": runtime}
     keys: dict[str, dict[str, Any]] = {}
     if cfg.train_proxy is not None:
         keys["train-proxy"] = {**base, "train_proxy": d["train_proxy"]}
     if cfg.score is not None:
         keys["score"] = {**base, "score": d["score"]}
     proxy = {**base, "train_proxy": d["train_proxy"], "score": d["score"]}
+    by_name = {sel["name"]: sel for sel in d["select"]}
     for sel in d["select"]:
-        keys[f"select:{sel['name']}"] = {**proxy, "select": sel}
+        chain, node = [], sel
+        while node.get("from") is not None:  # a chain depends on the selections it starts from
+            node = by_name[node["from"]]
+            chain.append(node)
+        keys[f"select:{sel['name']}"] = {**proxy, "select": sel, **({"from": chain} if chain else {})}
     if cfg.report.enabled:
         keys["report"] = {**proxy, "select": d["select"], "report": d["report"],
                           "report_selection": report_selection(cfg)}
@@ -122,98 +118,69 @@ def report_selection(cfg: RunConfig) -> str | None:
 # ---------------------------------------------------------------------------------- preflight
 
 
-def _selector_params(sel: SelectConfig, has_cluster_column: bool) -> dict[str, Any]:
-    from proxysel.selection import DEFAULT_CLUSTERS, EMBEDDING_CLUSTERED
-
-    params = sel.params()
-    if sel.stratify:
-        params["stratify"] = "source"
-    if sel.method in EMBEDDING_CLUSTERED and params.get("within_clusters", True) and "clusters" not in params \
-            and not has_cluster_column:
-        params["clusters"] = DEFAULT_CLUSTERS  # as `proxysel select` does
-    return params
-
-
 def provided_columns(cfg: RunConfig) -> set[str]:
-    """Columns of scores.parquet (and ``embedding``) that the config's proxy stages write."""
+    """Columns of scores.parquet (and vector sets) that the config's proxy stages write, as the signal
+    registry declares them."""
     cols: set[str] = set()
-    if cfg.train_proxy is not None:
-        cols |= {"ppl_epoch", "lp", "lp_app", "n_tokens", "n_response_tokens", "truncated"}
-        tp = cfg.train_proxy
-        checkpoints = tp.checkpoints if tp.checkpoints is not None else (0 if tp.online else 8)
-        if checkpoints:
-            cols.add("trajectory")
-    if cfg.score is not None:
-        for s in cfg.score.signals:
-            cols |= set(SIGNAL_COLUMNS[s])
+    for name in available_signals():
+        cls = get_signal(name)
+        section = cfg.train_proxy if cls.command == "train-proxy" else cfg.score
+        if section is not None and cls.provided_by(section):
+            cols |= set(cls.columns)
     return cols
 
 
 def preflight(cfg: RunConfig, out: Path) -> None:
-    """Check, before any model work, that every selection can run on what the config computes
-    (or the run folder already holds). ConfigError naming the field otherwise."""
-    import pyarrow.parquet as pq
-
-    from proxysel.selectors.registry import get_selector
-
-    existing: set[str] = set()
-    if (out / "scores.parquet").exists():
-        existing |= set(pq.read_schema(out / "scores.parquet").names)
-    if (out / "embeddings.parquet").exists():
-        existing.add("embedding")
-    have = provided_columns(cfg) | existing
-    if cfg.score is not None and "density" in cfg.score.signals and "embedding" not in have:
-        raise ConfigError("score.signals", "density reads the embeddings: add embedding to score.signals")
+    """Check, before any model work, that every stage can run on what the config computes (or the run
+    folder already holds): the checks the stages make, asked of the same registries. ConfigError
+    naming the field otherwise."""
+    folder = RunFolder(out)
+    have = provided_columns(cfg) | set(folder.score_columns()) | set(folder.vector_sets())
     if cfg.data.path is not None and not Path(cfg.data.path).exists():
         raise ConfigError("data.path", f"{cfg.data.path} does not exist (relative paths are relative to the "
                                        f"working directory {Path.cwd()})")
+    if cfg.reference is not None and not Path(cfg.reference).exists():
+        raise ConfigError("reference", f"{cfg.reference} does not exist")
+    if cfg.score is not None:
+        for name in cfg.score.signals:
+            cls = get_signal(name)
+            for dep in cls.requires:
+                if dep not in have:
+                    raise ConfigError("score.signals", f"{name} reads the {dep} signal: add {dep} to score.signals")
+            if cls.needs_reference and cfg.reference is None:
+                raise ConfigError("reference", f"score.signals {name} scores the pool against a reference set: "
+                                               "give reference: FILE")
     for i, sel in enumerate(cfg.select):
         where = "select" if len(cfg.select) == 1 else f"select.{i}"
-        cls = get_selector(sel.method)
-        try:
-            selector = cls(**_selector_params(sel, "cluster" in existing))
-        except TypeError as e:
-            raise ConfigError(where, f"method {sel.method} does not take one of the options given: {e}") from None
-        except ValueError as e:
-            raise ConfigError(where, f"method {sel.method}: {e}") from None
-        needed = list(selector.required_columns())
-        features = getattr(selector, "cluster_features", None)
-        clustered = bool(getattr(selector, "within_clusters", False)) or sel.method == "s2l"
-        if clustered and getattr(selector, "clusters", None) is not None and features:
-            needed.append(features)
-        elif clustered and getattr(selector, "clusters", None) is None:
-            needed.append("cluster")
-        for col in dict.fromkeys(needed):
+        selector = sel.selector()
+        if selector.needs_reference and cfg.reference is None:
+            raise ConfigError("reference", f"{where}: {sel.method} reads a reference set: give reference: FILE")
+        for col in dict.fromkeys(selector.reads()):
             if col not in have:
-                src = COLUMN_SOURCE.get(col, f"a stage that writes the column '{col}'")
+                producer = producer_of(col)
+                how = producer.how_to_make("DATA", str(out)) if producer else f"a stage that writes '{col}'"
+                section = "a train_proxy section" if producer and producer.command == "train-proxy" else \
+                    f"{producer.name} to score.signals" if producer else how
                 raise ConfigError(f"{where}.method", f"{sel.method} reads '{col}', which this config does not "
-                                                     f"compute and {out} does not hold; add {src}")
+                                                     f"compute and {out} does not hold; add {section} ({how})")
 
 
 # ------------------------------------------------------------------------------------ helpers
 
 
-def _stage_state(out: Path) -> dict[str, tuple[str, bool]]:
-    """Stage name -> (fingerprint.json text, COMPLETE present), to tell afterwards what was computed."""
-    folder = out / "stages"
-    state = {}
-    if folder.is_dir():
-        for p in folder.iterdir():
-            if p.is_dir() and not p.name.startswith("."):
-                fp = p / "fingerprint.json"
-                state[p.name] = (fp.read_text(encoding="utf-8") if fp.exists() else "", (p / "COMPLETE").exists())
-    return state
+def _stage_state(out: Path) -> dict[str, Any]:
+    """Stage name -> its StageState (fingerprint text, complete), to tell afterwards what was computed."""
+    return RunFolder(out).stage_states()
 
 
-def _computed(before: dict[str, tuple[str, bool]], after: dict[str, tuple[str, bool]]) -> list[str]:
+def _computed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Stages created, replaced or completed between the two snapshots."""
-    return sorted(name for name, (fp, done) in after.items()
-                  if name not in before or before[name][0] != fp or (done and not before[name][1]))
+    return sorted(name for name, st in after.items()
+                  if name not in before or before[name].fingerprint != st.fingerprint
+                  or (st.complete and not before[name].complete))
 
 
 def _diff(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
-    from proxysel.store.run import fingerprint_diff
-
     if old is None:
         return "first run of this step"
     lines = fingerprint_diff(old, new)
@@ -221,22 +188,15 @@ def _diff(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
 
 
 def _read_pipeline(out: Path) -> dict[str, Any]:
-    import json
-
-    path = out / "manifest.json"
-    if not path.exists():
-        return {}
     try:
-        block = json.loads(path.read_text(encoding="utf-8")).get("pipeline")
-    except ValueError:
+        block = RunFolder(out).manifest.get("pipeline")
+    except Exception:  # a damaged manifest: the stages say so when they open the run
         return {}
     return block if isinstance(block, dict) else {}
 
 
 def _update_pipeline(out: Path, **fields: Any) -> None:
     """Merge ``fields`` into ``manifest["pipeline"]`` (``steps`` entries merge by name)."""
-    from proxysel.store import Run
-
     with Run.open(out, create=False) as run:
         block = dict(run.manifest.get("pipeline") or {})
         steps = dict(block.get("steps") or {})
@@ -251,10 +211,6 @@ def _update_pipeline(out: Path, **fields: Any) -> None:
 
 def run_pipeline(cfg: RunConfig, *, source: str | None = None, overwrite: bool = False) -> PipelineResult:
     """Run ``cfg`` into ``cfg.out`` (see the module docstring for what reruns); returns what happened."""
-    from proxysel import api
-    from proxysel.store import Run
-    from proxysel.store.atomic import atomic_write_text
-
     if cfg.out is None:
         raise ConfigError("out", "is required (the run folder)")
     out = Path(cfg.out)
@@ -262,26 +218,18 @@ def run_pipeline(cfg: RunConfig, *, source: str | None = None, overwrite: bool =
     keys = step_keys(cfg)
     previous = (_read_pipeline(out).get("steps") or {}) if out.exists() else {}
     header = (f"The resolved config of the latest `proxysel run` into this folder ({_now()}).\n"
-              f"Source: {source or 'built in code'}. Rerun it with: proxysel run {out / CONFIG_FILE}")
+              f"Source: {source or 'built in code'}. Rerun it with: proxysel run {RunFolder(out).config_path}")
     preflight(cfg, out)
     with Run.open(out) as run:  # makes the folder (and refuses one that is not a run folder)
-        atomic_write_text(out / CONFIG_FILE, dump_config(cfg, header=header))
+        atomic_write_text(run.config_path, dump_config(cfg, header=header))
+        data = demo_pool_path(run.data_dir, n=cfg.data.demo) if cfg.data.demo is not None else Path(cfg.data.path)
         block = dict(run.manifest.get("pipeline") or {})
         block.update(config=config_to_dict(cfg), config_file=source,
                      last={"started": _now(), "finished": None, "steps": list(keys), "ran": []})
         block.setdefault("steps", {})
         run.update_manifest(pipeline=block)
 
-    if cfg.data.demo is not None:
-        from proxysel.data.sharegpt_demo import demo_pool_path
-
-        data = demo_pool_path(out / "data", n=cfg.data.demo)
-    else:
-        data = Path(cfg.data.path)
-    read = cfg.data.read_options()
-    rt = cfg.runtime
-    common = dict(device=rt.device, shard_size=rt.shard_size, trust_remote_code=rt.trust_remote_code,
-                  allow_pickle=rt.allow_pickle, **read)
+    read = cfg.data.read()
 
     outcomes: list[StepOutcome] = []
     ran: list[str] = []
@@ -316,51 +264,47 @@ def run_pipeline(cfg: RunConfig, *, source: str | None = None, overwrite: bool =
         before = _stage_state(out)
         t0 = time.perf_counter()
         if name == "train-proxy":
-            api.train_proxy(data, out=out, overwrite=replace, **config_to_dict(cfg.train_proxy), **common)
+            train_proxy(data, out=out, config=cfg.train_proxy, read=read, runtime=cfg.runtime, overwrite=replace)
         else:
-            sc = cfg.score
-            api.score(data, out=out, signals=list(sc.signals), model=sc.model, judge=sc.judge,
-                      embedder=sc.embedder, max_length=sc.max_length, batch_tokens=sc.batch_tokens,
-                      dtype=sc.dtype, template=sc.template, density=sc.density.options(), overwrite=replace,
-                      backend=rt.backend, ray_address=rt.ray_address, ray_actors=rt.ray_actors,
-                      ray_cpus_per_actor=rt.ray_cpus_per_actor, **common)
+            score(data, out=out, config=cfg.score, read=read, runtime=cfg.runtime, reference=cfg.reference,
+                  overwrite=replace)
         computed = _computed(before, _stage_state(out))
         did_work = bool(computed) or (changed and prev is not None)
         upstream_computed |= did_work or prev is None
         record(name, StepOutcome(name, RAN if did_work or prev is None else UP_TO_DATE,
                                  time.perf_counter() - t0, computed, why), changed)
 
-    # -- selections: rerun when their key changed, a proxy stage did work, or the output is gone
-    for sel in cfg.select:
+    # -- selections (a chain's parent first): rerun when their key changed, a proxy stage or their
+    # parent did work, or the output is gone
+    folder = RunFolder(out)
+    for sel in cfg.ordered_selections():
         name = f"select:{sel.name}"
         prev = previous.get(name)
-        folder = out / "selections" / sel.name
         changed = prev is None or prev.get("key") != keys[name]
-        missing = not (folder / "meta.json").exists()
-        if not (changed or upstream_computed or missing):
+        missing = not folder.has_selection(sel.name)
+        parent_ran = sel.parent is not None and f"select:{sel.parent}" in ran
+        if not (changed or upstream_computed or missing or parent_ran):
             record(name, StepOutcome(name, UP_TO_DATE), False)
-            selections[sel.name] = folder
+            selections[sel.name] = folder.selection_folder(sel.name)
             continue
         why = _diff(prev.get("key") if prev else None, keys[name]) if changed else \
-            ("its output is missing" if missing else "a proxy stage was recomputed")
+            ("its output is missing" if missing else "the selection it starts from was redone" if parent_ran
+             else "a proxy stage was recomputed")
         t0 = time.perf_counter()
-        params = sel.params()
         _update_pipeline(out, steps={name: {**(prev or {}), "attempt": keys[name]}})
-        selections[sel.name] = api.select(out, method=sel.method, budget=sel.budget, seed=sel.seed, name=sel.name,
-                                          stratify=sel.stratify, overwrite=overwrite or prev is not None,
-                                          **params)
+        selections[sel.name] = select_run(out, sel, reference=cfg.reference, overwrite=overwrite or prev is not None)
         record(name, StepOutcome(name, RAN, time.perf_counter() - t0, [], why), changed)
 
     # -- the report: rerun when anything before it ran or its config changed
     if "report" in keys:
         prev = previous.get("report")
         changed = prev is None or prev.get("key") != keys["report"]
-        path = out / "report.html"
+        path = folder.report_path
         if changed or ran or not path.exists():
             t0 = time.perf_counter()
             why = _diff(prev.get("key") if prev else None, keys["report"]) if changed else \
                 ("steps before it ran" if ran else "report.html is missing")
-            report_path = api.report(out, selection=report_selection(cfg), read_data=cfg.report.read_data)
+            report_path = write_report(out, selection=report_selection(cfg), read_data=cfg.report.read_data)
             record("report", StepOutcome("report", RAN, time.perf_counter() - t0, [], why), changed)
         else:
             report_path = path
@@ -376,8 +320,6 @@ def run_pipeline(cfg: RunConfig, *, source: str | None = None, overwrite: bool =
 def describe(out: str | Path) -> str:
     """Printable lines about the latest ``proxysel run`` into ``out``: what each step did, where the
     subsets, the report and the config are (read from the manifest)."""
-    import json
-
     out = Path(out)
     block = _read_pipeline(out)
     last = block.get("last") or {}
@@ -392,19 +334,20 @@ def describe(out: str | Path) -> str:
             lines.append(f"  {name:<32} ran ({s.get('seconds', 0):.1f}s{extra})")
         else:
             lines.append(f"  {name:<32} {UP_TO_DATE}")
+    folder = RunFolder(out)
     for name in last.get("steps") or []:
         if not name.startswith("select:"):
             continue
-        folder = out / "selections" / name[len("select:"):]
-        try:
-            meta = json.loads((folder / "meta.json").read_text())
-            lines.append(f"subset {name[len('select:'):]}: {meta['n_selected']} of {meta['n_pool']} examples -> "
-                         f"{folder / meta['file']}")
-        except (OSError, ValueError, KeyError):
-            lines.append(f"subset {name[len('select:'):]}: {folder}")
+        sel = name[len("select:"):]
+        meta, _ = folder.read_selection_meta(sel)
+        if "n_selected" in meta and "file" in meta:
+            lines.append(f"subset {sel}: {meta['n_selected']} of {meta['n_pool']} examples -> "
+                         f"{folder.selection_folder(sel) / meta['file']}")
+        else:
+            lines.append(f"subset {sel}: {folder.selection_folder(sel)}")
     if "report" in (last.get("steps") or []):
-        lines.append(f"report: {out / 'report.html'}")
-    lines.append(f"config: {out / CONFIG_FILE}")
+        lines.append(f"report: {folder.report_path}")
+    lines.append(f"config: {folder.config_path}")
     return "\n".join(lines)
 
 

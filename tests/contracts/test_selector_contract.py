@@ -64,7 +64,7 @@ def case(request):
     return request.param
 
 
-@pytest.mark.parametrize("budget", [1, 37, 0.25, N])
+@pytest.mark.parametrize("budget", [1, 37, 0.25, N, 1.0])
 def test_budget_met_exactly_without_duplicates(case, budget):
     name, params = case
     table = make_table()
@@ -161,7 +161,7 @@ def test_budget_above_the_candidates_is_a_clear_error(case):
         build(name, params).select(table, 11, seed=0)
 
 
-@pytest.mark.parametrize("budget", [0, -3, 1.5, 1.0, N + 1, "10%"])
+@pytest.mark.parametrize("budget", [0, -3, 1.5, 0.0, N + 1, "10%"])
 def test_bad_budget_is_a_clear_error(case, budget):
     name, params = case
     with pytest.raises(ValueError, match="budget"):

@@ -397,7 +397,7 @@ def test_all_nan_is_a_clear_error(tmp_path, scored, capsys):
     run = with_loss(scored, tmp_path / "run", [np.nan] * 10)
     expect_exit_2(top(run, 3, "x"), capsys, "no candidates: all 10 rows are excluded (NaN/inf signal or truncated)")
     expect_exit_2(["select", run, "--method", "lp_app", "--budget", "3", "--global"], capsys,
-                  "no column 'lp_app'")
+                  "lp_app needs train-proxy: proxysel train-proxy ")
 
 
 def test_nan_from_the_model_is_flagged(tmp_path, tiny_model_dir, capsys, caplog):
@@ -438,7 +438,7 @@ def test_ties_at_the_budget_cut_are_broken_stably(tmp_path, scored, capsys):
 
 
 @pytest.mark.parametrize("budget,words", [
-    ("0", "--budget must be a fraction in (0, 1) or a count >= 1, got '0'"),
+    ("0", "--budget must be a fraction in (0, 1] or a count >= 1, got '0'"),
     ("0.0", "got '0.0'"), ("-3", "got '-3'"), ("1.5", "got '1.5'"), ("abc", "got 'abc'"),
     ("11", "budget 11 is larger than the candidate pool (10 examples)"),
     ("1000", "larger than the candidate pool"),

@@ -149,7 +149,7 @@ def build_run(root: Path, n: int = 300, *, seed: int = 0, dim: int = 16, selecti
         if selections:
             scores = ScoreTable.from_arrow(table)
             top = get_selector("top")(signal="ppl", order="low").select(scores, 0.2, seed=0)
-            lp = get_selector("lp")().select(scores, 0.3, seed=0)
+            lp = get_selector("lp")(clusters=None).select(scores, 0.3, seed=0)
             # meta.json as `proxysel select` writes it (the lp signal is implied by the method)
             _write_selection(run, "ppl-low", top, _meta("top", {"signal": "ppl", "order": "low"}, 0.2, top)
                              if meta else None, 1_700_000_000)

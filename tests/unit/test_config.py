@@ -63,7 +63,8 @@ def test_default_out_is_the_config_name(tmp_path):
 @pytest.mark.parametrize("override, check", [
     ("select.0.budget=0.2", lambda c: c.select[0].budget == 0.2),
     ("select.s2l-100.seed=7", lambda c: c.select[1].seed == 7),
-    ("select.1.within_clusters=false", lambda c: c.select[1].within_clusters is False),
+    ("select.0.within_clusters=false", lambda c: c.select[0].within_clusters is False),
+    ("select.1.set_aside=4", lambda c: c.select[1].set_aside == 4),
     ("train_proxy.epochs=1", lambda c: c.train_proxy.epochs == 1),
     ("train_proxy.lr=1e-4", lambda c: c.train_proxy.lr == 1e-4),
     ("train_proxy.online=yes", lambda c: c.train_proxy.online is True),
@@ -111,13 +112,16 @@ def _error(tmp_path, text=BASE, overrides=()) -> ConfigError:
     ("train_proxy.lp_epoch=3", "train_proxy.lp_epoch", ["[1, epochs=2]"]),
     ("train_proxy.dtype=fp16", "train_proxy.dtype", ["float32, bfloat16"]),
     ("score.signals=loss,embeding", "score.signals", ["did you mean 'embedding'"]),
-    ("select.0.budget=0", "select.0.budget", ["fraction in (0, 1) or a count"]),
-    ("select.0.budget=lots", "select.0.budget", ["fraction in (0, 1) or a count"]),
+    ("select.0.budget=0", "select.0.budget", ["fraction in (0, 1] or a count"]),
+    ("select.0.budget=lots", "select.0.budget", ["fraction in (0, 1] or a count"]),
     ("select.0.stratify=source", "select.0.stratify", ["option of s2l"]),
+    ("select.1.within_clusters=false", "select.1.within_clusters", ["not of s2l"]),
+    ("select.0.clusters=0", "select.0.clusters", ["must be >= 1"]),
+    ("select.1.from=nope", "select.1.from", ["not one of the selections"]),
     ("select.1.name=a/b", "select.1.name", ["path separator"]),
     ("select.1.name=lp_app-0.3-s0", "select", ["two selections are named"]),
     ("select.budget=0.2", "select.budget", ["select.<index>.budget"]),
-    ("select.5.budget=0.2", "select.5", ["only 2 selections"]),
+    ("select.5.budget=0.2", "select.5", ["only 2 entries in select"]),
     ("data.on_bad_record=ignore", "data.on_bad_record", ["error, skip"]),
     ("data.demo=10", "data.path", ["exactly one of data.path"]),
     ("runtime.device=tpu", "runtime.device", ["cpu, cuda, cuda:N"]),
@@ -140,7 +144,7 @@ def test_file_errors(tmp_path):
     assert _error(tmp_path, "data: {path: p}\n").field == "score"  # no proxy stage
     assert _error(tmp_path, "score: {}\n").field == "data"
     err = _error(tmp_path, "data: {path: p}\nscore: {signals: loss}\nextra: 1\n")
-    assert err.field == "extra" and "out, data, runtime" in str(err)
+    assert err.field == "extra" and "out, data, reference, runtime" in str(err)
     assert _error(tmp_path, "- a\n- b\n").field == ""
     with pytest.raises(Exception) as e:  # YAML syntax: names the file and line
         load_config(_write(tmp_path, "data: {path: p\nscore: [\n"))

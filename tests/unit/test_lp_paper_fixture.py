@@ -89,7 +89,7 @@ def test_lp_selector_keeps_the_lowest_lp_in_every_cluster(lp_dir, name):
     table = ScoreTable(ids=[f"{name}-{i}" for i in range(n)],
                        columns={"lp": values, "cluster": clusters}, truncated=truncated)
 
-    sel = get_selector("lp")().select(table, 0.1, seed=0)
+    sel = get_selector("lp")(clusters=None).select(table, 0.1, seed=0)
     assert sel.n_selected == round(0.1 * n)
     assert not sel.selected[truncated].any()
     sizes = np.bincount(clusters[~truncated], minlength=k)
@@ -100,7 +100,7 @@ def test_lp_selector_keeps_the_lowest_lp_in_every_cluster(lp_dir, name):
         assert abs(len(kept) - 0.1 * n * sizes[c] / sizes.sum()) < 1  # exact, proportional
 
     # Official rounding: ceil(n_c / 10) per cluster, over the candidates of each cluster.
-    official = get_selector("lp")(rounding="official").select(table, 0.1, seed=0)
+    official = get_selector("lp")(clusters=None, rounding="official").select(table, 0.1, seed=0)
     assert official.n_selected == int(np.ceil(sizes / 10).sum())
     for c in range(k):
         in_c = (clusters == c) & ~truncated

@@ -130,7 +130,7 @@ def test_large_run_is_subsampled(tmp_path):
     with Run.open(tmp_path / "big") as run:
         run.merge_scores(table)
         run.write_embeddings(ids, np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32), "minilm")
-        sel = get_selector("lp")().select(ScoreTable.from_arrow(table), 0.1, seed=0)
+        sel = get_selector("lp")(clusters=None).select(ScoreTable.from_arrow(table), 0.1, seed=0)
         _write_selection(run, "lp", sel, {"method": "lp", "budget": 0.1, "seed": 0, "signal": "lp"}, 1e9)
     text = proxysel.report(tmp_path / "big").read_text(encoding="utf-8")
     assert len(text) < 600_000

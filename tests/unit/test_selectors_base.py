@@ -21,6 +21,7 @@ from proxysel.selectors.base import allocate_largest_remainder, allocate_officia
     (10, 10, 10),
     (np.int64(7), 10, 7),
     (7.0, 10, 7),            # an integral float is a count
+    (1.0, 10, 10),           # 100%: the whole pool (the official LP code accepts it)
 ])
 def test_resolve_budget(budget, n, expected):
     assert resolve_budget(budget, n) == expected
@@ -28,13 +29,12 @@ def test_resolve_budget(budget, n, expected):
 
 @pytest.mark.parametrize("budget", [0, 0.0, -1, -0.5, 2.5, float("nan"), float("inf"), True, "0.1", None])
 def test_resolve_budget_rejects(budget):
-    with pytest.raises(ValueError, match=r"budget must be a fraction in \(0, 1\) or an integer count >= 1"):
+    with pytest.raises(ValueError, match=r"budget must be a fraction in \(0, 1\] or a count >= 1"):
         resolve_budget(budget, 100)
 
 
-def test_resolve_budget_one_point_zero_is_ambiguous():
-    with pytest.raises(ValueError, match="1.0 is ambiguous"):
-        resolve_budget(1.0, 100)
+def test_resolve_budget_one_is_one_example_and_one_point_zero_the_pool():
+    assert resolve_budget(1, 100) == 1 and resolve_budget(1.0, 100) == 100
 
 
 def test_resolve_budget_larger_than_pool():
@@ -149,7 +149,7 @@ def test_registry_lists_every_method():
 
 
 def test_registry_unknown_name():
-    with pytest.raises(ValueError, match="unknown selector 'nope'; available: ask_llm"):
+    with pytest.raises(ValueError, match="unknown selector 'nope'; available: random, top, lp, lp_app, s2l"):
         get_selector("nope")
 
 

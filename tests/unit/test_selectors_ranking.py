@@ -29,7 +29,7 @@ def test_lp_clustered_exact_budget():
     # Sizes 6/3/1, budget 3: shares 1.8/0.9/0.3 -> floors 1/0/0, the two left go to .9 and .8.
     # Cluster 0 lowest first: b(0.1), e(0.1, tie -> pool order), d(0.2) ... -> b, e.
     # Cluster 1: h(0.25) -> h.   Cluster 2: quota 0.
-    sel = get_selector("lp")().select(table(lp=LP), 0.3)
+    sel = get_selector("lp")(clusters=None).select(table(lp=LP), 0.3)
     assert ids_of(sel) == ["b", "e", "h"]
     assert sel.rank.tolist() == [4, 1, 6, 3, 2, 5, 2, 1, 3, 1]
     assert sel.cluster.tolist() == CLUSTER.tolist()
@@ -40,7 +40,7 @@ def test_lp_clustered_exact_budget():
 
 def test_lp_official_rounding():
     # round(100 / 30) = 3 -> ceil(6/3), ceil(3/3), ceil(1/3) = 2, 1, 1: four rows for "30%".
-    sel = get_selector("lp")(rounding="official").select(table(lp=LP), 0.3)
+    sel = get_selector("lp")(clusters=None, rounding="official").select(table(lp=LP), 0.3)
     assert ids_of(sel) == ["b", "e", "h", "j"]
     assert sel.budget == 4
     assert any("official rounding kept 4 for a budget of 3" in n for n in sel.notes)
@@ -55,7 +55,7 @@ def test_lp_global_cut_differs_from_clustered():
 
 def test_lp_app_reads_its_own_column():
     lp_app = LP[::-1].copy()  # a b c ... -> 0.8 0.6 0.25 0.4 0.7 0.1 0.2 0.9 0.1 0.5
-    sel = get_selector("lp_app")().select(table(lp=LP, lp_app=lp_app), 0.3)
+    sel = get_selector("lp_app")(clusters=None).select(table(lp=LP, lp_app=lp_app), 0.3)
     # cluster 0 (a..f): f(0.1), c(0.25); cluster 1 (g, h, i): i(0.1)
     assert ids_of(sel) == ["c", "f", "i"]
 
@@ -63,7 +63,7 @@ def test_lp_app_reads_its_own_column():
 def test_lp_needs_clusters():
     t = ScoreTable(ids=IDS, columns={"lp": LP})
     with pytest.raises(ValueError, match="no 'cluster' column; pass clusters=K"):
-        get_selector("lp")().select(t, 3)
+        get_selector("lp")(clusters=None).select(t, 3)
 
 
 def test_lp_runs_kmeans_on_embeddings_when_given_k():
@@ -83,7 +83,7 @@ def test_nan_and_truncated_rows_are_excluded():
     lp[7] = np.inf  # h
     t = ScoreTable(ids=IDS, columns={"lp": lp, "cluster": CLUSTER},
                    truncated=np.array([False] * 4 + [True] + [False] * 5))  # e
-    sel = get_selector("lp")().select(t, 3)
+    sel = get_selector("lp")(clusters=None).select(t, 3)
     assert sel.reason[1] == "excluded: signal is NaN"
     assert sel.reason[7] == "excluded: signal is inf"
     assert sel.reason[4] == "excluded: truncated"
@@ -92,21 +92,21 @@ def test_nan_and_truncated_rows_are_excluded():
     # 0.43 -> floors 1/0/0; the two left go to the remainders .86 and .71 -> quotas 2/1/0:
     # cluster 0 -> d(0.2), a(0.5); cluster 1 -> g(0.4).
     assert ids_of(sel) == ["a", "d", "g"]
-    with_truncated = get_selector("lp")(include_truncated=True).select(t, 3)
+    with_truncated = get_selector("lp")(clusters=None, include_truncated=True).select(t, 3)
     assert "e" in ids_of(with_truncated)
 
 
 def test_all_excluded_is_a_clear_error():
     t = ScoreTable(ids=IDS, columns={"lp": np.full(10, np.nan), "cluster": CLUSTER})
     with pytest.raises(ValueError, match="no candidates: all 10 rows are excluded"):
-        get_selector("lp")().select(t, 3)
+        get_selector("lp")(clusters=None).select(t, 3)
 
 
 def test_budget_above_candidates_is_a_clear_error():
     lp = LP.copy()
     lp[:8] = np.nan
     with pytest.raises(ValueError, match="budget 3 is larger than the 2 candidates"):
-        get_selector("lp")().select(table(lp=lp), 3)
+        get_selector("lp")(clusters=None).select(table(lp=lp), 3)
 
 
 # -------------------------------------------------------------------------------- top / ask
@@ -146,7 +146,7 @@ def test_top_ties_keep_pool_order():
 
 
 def test_top_bad_order():
-    with pytest.raises(ValueError, match="order must be one of"):
+    with pytest.raises(ValueError, match="order 'median' is not one of low, high, middle"):
         get_selector("top")(order="median")
 
 
@@ -238,9 +238,9 @@ def test_cluster_column_with_missing_labels():
     cluster[9] = np.nan  # j: a parquet null
     lp = LP.copy()
     with pytest.raises(ValueError, match="no label .* for 1 candidate rows"):
-        get_selector("lp")().select(ScoreTable(ids=IDS, columns={"lp": lp, "cluster": cluster}), 3)
+        get_selector("lp")(clusters=None).select(ScoreTable(ids=IDS, columns={"lp": lp, "cluster": cluster}), 3)
     lp[9] = np.nan  # j is not a candidate anyway: fine, and reported as cluster -1
-    sel = get_selector("lp")().select(ScoreTable(ids=IDS, columns={"lp": lp, "cluster": cluster}), 3)
+    sel = get_selector("lp")(clusters=None).select(ScoreTable(ids=IDS, columns={"lp": lp, "cluster": cluster}), 3)
     assert sel.cluster[9] == -1 and ids_of(sel) == ["b", "e", "h"]
 
 

@@ -15,31 +15,14 @@ scores them are the same whichever backend runs them, so the results are too.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Protocol
-
+from proxysel.backends import ray as ray_backend
+from proxysel.backends.base import Backend, Compute, Setup
+from proxysel.backends.local import LocalBackend
 from proxysel.errors import UsageError
 
+__all__ = ["BACKENDS", "Backend", "Compute", "LocalBackend", "Setup", "make_backend", "shutdown"]
+
 BACKENDS = ("local", "ray")
-
-#: setup(device) -> state: loads the models of a stage; device None means the backend's default.
-Setup = Callable[[Any], Any]
-#: compute(state, examples, bar) -> pa.Table with an ``id`` column, one row per example, in order.
-Compute = Callable[[Any, list, Any], Any]
-
-
-class Backend(Protocol):
-    name: str
-
-    def map_shards(self, shards: list[tuple[int, list]], *, setup: Setup, compute: Compute,
-                   device: str | None, bar: Any) -> Iterator[tuple[int, Any, dict[str, Any]]]:
-        """Compute every ``(index, examples)`` of ``shards``; yield ``(index, table, worker)`` as
-        each finishes (any order). ``worker`` describes where it ran (for the manifest); ``bar``
-        (a ``proxysel.progress.Progress``) is advanced by examples and tokens."""
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """What the manifest records about this backend (name, address, actors)."""
-        ...
 
 
 def make_backend(name: str = "local", *, address: str | None = None, actors: int | None = None,
@@ -56,19 +39,11 @@ def make_backend(name: str = "local", *, address: str | None = None, actors: int
                                 ("--ray-cpus-per-actor", cpus_per_actor)) if v is not None]
         if given:
             raise UsageError(f"{', '.join(given)} only apply with --backend ray")
-        from proxysel.backends.local import LocalBackend
-
         return LocalBackend()
-    from proxysel.backends.ray import RayBackend, require_ray
-
-    require_ray()
-    return RayBackend(address=address, actors=actors, cpus_per_actor=cpus_per_actor)
+    ray_backend.require_ray()
+    return ray_backend.RayBackend(address=address, actors=actors, cpus_per_actor=cpus_per_actor)
 
 
 def shutdown() -> None:
     """Stop the local Ray cluster if proxysel started one (a cluster it only joined is left alone)."""
-    import sys
-
-    mod = sys.modules.get("proxysel.backends.ray")
-    if mod is not None:
-        mod.shutdown()
+    ray_backend.shutdown()

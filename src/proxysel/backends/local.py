@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from proxysel.backends import Compute, Setup
+from proxysel.backends.base import Compute, Setup
 
 
 class LocalBackend:

@@ -30,7 +30,7 @@ import pickle
 import re
 from typing import Any, Iterator
 
-from proxysel.backends import Compute, Setup
+from proxysel.backends.base import Compute, Setup
 from proxysel.errors import ProxyselError, UsageError
 
 log = logging.getLogger(__name__)

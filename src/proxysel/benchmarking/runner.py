@@ -25,6 +25,7 @@ the target's data order; a scratch target starts from the same initial weights i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -33,8 +34,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import pyarrow as pa
+
+from proxysel.benchmarking import winrate
 from proxysel.benchmarking.config import BenchConfig, bench_config_dict
+from proxysel.benchmarking.report import write_outputs
+from proxysel.benchmarking.synthetic import make_pool, make_test_set
+from proxysel.benchmarking.target import evaluate_target, matched_epochs, train_target, untrained_target
+from proxysel.config import dump_config
+from proxysel.data import read_pool
+from proxysel.data.sharegpt_demo import sharegpt_pairs
 from proxysel.errors import RunConflictError, UsageError
+from proxysel.models.loader import resolve_model_path
+from proxysel.models.scratch import build_llama, build_tokenizer, llama_parameters
+from proxysel.options import ReadConfig, RuntimeConfig
+from proxysel.selectors.config import SelectConfig
+from proxysel.signals import get_signal, producer_of
+from proxysel.signals.config import ScoreConfig
+from proxysel.signals.lp import lp, lp_app
+from proxysel.stages.compare import compare_runs
+from proxysel.stages.score import score
+from proxysel.stages.select import select_run
+from proxysel.stages.train_proxy import train_proxy
+from proxysel.store import Run, RunFolder
+from proxysel.store.atomic import atomic_write_json, atomic_write_text
+from proxysel.store.run import content_hash, fingerprint_diff
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +94,6 @@ def plan_cells(cfg: BenchConfig) -> list[Cell]:
 
 def prepare_data(cfg: BenchConfig, out: Path) -> tuple[Path, Path]:
     """Write (or find) data/pool.jsonl and data/eval.jsonl; paths of ``files`` data are used as they are."""
-    from proxysel.store.atomic import atomic_write_text
-
     d = cfg.data
     if d.kind == "files":
         for p in (d.pool, d.eval):
@@ -80,14 +102,10 @@ def prepare_data(cfg: BenchConfig, out: Path) -> tuple[Path, Path]:
         return Path(d.pool), Path(d.eval)
     pool_path, eval_path = out / "data" / "pool.jsonl", out / "data" / "eval.jsonl"
     if d.kind == "synthetic":
-        from proxysel.benchmarking.synthetic import make_pool, make_test_set
-
         noise = {"wrong": d.noise.wrong, "garbage": d.noise.garbage, "duplicate": d.noise.duplicate}
         pool = make_pool(d.n_pool, families=d.families, difficulties=d.difficulties, noise=noise, seed=d.seed)
         test = make_test_set(d.n_eval, pool, families=d.families, difficulties=d.difficulties, seed=d.seed)
     else:  # sharegpt: the first n_pool qualifying pairs, then the next n_eval (disjoint)
-        from proxysel.data.sharegpt_demo import sharegpt_pairs
-
         pairs = sharegpt_pairs(d.n_pool + d.n_eval, max_chars=d.max_chars)  # one pass over the 125 MB file
         pool, test = pairs[:d.n_pool], pairs[d.n_pool:]
     for path, records in ((pool_path, pool), (eval_path, test)):
@@ -113,8 +131,6 @@ def prepare_models(cfg: BenchConfig, out: Path, pool: Any) -> tuple[str, str]:
         if marker.exists() and json.loads(marker.read_text()) == key:
             specs.append(str(folder))
             continue
-        from proxysel.models.scratch import build_llama, build_tokenizer, llama_parameters
-
         if tokenizer is None:
             texts = [m.content for e in pool.examples for m in e.messages]
             tokenizer = build_tokenizer(texts, vocab_size=cfg.vocab_size)
@@ -160,11 +176,6 @@ def run_bench(cfg: BenchConfig, *, overwrite: bool = False, echo: Callable[[str]
 
 
 def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None] | None) -> Path:
-    from proxysel import api
-    from proxysel.config import dump_config
-    from proxysel.data import read_pool
-    from proxysel.store.atomic import atomic_write_text
-
     say = _echo(echo)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,40 +189,42 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
     say(f"bench {out}: pool {len(pool.examples)}, held-out {len(held_out.examples)}, proxy {proxy_spec}, "
         f"target {target_spec}")
 
-    # 1. proxy signals, once (api.train_proxy resumes; a finished stage recomputes nothing)
+    # 1. proxy signals, once (train-proxy resumes; a finished stage recomputes nothing)
     t0 = time.perf_counter()
     proxy_run = out / "proxy"
-    p = cfg.proxy
-    api.train_proxy(pool_path, out=proxy_run, model=proxy_spec, epochs=p.epochs, checkpoints=p.checkpoints,
-                    lp_epoch=p.lp_epoch, seed=p.seed, online=p.online, max_length=p.max_length,
-                    template=p.template, overwrite=overwrite, device=cfg.device, **p.train_kwargs())
+    runtime = RuntimeConfig(device=cfg.device)
+    train_proxy(pool_path, out=proxy_run, config=cfg.proxy.train_proxy_config(proxy_spec), read=ReadConfig(),
+                runtime=runtime, overwrite=overwrite)
     add_epoch_columns(proxy_run)
-    if any(s.needs_embeddings for s in cfg.selectors):
-        api.score(pool_path, out=proxy_run, signals=["embedding"], embedder=cfg.embedder, overwrite=overwrite,
-                  device=cfg.device)
+    signals = score_signals_needed(cfg)
+    if signals:
+        p = cfg.proxy
+        score(pool_path, out=proxy_run, config=ScoreConfig(signals=tuple(signals), model=proxy_spec,
+                                                           embedder=cfg.embedder, max_length=p.max_length,
+                                                           template=p.template),
+              read=ReadConfig(), runtime=runtime, overwrite=overwrite)
     say(f"proxy signals ready in {time.perf_counter() - t0:.0f}s ({proxy_run})")
 
-    # 2. every selection
+    # 2. every selection (a selector's `from` is the same budget and seed's cell of that selector)
     specs = {s.name: s for s in cfg.selectors}
     cells = plan_cells(cfg)
-    selections: dict[str, Path] = {}
     for cell in cells:
         if cell.budget is None:
             continue
-        method, params = ("random", {}) if cell.selector == "random" else \
-            (specs[cell.selector].method, specs[cell.selector].params())
-        selections[cell.name] = api.select(proxy_run, method=method, budget=cell.budget, seed=cell.seed,
-                                           name=cell.name, overwrite=overwrite, **params)
+        spec = specs.get(cell.selector)
+        choice = {"method": "random"} if spec is None else \
+            {"method": spec.method, "options": spec.params(),
+             "parent": None if spec.parent is None else Cell(spec.parent, cell.budget, cell.seed).name}
+        select_run(proxy_run, SelectConfig(**choice, budget=cell.budget, seed=cell.seed, name=cell.name),
+                   overwrite=overwrite)
 
     # 3-5. train and evaluate the target on every subset (cached per cell); the tables are rewritten
     # after every cell so that a bench stopped by a time limit still leaves them
-    from proxysel.benchmarking.report import write_outputs
-
     by_id = {e.id: e for e in pool.examples}
     groups = _eval_groups(held_out)
     rows = []
     for k, cell in enumerate(cells, 1):
-        ids = None if cell.budget is None else _selected_ids(selections[cell.name])
+        ids = None if cell.budget is None else RunFolder(proxy_run).selection_ids(cell.name)
         row = run_cell(cfg, out, cell, target_spec, pool, held_out, ids, by_id, groups, overwrite=overwrite,
                        prefix=f"[{k}/{len(cells)}]", say=say)
         rows.append(row)
@@ -220,9 +233,7 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
 
     # 6. win rate against full data (opt-in), transfer check, tables and plot
     if cfg.winrate.enabled:
-        from proxysel.benchmarking.winrate import run_winrate
-
-        judged = run_winrate(cfg, out, rows, held_out, say=say)
+        judged = winrate.run_winrate(cfg, out, rows, held_out, say=say)
         for i, r in enumerate(rows):
             if r["cell"] in judged:  # copies: the cells' result.json files stay as they are
                 rows[i] = {**r, "winrate": judged[r["cell"]],
@@ -234,6 +245,17 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
     return out
 
 
+def score_signals_needed(cfg: BenchConfig) -> list[str]:
+    """The ``score`` signals the selectors read (the signal registry says which signal writes a column)."""
+    needed: list[str] = []
+    for spec in cfg.selectors:
+        for col in spec.selector().reads():
+            producer = producer_of(col)
+            if producer is not None and producer.command == "score":
+                needed += [*producer.requires, producer.name]
+    return [n for n in dict.fromkeys(needed) if get_signal(n).command == "score"]
+
+
 def add_epoch_columns(run_dir: Path) -> list[str]:
     """Add ``ppl_<e>`` (P_e, e = 0..n) and ``lp_<i>``, ``lp_app_<i>`` (i = 1..n) to the run's scores.
 
@@ -241,37 +263,21 @@ def add_epoch_columns(run_dir: Path) -> list[str]:
     variants the papers allow (LP(2) against LP(1), a perplexity band after training) be
     selected with ``top`` from the same proxy run. Returns the names added.
     """
-    import numpy as np
-    import pyarrow as pa
-
-    from proxysel.signals.lp import lp, lp_app
-    from proxysel.store import Run
-
     with Run.open(run_dir, create=False) as run:
-        scores = run.read_scores()
-        if scores is None or "ppl_epoch" not in scores.column_names:
+        if "ppl_epoch" not in run.score_columns():
             return []
-        rows = scores.column("ppl_epoch").to_pylist()
-        width = max((len(r) for r in rows if r is not None), default=0)
-        ppl = np.array([r if r is not None else [np.nan] * width for r in rows], dtype=np.float64)
-        cols: dict[str, Any] = {"id": scores.column("id")}
+        ids, ppl = run.score_matrix("ppl_epoch")
+        cols: dict[str, Any] = {"id": pa.array(ids, pa.string())}
         for e in range(ppl.shape[1]):
             cols[f"ppl_{e}"] = pa.array(ppl[:, e], pa.float64())
         for i in range(1, ppl.shape[1]):
             cols[f"lp_{i}"] = pa.array(lp(ppl, i), pa.float64())
             cols[f"lp_app_{i}"] = pa.array(lp_app(ppl, i), pa.float64())
         names = [c for c in cols if c != "id"]
-        if all(c in scores.column_names for c in names):
+        if all(c in run.score_columns() for c in names):
             return names  # already there (derived from the same stored ppl_epoch)
         run.merge_scores(pa.table(cols))
     return names
-
-
-def _selected_ids(selection_dir: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    t = pq.read_table(selection_dir / "selection.parquet", columns=["id", "selected"]).to_pydict()
-    return [i for i, s in zip(t["id"], t["selected"]) if s]
 
 
 def _eval_groups(held_out: Any) -> list[str] | None:
@@ -301,12 +307,6 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
              ids: list[str] | None, by_id: dict[str, Any], groups: list[str] | None, *, overwrite: bool,
              prefix: str, say: Callable[[str], None]) -> dict[str, Any]:
     """Train + evaluate one cell, or read its cached result. Returns the result dict."""
-    from proxysel.benchmarking import winrate
-    from proxysel.benchmarking.target import evaluate_target, matched_epochs, train_target, untrained_target
-    from proxysel.models.loader import resolve_model_path
-    from proxysel.store.atomic import atomic_write_json
-    from proxysel.store.run import content_hash, fingerprint_diff
-
     base = cell.selector == "base"
     examples = [] if base else pool.examples if ids is None else [by_id[i] for i in ids]
     eff = cfg.target.batch_size * cfg.target.grad_accum
@@ -378,18 +378,20 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
 def run_transfer(cfg: BenchConfig, out: Path, pool_path: Path, target_spec: str, *, overwrite: bool,
                  say: Callable[[str], None]) -> dict[str, Any]:
     """Train-proxy with the target model on the pool; Spearman/overlap of its signals with the proxy's."""
-    from proxysel import api
-
     t = cfg.target
     run = out / "target-signals"
     t0 = time.perf_counter()
     say(f"transfer: train-proxy with the target ({cfg.transfer.epochs} epoch(s)) into {run}")
-    checkpoints = cfg.proxy.checkpoints if cfg.proxy.checkpoints >= 2 else 0
-    api.train_proxy(pool_path, out=run, model=target_spec, epochs=cfg.transfer.epochs, checkpoints=checkpoints,
-                    seed=cfg.proxy.seed, max_length=t.max_length, template=t.template, overwrite=overwrite,
-                    device=cfg.device, **t.train_kwargs())
+    recipe = {k: getattr(t, k) for k in ("lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
+                                         "max_grad_norm", "dtype", "lora", "lora_r", "lora_alpha", "max_length",
+                                         "template")}
+    checkpoints = cfg.proxy.n_checkpoints if cfg.proxy.n_checkpoints >= 2 else 0
+    config = dataclasses.replace(cfg.proxy.train_proxy_config(target_spec), epochs=cfg.transfer.epochs, lp_epoch=1,
+                                 checkpoints=checkpoints, **recipe)
+    train_proxy(pool_path, out=run, config=config, read=ReadConfig(), runtime=RuntimeConfig(device=cfg.device),
+                overwrite=overwrite)
     signals = ["lp_app"] + (["lp"] if cfg.transfer.epochs >= 2 and cfg.proxy.epochs >= 2 else [])
-    res = {s: api.compare(out / "proxy", run, signal=s) for s in signals}
+    res = {s: compare_runs(out / "proxy", run, signal=s) for s in signals}
     say("transfer: " + ", ".join(f"{s} Spearman {r['spearman']:+.3f}" for s, r in res.items())
         + f" ({time.perf_counter() - t0:.0f}s)")
     return res

@@ -15,6 +15,7 @@ nothing) and no trajectory. The held-out measures:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -24,6 +25,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from proxysel.data.example import Example
+from proxysel.dynamics.schedule import make_plan
+from proxysel.dynamics.train import add_lora, train
+from proxysel.engine import score_losses
+from proxysel.errors import UsageError
+from proxysel.models.loader import load_causal_lm
+from proxysel.models.render import Renderer
+from proxysel.options import TrainProxyConfig, TrainRecipe
 
 
 @dataclass
@@ -51,9 +59,6 @@ def matched_epochs(n_subset: int, n_full: int, effective_batch: int, epochs: int
 def untrained_target(spec: str, recipe: Any, *, device: str | None = None) -> Trained:
     """The target as loaded, before any training (float32, as ``train_target`` starts from): the
     bench's ``base`` row, which shows whether training on any subset helped the held-out loss."""
-    from proxysel.models.loader import load_causal_lm
-    from proxysel.models.render import Renderer
-
     lm = load_causal_lm(spec, dtype="float32", device=device or "cpu")
     renderer = Renderer(lm.tokenizer, max_length=recipe.max_length, template=recipe.template)
     return Trained(lm=lm, renderer=renderer, steps=0, epochs=0, n_train=0, seconds=0.0, train_loss_last=None)
@@ -61,13 +66,11 @@ def untrained_target(spec: str, recipe: Any, *, device: str | None = None) -> Tr
 
 def train_target(spec: str, recipe: Any, examples: Sequence[Example], *, epochs: int, seed: int,
                  state_dir: Path, device: str | None = None, batch_tokens: int = 8192) -> Trained:
-    """Load ``spec`` fresh, train it on ``examples`` for ``epochs`` with ``recipe`` (a ModelRecipe)."""
-    from proxysel.dynamics.schedule import make_plan
-    from proxysel.dynamics.train import TrainConfig, add_lora, train
-    from proxysel.errors import UsageError
-
-    config = TrainConfig(epochs=epochs, checkpoints=0, seed=seed, batch_tokens=batch_tokens,
-                         **recipe.train_kwargs())
+    """Load ``spec`` fresh, train it on ``examples`` for ``epochs`` with ``recipe`` (a ``TrainRecipe``:
+    the bench target's ``ModelRecipe``); no scoring passes, no trajectory."""
+    fields = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(TrainRecipe)}
+    config = TrainProxyConfig(**{**fields, "model": spec, "epochs": epochs, "seed": seed, "batch_tokens": batch_tokens},
+                              checkpoints=0)
     base = untrained_target(spec, recipe, device=device)
     lm, renderer = base.lm, base.renderer
     if config.lora:
@@ -143,8 +146,6 @@ def greedy_answers(lm: Any, renderer: Any, examples: Sequence[Example], *, max_n
 def evaluate_target(trained: Trained, examples: Sequence[Example], *, exact_match: bool, max_new_tokens: int,
                     batch_size: int, batch_tokens: int, groups: Sequence[str] | None = None) -> dict[str, Any]:
     """Held-out loss (and exact match) of ``trained``; per group too when ``groups`` (one per example)."""
-    from proxysel.engine import score_losses
-
     lm, renderer = trained.lm, trained.renderer
     t0 = time.perf_counter()
     encoded = [renderer.encode(e) for e in examples]

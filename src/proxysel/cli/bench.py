@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from proxysel import api
+from proxysel.benchmarking.config import MATCH
+from proxysel.benchmarking.presets import PRESETS
 from proxysel.cli.common import add_overrides
+from proxysel.errors import UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,23 +23,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a bench config (merged over --preset's sections when both are given)")
     add_overrides(p, "target.epochs=5 seeds=[0] budgets=[0.1,0.3]",
                   "recompute cells and proxy stages whose settings changed (default: refuse)")
-    p.add_argument("--preset", choices=["tiny", "synthetic", "cpu", "gpu"], help="a built-in config")
+    p.add_argument("--preset", choices=list(PRESETS), help="a built-in config")
     p.add_argument("--out", help="the bench folder (default: the config's out, or runs/bench-<preset>)")
-    p.add_argument("--match", choices=["epochs", "steps"],
+    p.add_argument("--match", choices=list(MATCH),
                    help="epochs (default): every subset gets target.epochs; steps: as many optimizer steps "
                         "as the full-data run")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from proxysel import api
-    from proxysel.errors import UsageError
-
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not config.endswith((".yaml", ".yml")):
         config, overrides = None, [config, *overrides]  # `proxysel bench --preset tiny seeds=[0]`
     if config is None and args.preset is None:
-        raise UsageError("give a CONFIG.yaml or --preset NAME (tiny, synthetic, cpu, gpu)")
+        raise UsageError(f"give a CONFIG.yaml or --preset NAME ({', '.join(PRESETS)})")
     out = api.bench(config if config is not None else args.preset, out=args.out, dotted=overrides,
                     match=args.match, overwrite=args.overwrite, preset=args.preset if config is not None else None,
                     echo=lambda msg: print(msg, flush=True))

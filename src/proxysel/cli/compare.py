@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from proxysel import api
+from proxysel.stages.compare import format_compare
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("compare", help="does a small proxy rank like a bigger one? correlation and overlap")
@@ -17,9 +20,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from proxysel import api
-    from proxysel.selection import format_compare
-
     print(format_compare(api.compare(args.run_a, args.run_b, signal=args.signal, signal_b=args.signal_b,
                                      order=args.order)))
     return 0

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 
+from proxysel import api
+from proxysel.api import DEMO_MAX_LENGTH
+from proxysel.options import DEFAULT_PROXY
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from proxysel.api import DEMO_MAX_LENGTH
-
     p = sub.add_parser("demo", help="the whole pipeline offline on ~300 real ShareGPT conversations (LP_app, 30%%)",
                        description="LP_app with the bundled SmolLM2 (one epoch) on real ShareGPT conversations, "
                                    "MiniLM embeddings for the clusters, a 30%% lp_app selection and the report; "
@@ -22,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "`proxysel run RUN/config.yaml` reruns or changes it.")
     p.add_argument("--limit", type=int, default=300, help="conversations to use (default 300)")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    p.add_argument("--model", default="smollm2-135m", help="proxy model (default smollm2-135m)")
+    p.add_argument("--model", default=DEFAULT_PROXY, help=f"proxy model (default {DEFAULT_PROXY})")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
                    help="auto (default): bfloat16 autocast where the CPU has native bf16, else float32")
     p.add_argument("--max-length", type=int, default=DEMO_MAX_LENGTH,
@@ -32,8 +34,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from proxysel import api
-
     result = api.demo(limit=args.limit, out=args.out, model=args.model, dtype=args.dtype,
                       max_length=args.max_length)
     print(result["summary"])

@@ -10,9 +10,18 @@ config classes (no terminal width, no machine facts).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import types
 import typing
 from typing import Any
+
+import yaml
+
+from proxysel.cli.main import COMMANDS, build_parser
+from proxysel.config import RunConfig
+from proxysel.options import iter_fields
+from proxysel.selectors import param_fields
 
 HEADER = """\
 # Command line reference
@@ -76,9 +85,6 @@ def _options_table(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) 
 
 
 def _type_name(hint: Any) -> str:
-    import dataclasses
-    import types
-
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
         return " \\| ".join(_type_name(a) for a in args)
@@ -96,8 +102,6 @@ def _type_name(hint: Any) -> str:
 
 
 def _yaml_value(v: Any) -> str:
-    import yaml
-
     if v is None:
         return "`null`"
     if isinstance(v, tuple):
@@ -106,8 +110,6 @@ def _yaml_value(v: Any) -> str:
 
 
 def config_reference() -> list[str]:
-    from proxysel.config import iter_fields
-
     lines = ["## Run config reference", "",
              "The fields of a `proxysel run` config (`proxysel.config`). Sections left out take their "
              "defaults; `train_proxy` and `score` are off unless present (give at least one). `select` is "
@@ -115,19 +117,23 @@ def config_reference() -> list[str]:
              "name: `select.budget=0.2`, `train_proxy.model=gemma3-270m`, `score.signals=loss,embedding`, "
              "`select.1.seed=3` (a list element by index or `name`), `score=null`.", "",
              "| field | type | default | description |", "|---|---|---|---|"]
-    for name, hint, default, help_text, choices in iter_fields():
+    for name, hint, default, help_text, choices in iter_fields(RunConfig):
+        if name == "select[].options":  # the selector parameters, flat in YAML: one row each
+            for param, info in param_fields().items():
+                help_text = f"[{', '.join(info.owners)}] {info.field.metadata['help']}"
+                lines.append(f"| `select[].{param}` | {_type_name(info.hint)} | (per selector) | {_cell(help_text)} |")
+            continue
         shown = "" if default is None and "section" in _type_name(hint) else _yaml_value(default)
         if name in ("data", "select[].method", "select[].budget"):
             shown = "(required)"
         if choices:
             help_text = f"{help_text}; one of {', '.join(f'`{c}`' for c in choices)}"
-        lines.append(f"| `{name}` | {_type_name(hint)} | {shown} | {_cell(help_text)} |")
+        shown_name = "select[].from" if name == "select[].parent" else name
+        lines.append(f"| `{shown_name}` | {_type_name(hint)} | {shown} | {_cell(help_text)} |")
     return lines
 
 
 def render() -> str:
-    from proxysel.cli.main import COMMANDS, build_parser
-
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {c.dest: c.help for c in sub._choices_actions}

@@ -8,6 +8,9 @@ import os
 import platform
 import sys
 
+from proxysel import __version__
+from proxysel.models.bundled import BUNDLED, cache_dir, is_available
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("env", help="print versions, threads, device and the bundled models found")
@@ -22,9 +25,6 @@ def _version(dist: str) -> str:
 
 
 def env_info() -> dict[str, str]:
-    from proxysel import __version__
-    from proxysel.models.bundled import BUNDLED, cache_dir, is_available
-
     info = {
         "proxysel": __version__,
         "python": sys.version.split()[0],

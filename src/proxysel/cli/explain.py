@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from proxysel import api
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="print the signals, rank, cluster and keep/drop reason of one example")
@@ -15,7 +17,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from proxysel import api
-
     sys.stdout.write(api.explain(args.run_dir, args.example_id, selection=args.selection))
     return 0

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from typing import Sequence
 
-from proxysel import __version__
+from proxysel import __version__, logs
+from proxysel.cli import bench, compare, demo, env, explain, report, run, score, select, train_proxy
 from proxysel.errors import ProxyselError
 
-#: command name -> module under proxysel.cli
+#: command name -> its module under proxysel.cli (``add_parser`` and the function it sets)
 COMMANDS = {
-    "score": "score",
-    "train-proxy": "train_proxy",
-    "select": "select",
-    "compare": "compare",
-    "env": "env",
-    "demo": "demo",
-    "report": "report",
-    "explain": "explain",
-    "run": "run",
-    "bench": "bench",
+    "score": score,
+    "train-proxy": train_proxy,
+    "select": select,
+    "compare": compare,
+    "env": env,
+    "demo": demo,
+    "report": report,
+    "explain": explain,
+    "run": run,
+    "bench": bench,
 }
 
 
@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"proxysel {__version__}")
     _add_verbosity(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in COMMANDS.items():
-        importlib.import_module(f"proxysel.cli.{module}").add_parser(sub)
+    for module in COMMANDS.values():
+        module.add_parser(sub)
     # -q/-v also after the command (`proxysel demo -q`); SUPPRESS keeps a global -q from being reset.
     for p in sub.choices.values():
         _add_verbosity(p, argparse.SUPPRESS)
@@ -48,8 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from proxysel import logs
-
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # argparse exits with code 2 on usage errors. Dotted FIELD=VALUE overrides may follow options

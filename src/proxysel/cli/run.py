@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from proxysel import api
 from proxysel.cli.common import add_overrides
+from proxysel.pipeline import describe
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,9 +25,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from proxysel import api
-    from proxysel.pipeline import describe
-
     out = api.run(args.config, args.overrides, overwrite=args.overwrite)
     print(describe(out))
     return 0

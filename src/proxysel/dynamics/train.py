@@ -51,68 +51,15 @@ from proxysel.dynamics.schedule import Plan, cosine_lr, micro_batches
 from proxysel.dynamics.state import latest_state, load_state, save_state, trainable_parameters
 from proxysel.engine import batch_token_losses, collate
 from proxysel.errors import UsageError
+from proxysel.options import TrainProxyConfig, TrainRecipe
 from proxysel.models.render import Encoded
 
 log = logging.getLogger(__name__)
 
-TRAIN_DTYPES = ("float32", "bfloat16")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of proxy training. Defaults: the official LP recipe."""
-
-    epochs: int = 3
-    """Training epochs n; P_0..P_n are recorded."""
-    checkpoints: int = 8
-    """S2L trajectory points: evenly spaced optimizer steps including step 0 and the last; 0: none."""
-    lr: float = 2e-5
-    """Peak learning rate."""
-    batch_size: int = 4
-    """Examples per micro-batch (one forward/backward)."""
-    grad_accum: int = 8
-    """Micro-batches per optimizer step; effective batch = batch_size x grad_accum."""
-    warmup_ratio: float = 0.03
-    """Share of all optimizer steps spent in linear warmup (rounded up)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay, applied to matrices only (not to norms and biases)."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping norm; 0 disables clipping."""
-    seed: int = 42
-    """Seeds the data order of every epoch (and torch's RNG for dropout, if the model has any)."""
-    dtype: str = "float32"
-    """float32, or bfloat16 (float32 weights and optimizer, bf16 autocast compute)."""
-    lora: bool = False
-    """Train LoRA adapters on every linear layer instead of all weights (needs peft)."""
-    lora_r: int = 16
-    lora_alpha: int = 32
-    online: bool = False
-    """Take P_1..P_n from the training forward passes instead of a pass after each epoch."""
-    batch_tokens: int = 8192
-    """Padded tokens per batch of the scoring passes (as in ``proxysel score``)."""
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "grad_accum", "batch_tokens", "lora_r", "lora_alpha"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.checkpoints < 0 or self.checkpoints == 1:
-            raise UsageError(f"checkpoints must be 0 (no trajectory) or >= 2 (step 0 ... last step), "
-                             f"got {self.checkpoints}")
-        if not self.lr > 0:
-            raise UsageError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise UsageError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise UsageError(f"weight_decay and max_grad_norm must be >= 0, got {self.weight_decay} "
-                             f"and {self.max_grad_norm}")
-        if self.dtype not in TRAIN_DTYPES:
-            raise UsageError(f"dtype for training must be one of {TRAIN_DTYPES} (float16 would need loss "
-                             f"scaling; use bfloat16), got {self.dtype!r}")
-
-    @property
-    def effective_batch(self) -> int:
-        return self.batch_size * self.grad_accum
+#: The hyper-parameters of the loop are ``proxysel.options.TrainProxyConfig`` (the ``train-proxy``
+#: options; the bench target's recipe is its base ``TrainRecipe``): declared once, with defaults,
+#: help and validation, and read here as they are.
+TrainConfig = TrainProxyConfig
 
 
 @dataclass
@@ -140,7 +87,7 @@ def seeded_rng(seed: int, device: Any) -> Iterator[None]:
         yield
 
 
-def add_lora(model: Any, config: TrainConfig) -> None:
+def add_lora(model: Any, config: TrainRecipe) -> None:
     """Inject LoRA adapters into every linear layer of ``model`` in place and freeze the rest.
 
     In place (not a PeftModel wrapper), so the model keeps its class and the scoring engine
@@ -162,7 +109,7 @@ def add_lora(model: Any, config: TrainConfig) -> None:
         p.requires_grad_("lora_" in name)
 
 
-def make_optimizer(model: Any, config: TrainConfig) -> Any:
+def make_optimizer(model: Any, config: TrainRecipe) -> Any:
     """AdamW over the trainable parameters; weight decay on matrices only."""
     import torch
 
@@ -178,7 +125,7 @@ def make_optimizer(model: Any, config: TrainConfig) -> Any:
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, fused=fused or None)
 
 
-def autocast(config: TrainConfig, device: Any) -> Any:
+def autocast(config: TrainRecipe, device: Any) -> Any:
     import torch
 
     if config.dtype == "bfloat16":
@@ -196,7 +143,7 @@ class BatchStats:
     example_loss: np.ndarray
 
 
-def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pad_id: int, config: TrainConfig,
+def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pad_id: int, config: TrainProxyConfig,
              device: Any, lengths: Sequence[int] | None = None, dist: Dist | None = None) -> BatchStats:
     """Accumulate into ``.grad`` the gradient of the per-token mean loss over the effective ``batch``.
 
@@ -217,7 +164,7 @@ def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pa
     """
     import torch
 
-    from proxysel.engine import _free_accelerator_memory, is_out_of_memory
+    from proxysel.engine import free_accelerator_memory, is_out_of_memory
 
     dist = dist or Dist()
     lengths = lengths if lengths is not None else [e.n_tokens for e in encoded]
@@ -250,7 +197,7 @@ def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pa
             size //= 2
             log.warning("out of memory in a training micro-batch; retrying the step with micro-batches of %d "
                         "examples (lower --batch-size and raise --grad-accum to avoid this)", size)
-            _free_accelerator_memory()
+            free_accelerator_memory()
     if dist.world > 1:
         dist.all_reduce_grads(list(trainable_parameters(model).values()))
         # One float64 vector: loss sum, token count, then each example's loss (0 on the ranks that did
@@ -275,7 +222,7 @@ def optimizer_step(optimizer: Any) -> None:
 
 # ---- the loop -----------------------------------------------------------------------------------
 
-def train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainConfig, plan: Plan,
+def train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainProxyConfig, plan: Plan,
           state_dir: str | Path, evaluate: Callable[[int], None],
           record_online: Callable[[int, np.ndarray], None] | None = None,
           save_checkpoint: Callable[[int], None] | None = None,
@@ -302,7 +249,7 @@ def train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainC
                       progress=progress, device=device, dist=dist or Dist())
 
 
-def _train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainConfig, plan: Plan,
+def _train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainProxyConfig, plan: Plan,
            state_dir: str | Path, evaluate: Callable[[int], None],
            record_online: Callable[[int, np.ndarray], None] | None,
            save_checkpoint: Callable[[int], None] | None, progress: Any, device: Any, dist: Dist) -> TrainLog:

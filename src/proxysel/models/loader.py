@@ -59,7 +59,7 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _folder_revision(folder: Path) -> str:
+def folder_revision(folder: Path) -> str:
     """A hash of a model folder: config plus the names, sizes and leading bytes of its weight files."""
     h = hashlib.sha256()
     for p in sorted(folder.iterdir()):
@@ -113,7 +113,7 @@ def resolve_model_path(spec: str) -> tuple[Path | str, str]:
             raise UsageError(f"model file not found: {p}")
         return dequantized_dir(p)
     if p.is_dir():
-        return p, _folder_revision(p)
+        return p, folder_revision(p)
     if p.exists():
         raise UsageError(f"--model {spec}: a file that is not .gguf; give a model folder, a .gguf file, "
                          f"a hub id or one of {sorted(BUNDLED)}")

@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
-from proxysel.selectors.base import ScoreTable, Selection, Selector, resolve_budget
-from proxysel.selectors.registry import available_selectors, get_selector, register_selector
+from proxysel.selectors.base import ScoreTable, Selection, Selector, parse_budget, resolve_budget
+from proxysel.selectors.registry import available_selectors, get_selector, param_fields, register_selector
 
-# Importing a selector module registers it.
+# Importing a selector module registers it, in the order the documentation lists them.
 from proxysel.selectors import (  # noqa: E402,F401  isort:skip
-    ask_llm, density, ifd, lp, random_sample, s2l, top,
+    random_sample, top, lp, s2l, density, ask_llm, ifd,
 )
 
-__all__ = ["ScoreTable", "Selection", "Selector", "available_selectors", "get_selector",
-           "register_selector", "resolve_budget"]
+__all__ = ["ScoreTable", "Selection", "Selector", "available_selectors", "get_selector", "param_fields",
+           "parse_budget", "register_selector", "resolve_budget"]

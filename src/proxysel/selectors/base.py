@@ -8,16 +8,22 @@ or inf, and rows marked ``truncated``, are never candidates; their reason says w
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable
 
 import numpy as np
+import pyarrow as pa
+
+from proxysel.cluster import kmeans
+from proxysel.options import FieldError, check_fields, option
+from proxysel.store.run import list_matrix
 
 __all__ = [
-    "EXCLUDED_INF", "EXCLUDED_NAN", "EXCLUDED_TRUNCATED", "RankingSelector", "ScoreTable",
-    "Selection", "Selector", "allocate_largest_remainder", "allocate_official", "resolve_budget",
+    "EXCLUDED_INF", "EXCLUDED_NAN", "EXCLUDED_TRUNCATED", "ClusterParams", "NoParams", "RankingParams",
+    "RankingSelector", "ScoreTable", "Selection", "Selector", "allocate_largest_remainder", "allocate_official",
+    "parse_budget", "resolve_budget",
 ]
 
 EXCLUDED_NAN = "excluded: signal is NaN"
@@ -27,37 +33,62 @@ EXCLUDED_TRUNCATED = "excluded: truncated"
 
 # --------------------------------------------------------------------------------------- budget
 
+BUDGET_HELP = "a fraction in (0, 1] or a count >= 1"
+
+
+def parse_budget(budget: Any) -> float | int:
+    """The one budget parser: ``0.1`` (or "0.1") -> a fraction, ``5000`` (or "5000", 5000.0) -> a count,
+    ``1.0`` -> the whole pool (a fraction). FieldError("budget") otherwise.
+
+    >>> parse_budget("0.1"), parse_budget(5000.0), parse_budget(1.0)
+    (0.1, 5000, 1.0)
+    """
+    value: Any = budget
+    if isinstance(budget, str):
+        text = budget.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                value = None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise FieldError("budget", f"must be {BUDGET_HELP}, got {budget!r}")
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if value.is_integer() and value > 1:
+            value = int(value)
+    else:
+        value = int(value)
+    if isinstance(value, float) and not (math.isfinite(value) and 0 < value <= 1):
+        raise FieldError("budget", f"must be {BUDGET_HELP}, got {budget!r}")
+    if isinstance(value, int) and value < 1:
+        raise FieldError("budget", f"must be {BUDGET_HELP}, got {budget!r}")
+    return value
+
 
 def resolve_budget(budget: float | int, n: int) -> int:
     """Turn ``--budget`` into a number of examples for a pool of ``n``.
 
-    budget: a fraction in (0, 1) -> ``round(budget * n)`` (halves round up), at least 1;
-            or an integer count >= 1 (an integral float such as ``5000.0`` counts too).
+    budget: a fraction in (0, 1] -> ``round(budget * n)`` (halves round up), at least 1 (1.0 is
+            the whole pool, as the official LP code allows 100%); or an integer count >= 1 (an
+            integral float above 1 such as ``5000.0`` counts too). Parsed by ``parse_budget``.
     n:      size of the candidate pool.
 
-    >>> resolve_budget(0.1, 52002), resolve_budget(300, 1000), resolve_budget(0.001, 10)
-    (5200, 300, 1)
+    >>> resolve_budget(0.1, 52002), resolve_budget(300, 1000), resolve_budget(0.001, 10), resolve_budget(1.0, 7)
+    (5200, 300, 1, 7)
     """
     if n < 1:
         raise ValueError(f"budget: the candidate pool is empty (n={n})")
-    if isinstance(budget, (bool, np.bool_)) or not isinstance(budget, (int, float, np.integer, np.floating)):
-        raise ValueError(f"budget must be a fraction in (0, 1) or an integer count >= 1, got {budget!r}")
-    if isinstance(budget, (int, np.integer)):
-        count = int(budget)
-    else:
-        value = float(budget)
-        if 0.0 < value < 1.0:
-            return max(1, math.floor(value * n + 0.5))
-        if value == 1.0:
-            raise ValueError("budget 1.0 is ambiguous: pass 1 for one example, or a fraction below 1")
-        if not (math.isfinite(value) and value.is_integer()):
-            raise ValueError(f"budget must be a fraction in (0, 1) or an integer count >= 1, got {budget!r}")
-        count = int(value)
-    if count < 1:
-        raise ValueError(f"budget must be a fraction in (0, 1) or an integer count >= 1, got {budget!r}")
-    if count > n:
-        raise ValueError(f"budget {count} is larger than the candidate pool ({n} examples)")
-    return count
+    if isinstance(budget, str):  # text is parsed once, where it is read (parse_budget)
+        raise FieldError("budget", f"must be {BUDGET_HELP}, got {budget!r}")
+    value = parse_budget(budget)
+    if isinstance(value, float):
+        return max(1, math.floor(value * n + 0.5))
+    if value > n:
+        raise ValueError(f"budget {value} is larger than the candidate pool ({n} examples)")
+    return value
 
 
 def allocate_largest_remainder(sizes: np.ndarray, budget: int, *, over: bool = False) -> np.ndarray:
@@ -115,11 +146,14 @@ class ScoreTable:
     truncated: bool (n,): the response was fully truncated away. Such rows are left out unless a
                selector is built with ``include_truncated=True``. ``None`` takes the
                ``truncated`` column if there is one, else all False.
+    reference: the reference set's own table (its ids, vector columns and a str ``group`` column)
+               for selectors that read one (``needs_reference``); None when there is none.
     """
 
     ids: list[str]
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     truncated: np.ndarray | None = None
+    reference: "ScoreTable | None" = None
 
     def __post_init__(self) -> None:
         self.ids = list(self.ids)
@@ -155,6 +189,12 @@ class ScoreTable:
     def n(self) -> int:
         return len(self.ids)
 
+    def take(self, rows: np.ndarray) -> "ScoreTable":
+        """The table of the given row indices (in that order), e.g. a parent selection's kept rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return ScoreTable(ids=[self.ids[i] for i in rows], columns={k: v[rows] for k, v in self.columns.items()},
+                          truncated=self.truncated[rows], reference=self.reference)
+
     def column(self, name: str) -> np.ndarray:
         """The column ``name``; a clear error naming the columns there are if it is missing."""
         try:
@@ -165,9 +205,8 @@ class ScoreTable:
 
     @classmethod
     def from_arrow(cls, table: Any, id_column: str = "id") -> "ScoreTable":
-        """Build from a pyarrow Table such as ``scores.parquet``: list columns become 2-D arrays."""
-        import pyarrow as pa
-
+        """Build from a pyarrow Table such as ``scores.parquet``: list columns become 2-D arrays
+        (``store.run.list_matrix``: null rows NaN, rows of different lengths an error)."""
         ids = [str(v) for v in table.column(id_column).to_pylist()]
         columns: dict[str, np.ndarray] = {}
         for name in table.column_names:
@@ -176,7 +215,7 @@ class ScoreTable:
             col = table.column(name).combine_chunks()
             if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) \
                     or pa.types.is_fixed_size_list(col.type):
-                columns[name] = _list_column(name, col)
+                columns[name] = list_matrix(col, name)
             elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
                 columns[name] = np.asarray(col.to_pylist(), dtype=object)
             elif pa.types.is_floating(col.type):
@@ -184,24 +223,6 @@ class ScoreTable:
             else:
                 columns[name] = col.to_numpy(zero_copy_only=False)
         return cls(ids=ids, columns=columns)
-
-
-def _list_column(name: str, col: Any) -> np.ndarray:
-    """A pyarrow list column of equal-length float lists as float64 (n, length); null -> NaN row."""
-    import pyarrow.compute as pc
-
-    n = len(col)
-    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-    valid = ~np.isnan(lengths) if lengths.dtype.kind == "f" else np.ones(n, dtype=bool)
-    widths = np.unique(lengths[valid]).astype(np.int64)
-    if len(widths) > 1:
-        raise ValueError(f"score table: list column '{name}' has rows of different lengths "
-                         f"({', '.join(map(str, widths[:5]))})")
-    width = int(widths[0]) if len(widths) else 0
-    flat = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.float64)
-    out = np.full((n, width), np.nan)
-    out[valid] = flat.reshape(-1, width) if width else flat.reshape(0, 0)
-    return out
 
 
 @dataclass
@@ -301,19 +322,51 @@ def format_value(v: float) -> str:
     return f"{v:.4g}"
 
 
-class Selector:
-    """Base class: parameters in ``__init__``, all work in ``select``.
+@dataclass(frozen=True)
+class NoParams:
+    """The parameters of a selector that takes none."""
 
-    Subclasses are registered with ``@register_selector("name")`` and list the columns they read in
-    ``required_columns``; rows where one of them is NaN/inf are excluded.
+
+class Selector:
+    """Base class: parameters in ``__init__``, all work in ``select`` (scikit-learn style).
+
+    A subclass is registered with ``@register_selector("name")`` and declares, for everyone else to
+    ask (config validation, the command line, ``run`` preflight, ``bench``, the report):
+
+    - ``Params``: a frozen dataclass of ``option`` fields, its parameters with their defaults, help
+      text and checks; ``Selector(**params)`` builds and validates it and sets each field as an
+      attribute;
+    - ``reads()``: the columns it needs (score columns and vector sets such as ``embedding``);
+    - ``required_columns()``: those of them whose NaN/inf rows are left out;
+    - ``needs_reference``: it reads the reference set (``ScoreTable.reference``);
+    - ``stratify_field()``: the record field it splits the budget by, if any.
     """
 
     name: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+    needs_reference: ClassVar[bool] = False
     include_truncated: bool = False
+
+    def __init__(self, **params: Any) -> None:
+        self.params = self.Params(**params)
+        for f in dataclasses.fields(self.params):
+            setattr(self, f.name, getattr(self.params, f.name))
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls.Params)]
 
     def required_columns(self) -> tuple[str, ...]:
         """Signal columns whose NaN/inf rows are excluded from the candidates."""
         return ()
+
+    def reads(self) -> tuple[str, ...]:
+        """Every column the selector reads from the run (the required ones, plus e.g. ``cluster``)."""
+        return self.required_columns()
+
+    def stratify_field(self) -> str | None:
+        """The input records' field the budget is split by (None: no stratification)."""
+        return None
 
     def select(self, table: ScoreTable, budget: float | int, *, seed: Any = 0) -> Selection:
         """Pick ``budget`` examples of ``table``. ``seed`` (int or Generator) drives every random
@@ -321,16 +374,8 @@ class Selector:
         raise NotImplementedError
 
     def get_params(self) -> dict[str, Any]:
-        """The constructor parameters and their values (saved in the manifest)."""
-        names: list[str] = []
-        skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-        for klass in type(self).__mro__:
-            init = klass.__dict__.get("__init__")
-            if init is None or klass is object:
-                continue
-            names += [p.name for p in inspect.signature(init).parameters.values()
-                      if p.name != "self" and p.kind not in skip and p.name not in names]
-        return {p: getattr(self, p) for p in names}
+        """The parameters and their values (saved in the selection's meta)."""
+        return dataclasses.asdict(self.params)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -424,8 +469,6 @@ class ClusterMixin:
 
     def _kmeans(self, table: ScoreTable, rows: np.ndarray, k: int, rng: np.random.Generator,
                 notes: list[str]) -> np.ndarray:
-        from proxysel.cluster import kmeans
-
         feats = table.column(self.cluster_features)
         if feats.ndim != 2:
             raise ValueError(f"{self.name}: column '{self.cluster_features}' must be 2-D "
@@ -435,7 +478,44 @@ class ClusterMixin:
         if k > len(rows):
             notes.append(f"k={k} lowered to the {len(rows)} rows clustered")
             k = len(rows)
-        return kmeans(x, k, seed=rng, n_iter=self.kmeans_iter)
+        return kmeans(x, k, seed=rng, n_iter=self.kmeans_iter, backend=getattr(self, "kmeans", "auto"))
+
+
+KMEANS_BACKENDS = ("numpy", "sklearn", "faiss")
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    """What every clustered selector shares: how the clusters are made."""
+
+    clusters: int | None = option(None, "k-means clusters K (lp/lp_app: over the embeddings, default 100; s2l: over "
+                                        "the trajectories, default 100); null: the scores' own cluster column",
+                                  minimum=1)
+    cluster_features: str = option("embedding", "the 2-D column k-means reads (embedding, trajectory, ...)")
+    kmeans: str = option("numpy", "k-means backend: numpy (proxysel's, seeded), sklearn (KMeans, k-means++ as "
+                                  "the official LP code) or faiss (as the official S2L code)", choices=KMEANS_BACKENDS)
+    kmeans_iter: int = option(20, "Lloyd iterations of k-means", minimum=1)
+    include_truncated: bool = option(False, "let fully truncated examples compete (their signal must still be "
+                                            "finite; default: left out)")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class RankingParams(ClusterParams):
+    """The parameters of every ``RankingSelector``."""
+
+    within_clusters: bool = option(False, "rank inside clusters, the budget split in proportion to their size "
+                                          "(with clusters: K over cluster_features)", negative="--global")
+    rounding: str = option("exact", "exact: the budget is met exactly (largest remainders across clusters); "
+                                    "official: ceil(n_c / round(100/pct)) per cluster, as Small2Large's subset.py",
+                           choices=("exact", "official"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.clusters is not None and not self.within_clusters:
+            raise FieldError("clusters", f"(={self.clusters}) only applies with within_clusters=True")
 
 
 class RankingSelector(ClusterMixin, Selector):
@@ -445,43 +525,22 @@ class RankingSelector(ClusterMixin, Selector):
 
     Subclasses set ``signal`` (the column read, or None) and implement ``_order``.
 
-    Shared parameters:
-      within_clusters: rank inside every cluster instead of over the whole pool.
-      clusters:        None: use the table's ``cluster`` column; K: k-means with K clusters on
-                       ``cluster_features`` (seeded by ``seed``).
-      cluster_features: the 2-D column k-means reads (default ``embedding``).
-      rounding:        "exact" (default): largest-remainder allocation, the budget is met exactly;
-                       "official": ``ceil(n_c / round(100/pct))`` per cluster, as Small2Large's
-                       ``subset.py`` (more than the budget).
-      kmeans_iter:     Lloyd iterations.
-      include_truncated: let truncated rows compete (their signal must still be finite).
+    Its parameters are ``RankingParams`` (within_clusters, clusters, cluster_features, kmeans,
+    kmeans_iter, rounding, include_truncated); k-means is seeded by ``seed``.
     """
 
     signal: str | None = None
-
-    def __init__(self, *, within_clusters: bool = False, clusters: int | None = None,
-                 cluster_features: str = "embedding", rounding: str = "exact", kmeans_iter: int = 20,
-                 include_truncated: bool = False) -> None:
-        self.within_clusters = within_clusters
-        self.clusters = clusters
-        self.cluster_features = cluster_features
-        self.rounding = rounding
-        self.kmeans_iter = kmeans_iter
-        self.include_truncated = include_truncated
-        self._validate_common()
-
-    def _validate_common(self) -> None:
-        if self.rounding not in ("exact", "official"):
-            raise ValueError(f"rounding must be 'exact' or 'official', got {self.rounding!r}")
-        check_int("clusters", self.clusters, 1, optional=True)
-        if self.clusters is not None and not self.within_clusters:
-            raise ValueError(f"clusters={self.clusters} only applies with within_clusters=True")
+    Params = RankingParams
 
     def required_columns(self) -> tuple[str, ...]:
         cols = (self.signal,) if self.signal else ()
         if self.within_clusters and self.clusters is not None:
             cols += (self.cluster_features,)  # k-means needs finite features
         return cols
+
+    def reads(self) -> tuple[str, ...]:
+        uses_column = self.within_clusters and self.clusters is None
+        return self.required_columns() + (("cluster",) if uses_column else ())
 
     @property
     def label(self) -> str:

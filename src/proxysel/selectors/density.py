@@ -13,9 +13,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from proxysel.selectors.base import (RankingSelector, ScoreTable, Selection, allocate_largest_remainder,
+from dataclasses import dataclass
+
+from proxysel.options import option
+from proxysel.selectors.base import (RankingParams, RankingSelector, ScoreTable, Selection, allocate_largest_remainder,
                                      format_value, resolve_budget, split_rngs)
 from proxysel.selectors.registry import register_selector
+
+
+@dataclass(frozen=True)
+class DensityParams(RankingParams):
+    with_replacement: bool = option(False, "density: sample with replacement (a count budget counts draws)")
 
 
 @register_selector("density")
@@ -37,9 +45,7 @@ class DensitySelector(RankingSelector):
 
     signal = "density"
 
-    def __init__(self, with_replacement: bool = False, **options) -> None:
-        self.with_replacement = bool(with_replacement)
-        super().__init__(**options)
+    Params = DensityParams
 
     @staticmethod
     def _check_positive(values: np.ndarray) -> None:

@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from proxysel.selectors.base import RankingSelector, ScoreTable, format_value
+from dataclasses import dataclass
+
+from proxysel.options import option
+from proxysel.selectors.base import RankingParams, RankingSelector, ScoreTable, format_value
 from proxysel.selectors.registry import register_selector
 
 ON_SHORT = ("error", "keep")
+
+
+@dataclass(frozen=True)
+class IFDParams(RankingParams):
+    signal: str = option("ifd", "ifd: the perplexity ratio (ifd, Superfiltering) or the loss ratio (ifd_loss, "
+                                "Cherry LLM)", choices=("ifd", "ifd_loss"))
+    on_short: str = option("error", "ifd: when fewer than the budget have IFD < 1: error, or keep them all",
+                           choices=ON_SHORT)
 
 
 @register_selector("ifd")
@@ -31,14 +42,7 @@ class IFDSelector(RankingSelector):
     ['c', 'd']
     """
 
-    def __init__(self, signal: str = "ifd", on_short: str = "error", **options) -> None:
-        if signal not in ("ifd", "ifd_loss"):
-            raise ValueError(f"signal must be 'ifd' or 'ifd_loss', got {signal!r}")
-        if on_short not in ON_SHORT:
-            raise ValueError(f"on_short must be one of {ON_SHORT}, got {on_short!r}")
-        self.signal = signal
-        self.on_short = on_short
-        super().__init__(**options)
+    Params = IFDParams
 
     def _filter(self, table: ScoreTable, candidates: np.ndarray, reason: list[str]) -> np.ndarray:
         values = table.column(self.signal)

@@ -11,17 +11,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from proxysel.selectors.base import RankingSelector
+from dataclasses import dataclass
+
+from proxysel.options import option
+from proxysel.selectors.base import RankingParams, RankingSelector
 from proxysel.selectors.registry import register_selector
 
 
+@dataclass(frozen=True)
+class LPParams(RankingParams):
+    """The Small2Large defaults: ranked inside 100 k-means clusters of the sentence embeddings."""
+
+    within_clusters: bool = option(True, "rank inside clusters (false: one global cut, no embeddings needed)",
+                                   negative="--global")
+    clusters: int | None = option(100, "k-means clusters K over cluster_features (the official code: 1,000 on "
+                                       "Alpaca); null: the scores' own cluster column", minimum=1)
+
+    def __post_init__(self) -> None:
+        if not self.within_clusters and self.clusters is not None:
+            object.__setattr__(self, "clusters", None)  # the global cut needs no clusters
+        super().__post_init__()
+
+
 class _LearningPercentage(RankingSelector):
-    def __init__(self, *, within_clusters: bool = True, clusters: int | None = None,
-                 cluster_features: str = "embedding", rounding: str = "exact", kmeans_iter: int = 20,
-                 include_truncated: bool = False) -> None:
-        super().__init__(within_clusters=within_clusters, clusters=clusters,
-                         cluster_features=cluster_features, rounding=rounding,
-                         kmeans_iter=kmeans_iter, include_truncated=include_truncated)
+    Params = LPParams
 
     def _order(self, values: np.ndarray | None, m: int, rng: np.random.Generator) -> np.ndarray:
         return np.argsort(values, kind="stable")
@@ -31,13 +44,13 @@ class _LearningPercentage(RankingSelector):
 class LPSelector(_LearningPercentage):
     """Clustered, lowest ``lp`` (LP(1)) first.
 
-    clusters: None uses the table's ``cluster`` column; K runs k-means (K clusters) on the
-    ``embedding`` column. ``within_clusters=False`` gives the global cut (no clusters).
+    clusters: K runs k-means (K clusters, default 100) on the ``embedding`` column; None uses the
+    table's ``cluster`` column. ``within_clusters=False`` gives the global cut (no clusters).
 
     >>> from proxysel.selectors.base import ScoreTable
     >>> t = ScoreTable(ids=list("abcd"), columns={"lp": np.array([0.9, 0.1, 0.5, 0.2]),
     ...                                           "cluster": np.array([0, 0, 1, 1])})
-    >>> LPSelector().select(t, 2).selected_ids
+    >>> LPSelector(clusters=None).select(t, 2).selected_ids
     ['b', 'd']
     """
 

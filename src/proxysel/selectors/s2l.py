@@ -24,9 +24,26 @@ from typing import Any
 
 import numpy as np
 
-from proxysel.selectors.base import (ClusterMixin, ScoreTable, Selection, Selector, check_int,
-                                     cluster_column, split_rngs)
+from dataclasses import dataclass
+
+from proxysel.options import option
+from proxysel.selectors.base import (ClusterMixin, ClusterParams, ScoreTable, Selection, Selector, cluster_column,
+                                     split_rngs)
 from proxysel.selectors.registry import register_selector
+
+
+@dataclass(frozen=True)
+class S2LParams(ClusterParams):
+    """The official S2L defaults (schedules/s2l.py): k = 100 over the loss trajectories, clusters of
+    <= 2 members set aside, 20 Lloyd iterations."""
+
+    clusters: int | None = option(100, "k-means clusters K over cluster_features (default 100, the paper's); "
+                                       "null: the scores' own cluster column", minimum=1)
+    cluster_features: str = option("trajectory", "the 2-D column k-means reads (the loss trajectories)")
+    stratify: str | None = option(None, "s2l: split the budget by this record field first (e.g. source), "
+                                        "smallest group first, as the official code")
+    set_aside: int = option(2, "s2l: clusters of at most this many members only fill the remainder (official: "
+                               "2)", minimum=0)
 
 
 @register_selector("s2l")
@@ -44,20 +61,17 @@ class S2LSelector(ClusterMixin, Selector):
     rank is the draw order inside the row's cluster (inside the set-aside pool for its members).
     """
 
-    def __init__(self, clusters: int | None = 100, cluster_features: str = "trajectory",
-                 stratify: str | None = None, set_aside: int = 2, kmeans_iter: int = 20,
-                 include_truncated: bool = False) -> None:
-        check_int("clusters", clusters, 1, optional=True)
-        check_int("set_aside", set_aside, 0)
-        self.clusters = clusters
-        self.cluster_features = cluster_features
-        self.stratify = stratify
-        self.set_aside = set_aside
-        self.kmeans_iter = kmeans_iter
-        self.include_truncated = include_truncated
+    Params = S2LParams
 
     def required_columns(self) -> tuple[str, ...]:
         return (self.cluster_features,) if self.clusters is not None else ()
+
+    def reads(self) -> tuple[str, ...]:
+        extra = ("cluster",) if self.clusters is None else ()
+        return self.required_columns() + extra
+
+    def stratify_field(self) -> str | None:
+        return self.stratify
 
     def select(self, table: ScoreTable, budget: float | int, *, seed: Any = 0) -> Selection:
         cluster_rng, rng = split_rngs(seed)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from proxysel.selectors.base import RankingSelector
+from dataclasses import dataclass
+
+from proxysel.options import FieldError, option
+from proxysel.selectors.base import RankingParams, RankingSelector
 from proxysel.selectors.registry import register_selector
 
 ORDERS = ("low", "high", "middle")
@@ -33,6 +36,17 @@ def order_by(values: np.ndarray, order: str) -> np.ndarray:
     return ascending[np.argsort(centre_distance, kind="stable")]
 
 
+@dataclass(frozen=True)
+class TopParams(RankingParams):
+    signal: str = option("ppl", "top: the score column to rank by (ppl: the P_0 perplexity baseline)")
+    order: str = option("low", "top: low, high, or middle (the band centred on the median)", choices=ORDERS)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.signal:
+            raise FieldError("signal", "must be a column name")
+
+
 @register_selector("top")
 class TopSelector(RankingSelector):
     """Keep the candidates with the lowest, highest or middle values of one signal.
@@ -47,14 +61,7 @@ class TopSelector(RankingSelector):
     ['c', 'd', 'e']
     """
 
-    def __init__(self, signal: str = "ppl", order: str = "low", **options) -> None:
-        if order not in ORDERS:
-            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-        if not isinstance(signal, str) or not signal:
-            raise ValueError(f"signal must be a column name, got {signal!r}")
-        self.signal = signal
-        self.order = order
-        super().__init__(**options)
+    Params = TopParams
 
     def _order(self, values: np.ndarray | None, m: int, rng: np.random.Generator) -> np.ndarray:
         return order_by(values, self.order)

@@ -22,7 +22,9 @@ import numpy as np
 
 from proxysel.data.example import Pool
 from proxysel.data.text import conversation_text
-from proxysel.signals.base import ScoreOptions, load_lm, model_fingerprint, register_signal, run_sharded
+from proxysel.engine import backbone_and_head, batched_with_backoff
+from proxysel.errors import UsageError
+from proxysel.signals.base import Signal, register_signal
 
 PROMPT = """###
 {example}
@@ -89,9 +91,7 @@ def next_token_probs(model: Any, batch_ids: list[list[int]], pad_id: int) -> Any
     """Softmax over the vocabulary at the last position of each sequence: float32 (b, vocab)."""
     import torch
 
-    from proxysel.engine import _backbone_and_head
-
-    base, head, cap = _backbone_and_head(model)
+    base, head, cap = backbone_and_head(model)
     t = max(len(x) for x in batch_ids)
     ids = torch.full((len(batch_ids), t), pad_id, dtype=torch.long)
     att = torch.zeros_like(ids)
@@ -108,21 +108,25 @@ def next_token_probs(model: Any, batch_ids: list[list[int]], pad_id: int) -> Any
 
 
 @register_signal("ask_llm")
-def run_ask_llm_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
-    def setup(device: str | None) -> Any:
-        lm = load_lm(opts.judge, opts, device)
+class AskLLMSignal(Signal):
+    """P("yes") of ``score.judge`` asked the paper's question about every example."""
+
+    columns = ("ask_llm", "ask_llm_detail")
+    model_option = "judge"
+
+    def fingerprint(self, pool: Pool, upstream: dict[str, Any]) -> dict[str, Any]:
+        return {**super().fingerprint(pool, upstream), "prompt": PROMPT}
+
+    def setup(self, device: str | None) -> Any:
+        lm = self.load_lm(device)
         yes, no = answer_tokens(lm.tokenizer, "yes"), answer_tokens(lm.tokenizer, "no")
         if not yes:
-            from proxysel.errors import UsageError
+            raise UsageError(f"judge {self.model}: no variant of 'yes' is a single token of its vocabulary")
+        return lm, JudgePrompter(lm.tokenizer, self.config.max_length), yes, no
 
-            raise UsageError(f"judge {opts.judge}: no variant of 'yes' is a single token of its vocabulary")
-        return lm, JudgePrompter(lm.tokenizer, opts.max_length), yes, no
-
-    def compute(state: Any, examples: list, bar: Any) -> Any:
+    def compute(self, state: Any, examples: list, bar: Any) -> Any:
         import pyarrow as pa
         import torch
-
-        from proxysel.engine import batched_with_backoff
 
         lm, prompter, yes, no = state
         all_ids = [prompter.ids(conversation_text(e)) for e in examples]
@@ -138,14 +142,10 @@ def run_ask_llm_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
             bar.update(len(idx), sum(len(all_ids[i]) for i in idx))
 
         with torch.inference_mode():
-            batched_with_backoff([len(x) for x in all_ids], opts.batch_tokens, run_batch, what="an ask_llm")
+            batched_with_backoff([len(x) for x in all_ids], self.config.batch_tokens, run_batch,
+                                 what="an ask_llm")
         return pa.table({
             "id": pa.array([e.id for e in examples], pa.string()),
             "ask_llm": pa.array(score, pa.float64()),
             "ask_llm_detail": pa.array(detail, pa.string()),
         })
-
-    fp = model_fingerprint(pool, opts.judge, opts, prompt=PROMPT)
-    run_sharded(run, pool, stage_name="ask_llm", fingerprint=fp, shard_size=opts.shard_size, setup=setup,
-                compute=compute, desc=f"ask_llm [{opts.judge}]", backend=opts.make_backend(),
-                device=opts.device)

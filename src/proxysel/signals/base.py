@@ -1,166 +1,177 @@
-"""What every signal stage shares: options, a registry, and the resumable shard loop."""
+"""Signals: one registered class per signal, each saying what it writes and what it needs.
+
+A signal is a per-example score a model gives the pool (``loss``, ``ifd``, ``ask_llm``,
+``embedding``, ``density``, ... and the columns ``train-proxy`` records: ``lp``, ``lp_app``,
+``ppl_epoch``, ``trajectory``). Its class declares, and everyone else asks the registry:
+
+- ``columns``:      what it writes: ``scores.parquet`` columns, or with ``vectors`` the vector set
+                    of its own name (``embedding`` -> ``embeddings.parquet``);
+- ``command``:      the command that computes it (``score`` or ``train-proxy``), for ``--signals``
+                    and for the hint a selector gives when one of its columns is missing;
+- ``model_option``: the ``score`` option that names its model (``model``, ``judge``, ``embedder``);
+- ``requires``:     signals whose output it reads (``density`` reads ``embedding``);
+- ``needs_reference``: it scores the pool against a reference set (CoLoR, RDS+).
+
+A ``score`` signal computes shard by shard (``setup(device)`` once per worker, then
+``compute(state, examples, bar)`` per shard; ``proxysel.stages.sharded`` runs them resumably on
+either backend), or, with ``sharded = False``, all at once from the outputs of ``requires``
+(``compute_all``). Its ``fingerprint`` keys the stage: the same fingerprint resumes it.
+
+    @register_signal("my_signal")
+    class MySignal(Signal):
+        columns = ("my_signal",)
+        def setup(self, device): ...
+        def compute(self, state, examples, bar): ...   # -> pa.Table(id, my_signal)
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any, Callable, ClassVar, TypeVar
 
 from proxysel.data.example import Example, Pool
-from proxysel.errors import ProxyselError
+from proxysel.options import RuntimeConfig, did_you_mean
 
-log = logging.getLogger(__name__)
+__all__ = ["Signal", "available_signals", "get_signal", "producer_of", "register_signal", "score_signals"]
+
+_REGISTRY: dict[str, type["Signal"]] = {}
+S = TypeVar("S", bound=type)
 
 
-@dataclass(frozen=True)
-class ScoreOptions:
-    """Options of ``proxysel score``; each signal reads the ones it needs.
+def register_signal(name: str) -> Callable[[S], S]:
+    """Class decorator: make the signal class available as ``name`` (``--signals name``)."""
 
-    model: proxy for ``loss`` and ``ifd``. judge: Ask-LLM judge. embedder: ``embedding``.
-    max_length: tokens per example (right truncation). batch_tokens: padded tokens per batch.
-    shard_size: examples per resumable shard. density_*: the LSH sketch (see signals/density.py).
-    backend: ``local`` or ``ray`` (see ``proxysel.backends``); ray_address, ray_actors and
-    ray_cpus_per_actor configure the Ray one. None of them changes a result, so none is part of
-    a stage fingerprint: a run started on one backend resumes on the other.
+    def decorate(cls: S) -> S:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"signal '{name}' is already registered by {_REGISTRY[name].__qualname__}")
+        if not getattr(cls, "columns", None):
+            raise ValueError(f"signal '{name}' declares no columns")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def get_signal(name: str) -> type["Signal"]:
+    """The signal class registered as ``name``."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown signal '{name}'; available: {', '.join(available_signals())}"
+                         f"{did_you_mean(name, _REGISTRY)}") from None
+
+
+def available_signals(command: str | None = None) -> list[str]:
+    """Registered signal names in registration order, optionally only those ``command`` computes."""
+    return [n for n, c in _REGISTRY.items() if command is None or c.command == command]
+
+
+def score_signals() -> list[str]:
+    """The signals ``proxysel score --signals`` takes."""
+    return available_signals("score")
+
+
+def producer_of(column: str) -> type["Signal"] | None:
+    """The signal that writes ``column`` (a scores.parquet column or a vector set), or None."""
+    for cls in _REGISTRY.values():
+        if column in cls.columns:
+            return cls
+    return None
+
+
+class Signal:
+    """Base class; see the module docstring. Instances hold the score config and the runtime.
+
+    config:    the ``score`` section (``proxysel.signals.config.ScoreConfig``): model names,
+               max_length, dtype, template, batch_tokens and the signals' own sub-sections.
+    runtime:   where the work runs (device, shard_size, backend).
+    reference: the reference set (a Pool) for ``needs_reference`` signals, else None.
     """
 
-    model: str = "smollm2-135m"
-    judge: str = "smollm2-135m"
-    embedder: str = "minilm"
-    max_length: int = 512
-    batch_tokens: int = 8192
-    dtype: str = "float32"
-    template: str = "auto"
-    shard_size: int = 256
-    device: str | None = None
-    trust_remote_code: bool = False
-    allow_pickle: bool = False
-    density: dict[str, Any] = field(default_factory=dict)
-    backend: str = "local"
-    ray_address: str | None = None
-    ray_actors: int | None = None
-    ray_cpus_per_actor: int | None = None
+    name: ClassVar[str] = ""
+    columns: ClassVar[tuple[str, ...]] = ()
+    vectors: ClassVar[bool] = False
+    command: ClassVar[str] = "score"
+    model_option: ClassVar[str | None] = "model"
+    requires: ClassVar[tuple[str, ...]] = ()
+    needs_reference: ClassVar[bool] = False
+    sharded: ClassVar[bool] = True
+    #: how the command line makes it, for error messages (``{data}`` and ``{run}`` are filled in)
+    hint: ClassVar[str] = ""
 
-    def make_backend(self) -> Any:
-        from proxysel.backends import make_backend
+    def __init__(self, config: Any, runtime: RuntimeConfig | None = None, reference: Pool | None = None) -> None:
+        self.config = config
+        self.runtime = runtime or RuntimeConfig()
+        self.reference = reference
 
-        return make_backend(self.backend, address=self.ray_address, actors=self.ray_actors,
-                            cpus_per_actor=self.ray_cpus_per_actor)
+    # -- what it is ------------------------------------------------------------------------------
 
+    @property
+    def model(self) -> str | None:
+        """The model this signal loads (the value of its ``model_option``), or None."""
+        return getattr(self.config, self.model_option) if self.model_option else None
 
-#: signal name -> stage function(run, pool, opts)
-SIGNALS: dict[str, Callable[..., None]] = {}
+    @classmethod
+    def provided_by(cls, config: Any) -> bool:
+        """Whether the command's config (a ScoreConfig, or a TrainProxyConfig for train-proxy signals)
+        computes this signal. Score signals: when listed; train-proxy ones: always, unless they say."""
+        if cls.command == "score":
+            return cls.name in config.signals
+        return True
 
+    @classmethod
+    def how_to_make(cls, data: str = "DATA", run: str = "RUN") -> str:
+        """The command that computes this signal, e.g. ``proxysel score DATA --signals ifd --out RUN``."""
+        if cls.hint:
+            return cls.hint.format(data=data, run=run)
+        signals = ",".join((*cls.requires, cls.name))
+        ref = " --reference REF" if cls.needs_reference else ""
+        return f"proxysel score {data} --signals {signals}{ref} --out {run}"
 
-def register_signal(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    def deco(fn: Callable[..., None]) -> Callable[..., None]:
-        SIGNALS[name] = fn
-        return fn
+    def fingerprint(self, pool: Pool, upstream: dict[str, Any]) -> dict[str, Any]:
+        """What the results depend on; the stage resumes only under the same fingerprint.
 
-    return deco
+        upstream: the fingerprints of the stages named in ``requires``.
+        """
+        from proxysel.models.loader import resolve_model_path
 
+        _, revision = resolve_model_path(self.model)
+        c = self.config
+        fp = {"data": pool.fingerprint, "model": self.model, "revision": revision, "max_length": c.max_length,
+              "template": c.template, "dtype": c.dtype, "shard_size": self.runtime.shard_size}
+        if self.reference is not None:
+            fp["reference"] = self.reference.fingerprint
+        return fp
 
-def shards(n: int, shard_size: int) -> list[range]:
-    return [range(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+    def stage_info(self) -> dict[str, Any]:
+        """Extra facts for the stage's manifest entry (the parameters a reader wants to see)."""
+        return {}
 
+    # -- how it is computed ----------------------------------------------------------------------
 
-def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str, Any], shard_size: int,
-                setup: Callable[[str | None], Any], compute: Callable[[Any, list[Example], Any], Any], desc: str,
-                merge: bool = True, backend: Any = None, device: str | None = None) -> Any:
-    """Compute a per-example stage shard by shard, resumably, and merge it into scores.parquet.
+    def setup(self, device: str | None) -> Any:
+        """Load the models (once per worker); ``device`` None means the runtime's default."""
+        raise NotImplementedError(f"signal '{self.name}' is computed by {self.command}, not by score")
 
-    setup(device) -> state: loads models; called once per worker, only if some shard is left.
-    compute(state, examples, bar) -> pa.Table with an ``id`` column and one row per example
-    (and ``n_tokens`` when it knows them, for tokens/s). backend: where the shards are computed
-    (``proxysel.backends``; default local); device: passed to ``setup`` (None: the backend's
-    default). Shard planning, writing and merging happen here, in the driver, whatever the
-    backend, so the run directory is the same. Returns the merged stage table.
-    """
-    from proxysel.backends.local import LocalBackend
-    from proxysel.progress import Progress
+    def compute(self, state: Any, examples: list[Example], bar: Any) -> Any:
+        """pa.Table with an ``id`` column (one row per example, in order) and the signal's columns."""
+        raise NotImplementedError(f"signal '{self.name}' is computed by {self.command}, not by score")
 
-    backend = backend or LocalBackend()
-    stage = run.stage(stage_name, fingerprint)
-    parts = shards(len(pool.examples), shard_size)
-    todo = [k for k in range(len(parts)) if not stage.shard_done(k)]
-    t0 = time.perf_counter()
-    tokens = 0
-    workers: dict[str, dict[str, Any]] = {}
-    if todo:
-        jobs = [(k, [pool.examples[i] for i in parts[k]]) for k in todo]
-        expected = {k: [e.id for e in examples] for k, examples in jobs}
-        with Progress(sum(len(parts[k]) for k in todo), desc=desc) as bar:
-            for k, table, worker in backend.map_shards(jobs, setup=setup, compute=compute, device=device, bar=bar):
-                if table.column("id").to_pylist() != expected.pop(k, None):
-                    raise ProxyselError(f"stage {stage_name}: shard {k} came back with other ids than were sent")
-                if "n_tokens" in table.column_names:
-                    tokens += int(np.asarray(table.column("n_tokens")).sum())
-                stage.write_shard(k, table)
-                workers.setdefault(json.dumps(worker, sort_keys=True), worker)
-        if expected:
-            raise ProxyselError(f"stage {stage_name}: shards {sorted(expected)[:10]} never came back")
-    elapsed = time.perf_counter() - t0
-    table = stage.read_shards()
-    if merge:
-        run.merge_scores(table)
-    info = {"seconds": round(elapsed, 3), "shards_computed": len(todo), "shards": len(parts),
-            "examples": table.num_rows}
-    if todo:
-        info["backend"] = {**backend.describe(), "workers": list(workers.values())}
-    if "truncated" in table.column_names:
-        info["truncated"] = int(np.asarray(table.column("truncated")).sum())
-    non_finite = count_non_finite(table)
-    if non_finite:
-        # Flagged here and in the manifest; selectors never pick such rows (selection.parquet says why).
-        info["non_finite"] = non_finite
-        log.warning("%s: NaN or inf values (truncated examples aside): %s; selections leave such examples out",
-                    stage_name, ", ".join(f"{k} in {v} examples" for k, v in non_finite.items()))
-    if tokens:
-        info["tokens_computed"] = tokens
-        info["tokens_per_s"] = round(tokens / elapsed, 1) if elapsed > 0 else None
-    stage.mark_complete(info)
-    log.info("%s: %d examples, %d of %d shards computed in %.1fs", stage_name, table.num_rows, len(todo),
-             len(parts), elapsed)
-    return table
+    def compute_all(self, pool: Pool, inputs: dict[str, tuple[list[str], Any]]) -> Any:
+        """``sharded = False`` signals: the whole table at once. ``inputs``: the vector sets of
+        ``requires``, as (ids, float32 array)."""
+        raise NotImplementedError
 
+    def load_lm(self, device: str | None = None, model: str | None = None) -> Any:
+        """The signal's causal LM on ``device`` (default: the runtime's, else the CPU)."""
+        from proxysel.models.loader import load_causal_lm
 
-def count_non_finite(table: Any) -> dict[str, int]:
-    """Column -> number of NaN/inf values among the rows not marked ``truncated`` (float columns only;
-    every row counts when the table has no ``truncated`` column)."""
-    import pyarrow as pa
+        return load_causal_lm(model or self.model, dtype=self.config.dtype,
+                              device=device or self.runtime.device or "cpu",
+                              trust_remote_code=self.runtime.trust_remote_code,
+                              allow_pickle=self.runtime.allow_pickle)
 
-    keep = None
-    if "truncated" in table.column_names:
-        keep = ~np.asarray(table.column("truncated").to_numpy(zero_copy_only=False), dtype=bool)
-    out = {}
-    for name in table.column_names:
-        col = table.column(name)
-        if not pa.types.is_floating(col.type):
-            continue
-        values = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
-        bad = ~np.isfinite(values)
-        if keep is not None:
-            bad &= keep
-        if bad.any():
-            out[name] = int(bad.sum())
-    return out
+    def renderer(self, tokenizer: Any, **kwargs: Any) -> Any:
+        from proxysel.models.render import Renderer
 
-
-def model_fingerprint(pool: Pool, model: str, opts: ScoreOptions, **extra: Any) -> dict[str, Any]:
-    from proxysel.models.loader import resolve_model_path
-
-    _, revision = resolve_model_path(model)
-    return {"data": pool.fingerprint, "model": model, "revision": revision, "max_length": opts.max_length,
-            "template": opts.template, "dtype": opts.dtype, "shard_size": opts.shard_size, **extra}
-
-
-def load_lm(model: str, opts: ScoreOptions, device: str | None = None) -> Any:
-    """Load ``model`` for scoring on ``device`` (default: ``opts.device``, else the CPU)."""
-    from proxysel.models.loader import load_causal_lm
-
-    return load_causal_lm(model, dtype=opts.dtype, device=device or opts.device or "cpu",
-                          trust_remote_code=opts.trust_remote_code, allow_pickle=opts.allow_pickle)
+        return Renderer(tokenizer, max_length=self.config.max_length, template=self.config.template, **kwargs)

@@ -17,20 +17,19 @@ import numpy as np
 from proxysel.data.example import Pool
 from proxysel.data.text import embedding_text
 from proxysel.errors import UsageError
-from proxysel.signals.base import ScoreOptions, register_signal, run_sharded
+from proxysel.models.bundled import BUNDLED, bundled_path
+from proxysel.models.loader import folder_revision
+from proxysel.signals.base import Signal, register_signal
 
 
 def embedder_path(spec: str) -> tuple[str, str]:
     """(path or hub id, revision) of a sentence-transformers model."""
-    from proxysel.models.bundled import BUNDLED, bundled_path
-    from proxysel.models.loader import _folder_revision
-
     if spec in BUNDLED:
         p = bundled_path(spec)
-        return str(p), _folder_revision(p)
+        return str(p), folder_revision(p)
     p = Path(spec).expanduser()
     if p.is_dir():
-        return str(p), _folder_revision(p)
+        return str(p), folder_revision(p)
     if spec.startswith((".", "/", "~")):
         raise UsageError(f"--embedder {spec}: folder not found")
     return spec, "hub"
@@ -41,8 +40,6 @@ def load_embedder(spec: str, device: str | None = None, trust_remote_code: bool 
         from sentence_transformers import SentenceTransformer
     except ImportError as e:  # pragma: no cover
         raise UsageError("the embedding signal needs sentence-transformers: pip install 'proxysel[models]'") from e
-    from proxysel.models.bundled import BUNDLED
-
     path, _ = embedder_path(spec)
     try:
         return SentenceTransformer(path, device=device or "cpu", trust_remote_code=trust_remote_code)
@@ -64,24 +61,26 @@ def embed(model: Any, texts: list[str], batch_size: int = 64) -> np.ndarray:
 
 
 @register_signal("embedding")
-def run_embedding_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
-    import pyarrow as pa
+class EmbeddingSignal(Signal):
+    """Sentence embeddings of ``score.embedder`` into RUN/embeddings.parquet (float32, unit norm for minilm)."""
 
-    def setup(device: str | None) -> Any:
-        return load_embedder(opts.embedder, device or opts.device, opts.trust_remote_code)
+    columns = ("embedding",)
+    vectors = True
+    model_option = "embedder"
 
-    def compute(model: Any, examples: list, bar: Any) -> Any:
+    def fingerprint(self, pool: Pool, upstream: dict[str, Any]) -> dict[str, Any]:
+        _, revision = embedder_path(self.model)
+        return {"data": pool.fingerprint, "embedder": self.model, "revision": revision,
+                "shard_size": self.runtime.shard_size}
+
+    def setup(self, device: str | None) -> Any:
+        return load_embedder(self.model, device or self.runtime.device, self.runtime.trust_remote_code)
+
+    def compute(self, model: Any, examples: list, bar: Any) -> Any:
+        import pyarrow as pa
+
         vecs = embed(model, [embedding_text(e) for e in examples])
         bar.update(len(examples))
         flat = pa.array(vecs.reshape(-1), pa.float32())
         return pa.table({"id": pa.array([e.id for e in examples], pa.string()),
                          "embedding": pa.FixedSizeListArray.from_arrays(flat, vecs.shape[1])})
-
-    _, revision = embedder_path(opts.embedder)
-    fp = {"data": pool.fingerprint, "embedder": opts.embedder, "revision": revision, "shard_size": opts.shard_size}
-    table = run_sharded(run, pool, stage_name="embedding", fingerprint=fp, shard_size=opts.shard_size,
-                        setup=setup, compute=compute, desc=f"embedding [{opts.embedder}]", merge=False,
-                        backend=opts.make_backend(), device=opts.device)
-    col = table.column("embedding").combine_chunks()
-    vecs = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, col.type.list_size)
-    run.write_embeddings(table.column("id").to_pylist(), vecs, model=opts.embedder)

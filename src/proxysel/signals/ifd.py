@@ -22,30 +22,31 @@ from typing import Any
 
 import numpy as np
 
-from proxysel.data.example import Pool
 from proxysel.data.text import response_text
-from proxysel.signals.base import ScoreOptions, load_lm, model_fingerprint, register_signal, run_sharded
+from proxysel.signals.base import Signal, register_signal
 
 
 @register_signal("ifd")
-def run_ifd_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
-    def setup(device: str | None) -> Any:
-        from proxysel.models.render import Renderer
+class IFDSignal(Signal):
+    """``ifd`` and ``ifd_loss`` of ``score.model``: the response scored with and without its prompt."""
 
-        lm = load_lm(opts.model, opts, device)
-        return lm, Renderer(lm.tokenizer, max_length=opts.max_length, template=opts.template, end_of_turn=False)
+    columns = ("ifd", "ifd_loss", "ifd_cond_loss", "ifd_resp_loss")
 
-    def compute(state: Any, examples: list, bar: Any) -> Any:
+    def setup(self, device: str | None) -> Any:
+        lm = self.load_lm(device)
+        return lm, self.renderer(lm.tokenizer, end_of_turn=False)
+
+    def compute(self, state: Any, examples: list, bar: Any) -> Any:
         import pyarrow as pa
 
         from proxysel.engine import score_losses
 
         lm, r = state
-        pad = lm.tokenizer.pad_token_id
-        cond = score_losses(lm.model, [r.encode(e) for e in examples], pad_id=pad, batch_tokens=opts.batch_tokens,
+        pad, batch_tokens = lm.tokenizer.pad_token_id, self.config.batch_tokens
+        cond = score_losses(lm.model, [r.encode(e) for e in examples], pad_id=pad, batch_tokens=batch_tokens,
                             on_batch=lambda n, t: bar.update(0, t))
         alone = score_losses(lm.model, [r.encode_text(response_text(e)) for e in examples], pad_id=pad,
-                             batch_tokens=opts.batch_tokens, on_batch=lambda n, t: bar.update(n, t))
+                             batch_tokens=batch_tokens, on_batch=lambda n, t: bar.update(n, t))
         with np.errstate(divide="ignore", invalid="ignore"):
             ifd = np.exp(cond.loss - alone.loss)  # = P(A|Q) / P(A), without overflow
             ifd_loss = cond.loss / alone.loss
@@ -56,7 +57,3 @@ def run_ifd_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
             "ifd_cond_loss": pa.array(cond.loss, pa.float64()),
             "ifd_resp_loss": pa.array(alone.loss, pa.float64()),
         })
-
-    run_sharded(run, pool, stage_name="ifd", fingerprint=model_fingerprint(pool, opts.model, opts),
-                shard_size=opts.shard_size, setup=setup, compute=compute, desc=f"ifd [{opts.model}]",
-                backend=opts.make_backend(), device=opts.device)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxysel.data.example import Pool
-from proxysel.signals.base import ScoreOptions, load_lm, model_fingerprint, register_signal, run_sharded
+from proxysel.signals.base import Signal, register_signal
 
 
 def loss_table(ids: list[str], result: Any) -> Any:
@@ -23,23 +22,19 @@ def loss_table(ids: list[str], result: Any) -> Any:
 
 
 @register_signal("loss")
-def run_loss_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
-    """Score ``pool`` with ``opts.model`` into the ``loss`` stage and scores.parquet."""
+class LossSignal(Signal):
+    """Mean response-token loss (nats) of ``score.model`` per example, and ``ppl = exp(loss)``."""
 
-    def setup(device: str | None) -> Any:
-        from proxysel.models.render import Renderer
+    columns = ("loss", "ppl", "n_tokens", "n_response_tokens", "truncated")
 
-        lm = load_lm(opts.model, opts, device)
-        return lm, Renderer(lm.tokenizer, max_length=opts.max_length, template=opts.template)
+    def setup(self, device: str | None) -> Any:
+        lm = self.load_lm(device)
+        return lm, self.renderer(lm.tokenizer)
 
-    def compute(state: Any, examples: list, bar: Any) -> Any:
+    def compute(self, state: Any, examples: list, bar: Any) -> Any:
         from proxysel.engine import score_losses
 
         lm, renderer = state
         res = score_losses(lm.model, [renderer.encode(e) for e in examples], pad_id=lm.tokenizer.pad_token_id,
-                           batch_tokens=opts.batch_tokens, on_batch=lambda n, t: bar.update(n, t))
+                           batch_tokens=self.config.batch_tokens, on_batch=lambda n, t: bar.update(n, t))
         return loss_table([e.id for e in examples], res)
-
-    run_sharded(run, pool, stage_name="loss", fingerprint=model_fingerprint(pool, opts.model, opts),
-                shard_size=opts.shard_size, setup=setup, compute=compute, desc=f"loss [{opts.model}]",
-                backend=opts.make_backend(), device=opts.device)

@@ -18,7 +18,11 @@ responses) gives LP = 0, as the formula says.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from proxysel.signals.base import Signal, register_signal
 
 __all__ = ["lp", "lp_app"]
 
@@ -69,3 +73,58 @@ def lp_app(ppl_epoch: np.ndarray, i: int = 1) -> np.ndarray:
     p = _check(ppl_epoch, i, "lp_app")
     with np.errstate(divide="ignore", invalid="ignore"):
         return (p[:, i - 1] - p[:, i]) / p[:, 0]
+
+
+# The columns train-proxy writes, in the registry, so that `--signals`, preflight and a selector's
+# "missing column" message know where they come from (they are not computed by `score`).
+
+
+class _TrainProxySignal(Signal):
+    command = "train-proxy"
+    #: the train-proxy option that decides whether it is computed, and what to set it to
+    needs_field: str = "epochs"
+    needs_hint: str = ""
+
+
+@register_signal("ppl_epoch")
+class PplEpochSignal(_TrainProxySignal):
+    """P_0..P_n: the response perplexity before training and after every epoch."""
+
+    columns = ("ppl_epoch", "n_tokens", "n_response_tokens", "truncated")
+    hint = "proxysel train-proxy {data} --epochs 1 --checkpoints 0 --out {run}"
+
+
+@register_signal("lp_app")
+class LPAppSignal(_TrainProxySignal):
+    """LP_app(i) from ``ppl_epoch``: one epoch of proxy training is enough."""
+
+    columns = ("lp_app",)
+    hint = "proxysel train-proxy {data} --epochs 1 --checkpoints 0 --out {run}"
+
+
+@register_signal("lp")
+class LPSignal(_TrainProxySignal):
+    """LP(i) from ``ppl_epoch``: needs n >= 2 epochs to differ from 1."""
+
+    columns = ("lp",)
+    hint = "proxysel train-proxy {data} --epochs 3 --out {run}"
+    needs_hint = "lp needs P_n after n >= 2 epochs (with one epoch LP(1) is 1 for every example; lp_app needs 1)"
+
+    @classmethod
+    def provided_by(cls, config: Any) -> bool:
+        return config.epochs >= 2
+
+
+@register_signal("trajectory")
+class TrajectorySignal(_TrainProxySignal):
+    """The S2L loss trajectory: the loss at evenly spaced optimizer steps."""
+
+    columns = ("trajectory",)
+    hint = "proxysel train-proxy {data} --epochs 3 --checkpoints 8 --out {run}"
+
+    needs_field = "checkpoints"
+    needs_hint = "s2l needs a loss trajectory: set checkpoints >= 2"
+
+    @classmethod
+    def provided_by(cls, config: Any) -> bool:
+        return config.n_checkpoints > 0

@@ -10,12 +10,14 @@ from .atomic import (
     to_jsonable,
 )
 from .lock import RunLock, read_lock
-from .run import SCORE_COLUMNS, Run, Stage, check_name, fingerprint_diff, package_versions
+from .run import SCORE_COLUMNS, Run, RunFolder, SelectionRecord, Stage, check_name, fingerprint_diff, package_versions
 
 __all__ = [
     "PARQUET_OPTIONS",
     "SCORE_COLUMNS",
     "Run",
+    "RunFolder",
+    "SelectionRecord",
     "RunLock",
     "Stage",
     "atomic_write_bytes",

@@ -5,9 +5,16 @@ RUN/manifest.json        versions, creation time, one entry per stage, skipped r
 RUN/scores.parquet       one row per example id; one column per signal (SCORE_COLUMNS order)
 RUN/embeddings.parquet   id + fixed-size float32 vector
 RUN/stages/<stage>/      fingerprint.json, shard-00000.parquet + shard-00000.done, COMPLETE
-RUN/selections/<name>/
+RUN/<name>_embeddings.parquet  other vector sets (``rds``), the same layout
+RUN/selections/<name>/   selected.<ext>, selection.parquet, meta.json
+RUN/config.yaml          the resolved config of the latest ``proxysel run``
+RUN/report.html
+RUN/data/                input written by proxysel itself (the demo sample)
 RUN/logs/
 ```
+
+Nothing outside ``store/`` builds a path inside a run folder: ``RunFolder`` (read-only, no lock)
+and ``Run`` (locked, for writing) own the layout and hand out readers and writers.
 
 A run is opened by one process at a time (``RUN/.lock``). Each stage has a fingerprint (data,
 model, parameters): the same fingerprint resumes the stage, skipping finished shards; a different
@@ -26,6 +33,7 @@ import re
 import secrets
 import shutil
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import ProxyselError, RunConflictError, UsageError
+from ..names import check_name
 from .atomic import TMP_PREFIX, atomic_write_json, atomic_write_parquet, dumps_json, to_jsonable
 from .lock import LOCK_NAME, RunLock
 
@@ -58,6 +67,11 @@ SCORES = "scores.parquet"
 EMBEDDINGS = "embeddings.parquet"
 FINGERPRINT = "fingerprint.json"
 COMPLETE = "COMPLETE"
+CONFIG = "config.yaml"
+REPORT = "report.html"
+SELECTION_TABLE = "selection.parquet"
+SELECTION_META = "meta.json"
+SELECTION_COLUMNS = ("id", "selected", "rank", "cluster", "reason")
 _SHARD_RE = re.compile(r"^shard-(\d{5,})\.done$")
 _TRASH_PREFIX = ".trash-"
 
@@ -82,32 +96,6 @@ def package_versions() -> dict[str, str]:
 
         versions["proxysel"] = str(getattr(proxysel, "__version__", "unknown"))
     return versions
-
-
-def check_name(name: str, what: str = "name") -> str:
-    """Return ``name`` if it is safe as one folder name inside a run folder; else raise UsageError.
-
-    Refused: empty names, ``/`` and ``\\``, ``..`` anywhere, a leading dot, control characters,
-    leading or trailing spaces, and names longer than 200 characters.
-    """
-    problem = None
-    if not isinstance(name, str) or not name:
-        problem = "it is empty"
-    elif "/" in name or "\\" in name:
-        problem = "it contains a path separator"
-    elif ".." in name:
-        problem = "it contains '..'"
-    elif name.startswith("."):
-        problem = "it starts with a dot"
-    elif any(unicodedata.category(c) == "Cc" for c in name):
-        problem = "it contains a control character"
-    elif name != name.strip():
-        problem = "it starts or ends with a space"
-    elif len(name) > 200:
-        problem = "it is longer than 200 characters"
-    if problem:
-        raise UsageError(f"invalid {what} {name!r}: {problem}; use letters, digits, '-', '_' and '.'")
-    return name
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -252,7 +240,272 @@ class Stage:
         atomic_write_json(self.path / COMPLETE, {"completed": entry["completed"]})
 
 
-class Run:
+def vectors_file(name: str) -> str:
+    """The file of vector set ``name``: ``embeddings.parquet`` for ``embedding``, else ``<name>_embeddings.parquet``."""
+    check_name(name, "vector set name")
+    return EMBEDDINGS if name == "embedding" else f"{name}_embeddings.parquet"
+
+
+def list_matrix(col: pa.Array | pa.ChunkedArray, name: str, *, ragged: str = "error") -> np.ndarray:
+    """A list<number> column as float64 (n, width), the one conversion every reader uses.
+
+    A null row is a row of NaN (a selector then leaves it out as non-finite). Rows of different
+    lengths: ``ragged="error"`` raises ValueError naming the column (a trajectory must have one
+    length); ``"pad"`` pads the shorter ones with NaN (the report shows what there is).
+    """
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    n = len(arr)
+    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+    valid = ~np.isnan(lengths) if lengths.dtype.kind == "f" else np.ones(n, dtype=bool)
+    lengths = np.where(valid, np.nan_to_num(lengths), 0).astype(np.int64)
+    widths = np.unique(lengths[valid])
+    if len(widths) > 1 and ragged == "error":
+        raise ValueError(f"score table: list column '{name}' has rows of different lengths "
+                         f"({', '.join(map(str, widths[:5]))})")
+    width = int(widths.max()) if len(widths) else 0
+    out = np.full((n, width), np.nan)
+    if width == 0:
+        return out
+    flat = pc.list_flatten(arr).cast(pa.float64()).to_numpy(zero_copy_only=False)
+    rows = np.repeat(np.arange(n), lengths)
+    starts = np.cumsum(lengths) - lengths
+    out[rows, np.arange(len(flat)) - np.repeat(starts, lengths)] = flat
+    return out
+
+
+@dataclass
+class SelectionRecord:
+    """One selection folder as read: ``table`` is selection.parquet (id, selected, rank, cluster,
+    reason, ...), ``meta`` its meta.json ({} and a ``note`` when missing or unreadable),
+    ``file`` the selected records (None when meta does not name it), ``mtime`` of the table."""
+
+    name: str
+    table: pa.Table
+    meta: dict[str, Any]
+    note: str | None
+    file: Path | None
+    mtime: float
+
+    @property
+    def selected_ids(self) -> list[str]:
+        """Ids of the kept rows, in pool order."""
+        ids = self.table.column("id").to_pylist()
+        return [i for i, s in zip(ids, self.table.column("selected").to_pylist()) if s]
+
+
+@dataclass(frozen=True)
+class StageState:
+    """What a stage folder holds: its fingerprint (as stored, text) and whether it completed."""
+
+    fingerprint: str
+    complete: bool
+
+
+class RunFolder:
+    """A run folder read without taking its lock: the layout, and a reader for every file in it.
+
+    ``Run`` (locked, for writing) extends it. ``RunFolder.at(path)`` refuses a folder that is not a
+    run folder (no manifest.json).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._manifest: dict[str, Any] | None = None
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> "RunFolder":
+        path = Path(path)
+        if not path.is_dir():
+            raise UsageError(f"no run folder at {path}")
+        if not (path / MANIFEST).is_file():
+            raise UsageError(f"{path} is not a proxysel run folder (no {MANIFEST})")
+        return cls(path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    # ---- paths ---------------------------------------------------------------------------------
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def scores_path(self) -> Path:
+        return self.path / SCORES
+
+    @property
+    def embeddings_path(self) -> Path:
+        return self.path / EMBEDDINGS
+
+    def vectors_path(self, name: str) -> Path:
+        return self.path / vectors_file(name)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def config_path(self) -> Path:
+        """``RUN/config.yaml``: the resolved config of the latest ``proxysel run``."""
+        return self.path / CONFIG
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / REPORT
+
+    @property
+    def data_dir(self) -> Path:
+        """``RUN/data/``: input proxysel wrote itself (the demo sample)."""
+        return self.path / "data"
+
+    def _inside(self, candidate: Path, what: str) -> Path:
+        """``candidate`` if, with symlinks resolved, it lies strictly inside the run folder."""
+        root = self.path.resolve()
+        resolved = candidate.resolve()
+        if resolved == root or not resolved.is_relative_to(root):
+            raise UsageError(f"{what} {candidate} resolves to {resolved}, outside the run folder {root}")
+        return candidate
+
+    # ---- manifest ------------------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """A copy of the manifest ({} when there is none yet)."""
+        if self._manifest is None:
+            try:
+                loaded = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                loaded = {}
+            except (OSError, ValueError) as err:
+                raise ProxyselError(f"cannot read {self.manifest_path}: {err}") from err
+            if not isinstance(loaded, dict):
+                raise ProxyselError(f"{self.manifest_path} is not a JSON object")
+            self._manifest = loaded
+        return copy.deepcopy(self._manifest)
+
+    # ---- scores and vectors --------------------------------------------------------------------
+
+    def read_scores(self) -> pa.Table | None:
+        """``scores.parquet`` as a table, or None if no signal was stored yet."""
+        return pq.read_table(self.scores_path) if self.scores_path.exists() else None
+
+    def score_columns(self) -> list[str]:
+        """The columns of scores.parquet (from its schema, without reading the data)."""
+        return pq.read_schema(self.scores_path).names if self.scores_path.exists() else []
+
+    def score_matrix(self, column: str, *, ragged: str = "error") -> tuple[list[str], np.ndarray]:
+        """(ids, float64 (n, width)) of a list column of scores.parquet (``trajectory``,
+        ``ppl_epoch``), null rows as NaN (``list_matrix``)."""
+        table = pq.read_table(self.scores_path, columns=["id", column])
+        return table.column("id").to_pylist(), list_matrix(table.column(column), column, ragged=ragged)
+
+    def vector_sets(self) -> list[str]:
+        """Names of the vector sets stored (``embedding``, ``rds``, ...)."""
+        names = ["embedding"] if self.embeddings_path.exists() else []
+        suffix = "_embeddings.parquet"
+        names += sorted(p.name[:-len(suffix)] for p in self.path.glob(f"*{suffix}") if p.is_file())
+        return names
+
+    def read_vectors(self, name: str) -> tuple[list[str], np.ndarray]:
+        """``(ids, array)`` of vector set ``name``: float32 (n, dim), row i belongs to ``ids[i]``.
+
+        Raises ProxyselError if it was not stored.
+        """
+        path = self.vectors_path(name)
+        if not path.exists():
+            what = "embeddings" if name == "embedding" else f"'{name}' vectors"
+            raise ProxyselError(f"run folder {self.path} has no {what}; run "
+                                f"`proxysel score DATA --signals {name} --out {self.path}` first")
+        table = pq.read_table(path)
+        col = table.column("embedding").combine_chunks()
+        dim = col.type.list_size
+        array = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
+        return table.column("id").to_pylist(), array
+
+    def read_embeddings(self) -> tuple[list[str], np.ndarray]:
+        """``read_vectors("embedding")``: the sentence embeddings of the ``embedding`` signal."""
+        return self.read_vectors("embedding")
+
+    # ---- stages --------------------------------------------------------------------------------
+
+    def stages(self) -> list[str]:
+        """Names of the stage folders present, sorted."""
+        folder = self.path / "stages"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if folder.is_dir() else []
+
+    def stage_state(self, name: str) -> StageState:
+        """The stored fingerprint (text, "" if none) and completion of stage ``name``."""
+        folder = self.path / "stages" / check_name(name, "stage name")
+        fp = folder / FINGERPRINT
+        return StageState(fp.read_text(encoding="utf-8") if fp.exists() else "", (folder / COMPLETE).exists())
+
+    def stage_states(self) -> dict[str, StageState]:
+        return {name: self.stage_state(name) for name in self.stages()}
+
+    # ---- selections ----------------------------------------------------------------------------
+
+    def selection_folder(self, name: str) -> Path:
+        """``RUN/selections/<name>/`` (not created); UsageError for unsafe names."""
+        check_name(name, "selection name")
+        return self._inside(self.path / "selections" / name, "selection folder")
+
+    def selections(self) -> list[str]:
+        """Names of the selection folders, sorted."""
+        folder = self.path / "selections"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if folder.is_dir() else []
+
+    def list_selections(self) -> list[tuple[str, float]]:
+        """(name, mtime of its selection.parquet) of every complete selection, oldest first."""
+        found = []
+        for name in self.selections():
+            f = self.path / "selections" / name / SELECTION_TABLE
+            if f.is_file():
+                found.append((name, f.stat().st_mtime))
+        return sorted(found, key=lambda t: (t[1], t[0]))
+
+    def has_selection(self, name: str) -> bool:
+        """Whether selection ``name`` was written completely (its meta.json is written last)."""
+        return (self.selection_folder(name) / SELECTION_META).is_file()
+
+    def read_selection_meta(self, name: str) -> tuple[dict[str, Any], str | None]:
+        """(meta.json as a dict, a note when it is missing or unreadable)."""
+        f = self.selection_folder(name) / SELECTION_META
+        if not f.is_file():
+            return {}, f"selection '{name}' has no {SELECTION_META}: method and budget unknown"
+        try:
+            meta = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            return {}, f"selection '{name}': cannot read {SELECTION_META} ({err})"
+        if not isinstance(meta, dict):
+            return {}, f"selection '{name}': {SELECTION_META} is not a JSON object"
+        return meta, None
+
+    def read_selection(self, name: str, columns: list[str] | None = None) -> SelectionRecord:
+        """Selection ``name``: its table (the required columns checked), meta and records file."""
+        folder = self.selection_folder(name)
+        path = folder / SELECTION_TABLE
+        if not path.is_file():
+            raise UsageError(f"run folder {self.path} has no selection '{name}' (selections: "
+                             f"{', '.join(self.selections()) or 'none'})")
+        table = pq.read_table(path, columns=columns)
+        missing = [c for c in (columns or SELECTION_COLUMNS) if c not in table.column_names]
+        if missing:
+            raise ProxyselError(f"{path} lacks the column(s) {missing}")
+        meta, note = self.read_selection_meta(name)
+        file = folder / meta["file"] if isinstance(meta.get("file"), str) else None
+        return SelectionRecord(name=name, table=table, meta=meta, note=note, file=file,
+                               mtime=path.stat().st_mtime)
+
+    def selection_ids(self, name: str) -> list[str]:
+        """Ids selection ``name`` kept, in pool order."""
+        return self.read_selection(name, columns=["id", "selected"]).selected_ids
+
+
+
+class Run(RunFolder):
     """A run folder opened for writing; holds ``RUN/.lock`` until closed.
 
     >>> with Run.open("runs/alpaca") as run:  # doctest: +SKIP
@@ -263,7 +516,7 @@ class Run:
     """
 
     def __init__(self, path: Path, overwrite: bool, lock: RunLock) -> None:
-        self.path = path
+        super().__init__(path)
         self.overwrite = overwrite
         self._lock = lock
         self._manifest: dict[str, Any] = {}
@@ -365,54 +618,31 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}{', closed' if self.closed else ''})"
 
-    # ---- paths ---------------------------------------------------------------------------------
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.path / MANIFEST
-
-    @property
-    def scores_path(self) -> Path:
-        return self.path / SCORES
-
-    @property
-    def embeddings_path(self) -> Path:
-        return self.path / EMBEDDINGS
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.path / "logs"
-
-    def _inside(self, candidate: Path, what: str) -> Path:
-        """``candidate`` if, with symlinks resolved, it lies strictly inside the run folder."""
-        root = self.path.resolve()
-        resolved = candidate.resolve()
-        if resolved == root or not resolved.is_relative_to(root):
-            raise UsageError(f"{what} {candidate} resolves to {resolved}, outside the run folder {root}")
-        return candidate
+    # ---- selections ----------------------------------------------------------------------------
 
     def selection_dir(self, name: str, create: bool = True) -> Path:
         """``RUN/selections/<name>/`` (made if missing with ``create``); UsageError for unsafe names."""
-        check_name(name, "selection name")
-        folder = self._inside(self.path / "selections" / name, "selection folder")
+        folder = self.selection_folder(name)
         if create:
             self._check_open()
             folder.mkdir(parents=True, exist_ok=True)
             self._inside(folder, "selection folder")  # a symlink may have appeared
         return folder
 
-    def selections(self) -> list[str]:
-        """Names of the selection folders, sorted."""
-        folder = self.path / "selections"
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-            if folder.is_dir() else []
+    def write_selection(self, name: str, table: pa.Table, meta: dict[str, Any],
+                        write_records: Any) -> Path:
+        """Write selection ``name``: the records (``write_records(folder) -> path``, in the input's
+        layout), ``selection.parquet`` (``table``) and, last, ``meta.json`` (``meta`` plus the records
+        file name), so that a selection with a meta.json is complete. Returns the folder."""
+        folder = self.selection_dir(name)
+        for old_file in folder.glob("selected.*"):
+            old_file.unlink()
+        path = write_records(folder)
+        atomic_write_parquet(folder / SELECTION_TABLE, table)
+        atomic_write_json(folder / SELECTION_META, {**meta, "file": Path(path).name})
+        return folder
 
     # ---- manifest ------------------------------------------------------------------------------
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        """A copy of the manifest (edit it through ``update_manifest`` / ``record_stage``)."""
-        return copy.deepcopy(self._manifest)
 
     def _write_manifest(self) -> None:
         atomic_write_json(self.manifest_path, self._manifest)
@@ -492,12 +722,6 @@ class Run:
         self.record_stage(name, {"fingerprint": fingerprint, "status": "running", "started": _now_iso()})
         return stage
 
-    def stages(self) -> list[str]:
-        """Names of the stage folders present, sorted."""
-        folder = self.path / "stages"
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-            if folder.is_dir() else []
-
     def remove_stage(self, name: str) -> bool:
         """Delete stage ``name`` (folder and manifest entry); returns whether it existed."""
         self._check_open()
@@ -516,10 +740,6 @@ class Run:
         shutil.rmtree(trash)
 
     # ---- scores --------------------------------------------------------------------------------
-
-    def read_scores(self) -> pa.Table | None:
-        """``scores.parquet`` as a table, or None if no signal was stored yet."""
-        return pq.read_table(self.scores_path) if self.scores_path.exists() else None
 
     def merge_scores(self, table: pa.Table) -> pa.Table:
         """Merge ``table`` (an ``id`` column + signal columns) into ``scores.parquet``; returns the result.
@@ -560,11 +780,16 @@ class Run:
     # ---- embeddings ----------------------------------------------------------------------------
 
     def write_embeddings(self, ids: list[str], array: np.ndarray, model: str) -> None:
-        """Store embeddings: ``array`` float32 (n_examples, dim); row i belongs to ``ids[i]``.
+        """``write_vectors("embedding", ...)``: the sentence embeddings of the ``embedding`` signal."""
+        self.write_vectors("embedding", ids, array, model)
 
-        ``embeddings.parquet`` gets columns ``id`` (string) and ``embedding`` (fixed-size list of
-        float32, size dim); ``model`` and ``dim`` go into its schema metadata and the manifest
-        (``manifest["embeddings"]``). Other float dtypes are cast to float32.
+    def write_vectors(self, name: str, ids: list[str], array: np.ndarray, model: str) -> None:
+        """Store vector set ``name``: ``array`` float32 (n_examples, dim); row i belongs to ``ids[i]``.
+
+        The file (``vectors_file(name)``) gets columns ``id`` (string) and ``embedding`` (fixed-size
+        list of float32, size dim); ``model`` and ``dim`` go into its schema metadata and the manifest
+        (``manifest["vectors"][name]``; ``manifest["embeddings"]`` for ``embedding``). Other float
+        dtypes are cast to float32.
         """
         self._check_open()
         array = np.asarray(array)
@@ -578,24 +803,15 @@ class Run:
         flat = pa.array(np.ascontiguousarray(array, dtype=np.float32).reshape(-1), type=pa.float32())
         table = pa.table({"id": pa.array(list(ids), type=pa.string()),
                           "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})
-        _check_ids(table, "write_embeddings")
+        _check_ids(table, f"write_vectors({name!r})")
         table = table.replace_schema_metadata({"proxysel.model": str(model), "proxysel.dim": str(dim)})
-        atomic_write_parquet(self.embeddings_path, table)
-        self.update_manifest(embeddings={"model": str(model), "dim": dim, "n": n})
-
-    def read_embeddings(self) -> tuple[list[str], np.ndarray]:
-        """``(ids, array)``: array float32 (n_examples, dim), row i belongs to ``ids[i]``.
-
-        Raises ProxyselError if no embeddings were stored.
-        """
-        if not self.embeddings_path.exists():
-            raise ProxyselError(f"run folder {self.path} has no embeddings; run "
-                                f"`proxysel score DATA --signals embedding --out {self.path}` first")
-        table = pq.read_table(self.embeddings_path)
-        col = table.column("embedding").combine_chunks()
-        dim = col.type.list_size
-        array = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
-        return table.column("id").to_pylist(), array
+        atomic_write_parquet(self.vectors_path(name), table)
+        entry = {"model": str(model), "dim": dim, "n": n}
+        vectors = {**(self._manifest.get("vectors") or {}), name: entry}
+        if name == "embedding":
+            self.update_manifest(embeddings=entry, vectors=vectors)
+        else:
+            self.update_manifest(vectors=vectors)
 
 
 def _check_ids(table: pa.Table, what: str) -> pa.Table:

@@ -22,7 +22,7 @@ Layout of ``RUN/stages/train-proxy/``:
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 import logging
 import os
@@ -34,13 +34,24 @@ from typing import Any
 
 import numpy as np
 
+import pyarrow as pa
+
 from proxysel.data.example import Pool
 from proxysel.dynamics.distributed import Dist, collect_by_id, rank_batches
 from proxysel.dynamics.schedule import Plan, make_plan
-from proxysel.dynamics.train import TrainConfig, autocast
+from proxysel.dynamics.state import save_tensors, trainable_parameters
+from proxysel.dynamics.train import add_lora, autocast, train
+from proxysel.engine import LossResult, score_losses
 from proxysel.errors import UsageError
-from proxysel.signals.base import shards
+from proxysel.models.loader import load_causal_lm, resolve_model_path
+from proxysel.models.render import Renderer
+from proxysel.options import ReadConfig, RuntimeConfig, TrainProxyConfig
+from proxysel.progress import Progress
 from proxysel.signals.loss import loss_table
+from proxysel.signals.lp import lp, lp_app
+from proxysel.stages.inputs import read_input, record_data
+from proxysel.stages.sharded import shards
+from proxysel.store import Run
 from proxysel.store.atomic import TMP_PREFIX, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -59,8 +70,6 @@ def _write_checkpoint(folder: Path, lm: Any, lora: bool) -> None:
     tmp = folder.parent / f"{TMP_PREFIX}{folder.name}.{secrets.token_hex(6)}"
     try:
         if lora:
-            from proxysel.dynamics.state import save_tensors, trainable_parameters
-
             tmp.mkdir()
             save_tensors(tmp / "adapter.safetensors", trainable_parameters(lm.model))
         else:
@@ -92,10 +101,14 @@ def _record_losses(stage: Any, record: int, n_parts: int) -> np.ndarray:
                            for t in parts])
 
 
-def run_train_proxy_stage(run: Any, pool: Pool, *, model: str, config: TrainConfig, max_length: int,
-                          template: str, lp_epoch: int, keep_checkpoints: bool, shard_size: int,
-                          trust_remote_code: bool = False, allow_pickle: bool = False,
-                          device: str | None = None, dist: Dist | None = None) -> dict[str, Any]:
+#: The options the stage's results depend on (its fingerprint); lp_epoch and keep_checkpoints only
+#: change what is derived or kept, so changing them reruns nothing.
+FINGERPRINT_FIELDS = ("epochs", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
+                      "max_grad_norm", "seed", "dtype", "lora", "lora_r", "lora_alpha", "online", "batch_tokens")
+
+
+def run_train_proxy_stage(run: Any, pool: Pool, config: TrainProxyConfig, runtime: RuntimeConfig,
+                          dist: Dist | None = None) -> dict[str, Any]:
     """Train (or resume) the proxy into ``run``'s ``train-proxy`` stage and merge its columns.
 
     Writes to scores.parquet: ``n_tokens``, ``n_response_tokens``, ``truncated``, ``ppl_epoch``
@@ -107,25 +120,21 @@ def run_train_proxy_stage(run: Any, pool: Pool, *, model: str, config: TrainConf
     arguments; rank 0 passes the open ``run``, the others None. Rank 0 returns the manifest
     entry, the others {}.
     """
-    from proxysel.models.loader import resolve_model_path
-    from proxysel.signals.lp import lp, lp_app
-
-    _, revision = resolve_model_path(model)
-    fingerprint = {"data": pool.fingerprint, "model": model, "revision": revision, "max_length": max_length,
-                   "template": template, "shard_size": shard_size, **dataclasses.asdict(config)}
+    _, revision = resolve_model_path(config.model)
+    fingerprint = {"data": pool.fingerprint, "model": config.model, "revision": revision,
+                   "max_length": config.max_length, "template": config.template, "shard_size": runtime.shard_size,
+                   "checkpoints": config.n_checkpoints, **{k: getattr(config, k) for k in FINGERPRINT_FIELDS}}
     dist = dist or Dist()
     stage = dist.on_main(lambda: run.stage(STAGE, fingerprint))  # a fingerprint conflict stops every rank
     stage_path, complete = dist.broadcast((str(stage.path), stage.complete) if dist.is_main else None)
     n = len(pool.examples)
-    parts = shards(n, shard_size)
+    parts = shards(n, runtime.shard_size)
     ids = [e.id for e in pool.examples]
     info: dict[str, Any] = dict(run.manifest["stages"].get(STAGE, {})) if dist.is_main else {}
 
     if not complete:
-        info.update(_train_stage(run, stage, pool, parts, model=model, config=config, max_length=max_length,
-                                 template=template, keep_checkpoints=keep_checkpoints,
-                                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, device=device,
-                                 dist=dist, stage_path=Path(stage_path)))
+        info.update(_train_stage(run, stage, pool, parts, config=config, runtime=runtime, dist=dist,
+                                 stage_path=Path(stage_path)))
     if not dist.is_main:
         return {}
     plan_info = info["plan"]
@@ -141,8 +150,6 @@ def run_train_proxy_stage(run: Any, pool: Pool, *, model: str, config: TrainConf
         after = [losses[s] for s in epoch_ends]
     with np.errstate(over="ignore"):
         ppl_epoch = np.exp(np.stack([losses[0], *after], axis=1))  # (n, epochs + 1)
-    import pyarrow as pa
-
     columns: dict[str, Any] = {
         "id": pa.array(ids, pa.string()),
         "n_tokens": pa.concat_arrays([t.column("n_tokens").combine_chunks() for t in first]),
@@ -153,14 +160,14 @@ def run_train_proxy_stage(run: Any, pool: Pool, *, model: str, config: TrainConf
     if checkpoints:
         trajectory = np.stack([losses[s] for s in checkpoints], axis=1)  # (n, len(checkpoints))
         columns["trajectory"] = pa.array(list(trajectory), pa.list_(pa.float64()))
-    columns["lp"] = pa.array(lp(ppl_epoch, lp_epoch), pa.float64())
-    columns["lp_app"] = pa.array(lp_app(ppl_epoch, lp_epoch), pa.float64())
+    columns["lp"] = pa.array(lp(ppl_epoch, config.lp_epoch), pa.float64())
+    columns["lp_app"] = pa.array(lp_app(ppl_epoch, config.lp_epoch), pa.float64())
     table = pa.table(columns)
     if [i for t in first for i in t.column("id").to_pylist()] != ids:
         raise UsageError(f"stage {stage.path} holds other example ids than the pool; rerun with --overwrite")
     run.merge_scores(table)
 
-    info["lp_epoch"] = lp_epoch
+    info["lp_epoch"] = config.lp_epoch
     info.pop("fingerprint", None)
     info.pop("status", None)
     stage.mark_complete(info)
@@ -168,40 +175,32 @@ def run_train_proxy_stage(run: Any, pool: Pool, *, model: str, config: TrainConf
     return run.manifest["stages"][STAGE]
 
 
-def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, model: str, config: TrainConfig,
-                 max_length: int, template: str, keep_checkpoints: bool, trust_remote_code: bool,
-                 allow_pickle: bool, device: str | None, dist: Dist, stage_path: Path) -> dict[str, Any]:
-    from proxysel.dynamics.train import add_lora, train
-    from proxysel.engine import score_losses
-    from proxysel.models.loader import load_causal_lm
-    from proxysel.models.render import Renderer
-    from proxysel.progress import Progress
-
+def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, config: TrainProxyConfig,
+                 runtime: RuntimeConfig, dist: Dist, stage_path: Path) -> dict[str, Any]:
+    model, max_length, keep_checkpoints = config.model, config.max_length, config.keep_checkpoints
     # Weights stay float32 in both modes: bfloat16 means autocast (see dynamics.train).
-    lm = load_causal_lm(model, dtype="float32", device=dist.device(device) or "cpu", trust_remote_code=trust_remote_code,
-                        allow_pickle=allow_pickle)
+    lm = load_causal_lm(model, dtype="float32", device=dist.device(runtime.device) or "cpu",
+                        trust_remote_code=runtime.trust_remote_code, allow_pickle=runtime.allow_pickle)
     if config.lora:
         add_lora(lm.model, config)
     pad_id = lm.tokenizer.pad_token_id
-    renderer = Renderer(lm.tokenizer, max_length=max_length, template=template)
+    renderer = Renderer(lm.tokenizer, max_length=max_length, template=config.template)
     encoded = [renderer.encode(e) for e in pool.examples]
     truncated = [e.truncated for e in encoded]
     plan: Plan = make_plan(truncated, epochs=config.epochs, effective_batch=config.effective_batch,
-                           n_checkpoints=config.checkpoints, warmup_ratio=config.warmup_ratio,
+                           n_checkpoints=config.n_checkpoints, warmup_ratio=config.warmup_ratio,
                            online=config.online)
     if len(plan.trainable) == 0:
         raise UsageError(f"all {len(encoded)} examples lost their response to --max-length {max_length}: "
                          "nothing to train on")
-    if config.checkpoints and len(plan.checkpoints) < config.checkpoints:
+    if config.n_checkpoints and len(plan.checkpoints) < config.n_checkpoints:
         log.warning("--checkpoints %d: the run has only %d optimizer steps, so the trajectory has %d points",
-                    config.checkpoints, plan.total_steps, len(plan.checkpoints))
+                    config.n_checkpoints, plan.total_steps, len(plan.checkpoints))
     n_parts = len(parts)
     pass_index = {s: k for k, s in enumerate(plan.pass_steps)}
     ids = [e.id for e in pool.examples]
 
     def write_record(record: int, part: int, losses: np.ndarray, idx: range) -> None:
-        from proxysel.engine import LossResult
-
         sub = [encoded[i] for i in idx]
         res = LossResult(np.asarray(losses, dtype=np.float64),
                          np.array([e.n_tokens for e in sub], dtype=np.int64),
@@ -295,3 +294,30 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, model:
         "history": str((stage.path / HISTORY).relative_to(run.path)),
         "checkpoints_dir": str((stage.path / "checkpoints").relative_to(run.path)) if keep_checkpoints else None,
     }
+
+
+def train_proxy(data: str | Path, *, out: str | Path, config: TrainProxyConfig, read: ReadConfig,
+                runtime: RuntimeConfig, overwrite: bool = False) -> Path:
+    """``proxysel train-proxy``: read ``data`` before any model work, then train (or resume) the proxy
+    into the run folder ``out``. Under torchrun / accelerate (``$WORLD_SIZE`` > 1) every rank calls
+    this; rank 0 alone opens (and locks) the run folder and writes it."""
+    pool = read_input(data, read)
+    dist = Dist.from_env(runtime.device)
+    try:
+        def open_run() -> Any:
+            run = Run.open(out, overwrite=overwrite)
+            try:
+                record_data(run, data, pool, read)
+            except BaseException:
+                run.close()
+                raise
+            return run
+
+        run = dist.on_main(open_run)
+        with run if run is not None else contextlib.nullcontext():
+            run_train_proxy_stage(run, pool, config, runtime, dist=dist)
+    except BaseException:
+        dist.close(ok=False)
+        raise
+    dist.close()
+    return Path(out)

@@ -1,0 +1,15 @@
+"""Signals: per-example scores of the pool, one class per signal behind a registry (``signals.base``).
+
+Importing this package registers the built-in signals, in the order ``--signals`` lists them.
+"""
+
+from __future__ import annotations
+
+from proxysel.signals.base import Signal, available_signals, get_signal, producer_of, register_signal, score_signals
+
+# Importing a signal module registers it.
+from proxysel.signals import (  # noqa: E402,F401  isort:skip
+    loss, ifd, ask_llm, embedding, density_stage, lp,
+)
+
+__all__ = ["Signal", "available_signals", "get_signal", "producer_of", "register_signal", "score_signals"]
