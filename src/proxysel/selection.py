@@ -19,8 +19,9 @@ from proxysel.errors import RunConflictError, UsageError
 
 log = logging.getLogger(__name__)
 
-#: methods whose default is clustered selection over the stored embeddings (DESIGN: k = 100)
-EMBEDDING_CLUSTERED = ("lp", "lp_app")
+#: methods whose default is clustered selection over the stored embeddings (DESIGN: k = 100);
+#: cluster_random is lp/lp_app's baseline, so it must get the same clusters
+EMBEDDING_CLUSTERED = ("lp", "lp_app", "cluster_random")
 DEFAULT_CLUSTERS = 100
 
 
