@@ -23,6 +23,8 @@ EXTRA_PARAMS: dict[str, list[dict]] = {
     "density": [{"within_clusters": True, "clusters": 4}],
     "ask_llm": [{"within_clusters": True}],
     "ifd": [{"signal": "ifd_loss"}, {"within_clusters": True}],
+    "longest": [{"within_clusters": True}],
+    "cluster_random": [{"clusters": 6}],
 }
 
 CASES = [(name, params) for name in available_selectors()
@@ -51,6 +53,8 @@ def make_table(seed: int = 0) -> ScoreTable:
             "trajectory": np.cumsum(-rng.uniform(0, 0.5, (N, 5)), axis=1) + 3.0,
             "cluster": rng.integers(0, 7, N),
             "source": rng.choice(np.array(["a", "b", "c"], dtype=object), N, p=[0.2, 0.3, 0.5]),
+            # last, so that the columns above keep their values; many ties, as token counts have
+            "n_response_tokens": rng.integers(1, 120, N),
         },
     )
 
