@@ -267,6 +267,24 @@ def explain(run_dir: str | Path, example_id: str, selection: str | None = None) 
     return _explain(run_dir, example_id, selection=selection)
 
 
+def verify(run_dir: str | Path, *, repair: bool = False) -> Any:
+    """Check every shard, marker, scores/embeddings file and selection of ``run_dir`` against its
+    recorded sha256, changing nothing; returns a ``store.verify.VerifyReport`` (``.clean``,
+    ``.damaged``: path, problem and repair of each damaged file; ``.format()``: as text).
+
+    repair: first rebuild a damaged scores.parquet or embeddings.parquet from the stages (the
+    report then lists what is still damaged: shards, which only their command can recompute).
+
+    >>> proxysel.verify("runs/r1").clean  # doctest: +SKIP
+    True
+    """
+    from proxysel.store.verify import repair_run, verify_run
+
+    if repair:
+        repair_run(run_dir)
+    return verify_run(run_dir)
+
+
 def _preview(text: str, width: int = 72) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"

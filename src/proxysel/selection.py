@@ -124,6 +124,7 @@ def select_run(run_dir: str | Path, *, method: str, budget: str | float | int, s
     from proxysel.selectors.registry import get_selector
     from proxysel.store import Run
     from proxysel.store.atomic import atomic_write_json, atomic_write_parquet
+    from proxysel.store.digest import file_sha256
 
     b = parse_budget(budget)
     params = {k: v for k, v in (params or {}).items() if v is not None}
@@ -179,6 +180,8 @@ def select_run(run_dir: str | Path, *, method: str, budget: str | float | int, s
         path = write_selected(chosen, out, stem="selected")
         atomic_write_parquet(out / "selection.parquet", sel.to_arrow())
         meta["file"] = path.name
+        # what `proxysel verify` checks the files against (meta.json is written last)
+        meta["sha256"] = {p.name: file_sha256(p) for p in (path, out / "selection.parquet")}
         atomic_write_json(meta_path, meta)
         run.record_stage(f"select:{name}", {"method": method, "n_selected": sel.n_selected})
     for note in sel.notes:

@@ -23,6 +23,7 @@ COMMANDS = {
     "explain": "explain",
     "run": "run",
     "bench": "bench",
+    "verify": "verify",
 }
 
 

@@ -12,6 +12,8 @@ Layout of ``RUN/stages/train-proxy/``:
                                       n_response_tokens, truncated, loss, ppl), so a pass of
                                       train-proxy and ``proxysel score`` of the same weights
                                       compute the same numbers the same way.
+    merged.parquet (+ .done)          the table merged into scores.parquet (ppl_epoch, lp, ...),
+                                      kept so that a damaged scores.parquet can be rebuilt
     history.jsonl                     the training loss, lr and gradient norm of every step
     state/step-XXXXXX/                the resumable training state (dynamics.state); removed
                                       when the stage completes
@@ -92,6 +94,28 @@ def _record_losses(stage: Any, record: int, n_parts: int) -> np.ndarray:
                            for t in parts])
 
 
+def _n_records(plan_info: dict[str, Any], config: TrainConfig) -> int:
+    """Records the stage stores: one per scoring pass, then with --online one per epoch."""
+    return len(plan_info["pass_steps"]) + (config.epochs if config.online else 0)
+
+
+def _records_intact(stage: Any, info: dict[str, Any], n_parts: int, config: TrainConfig) -> bool:
+    """Whether every shard of a complete stage is there and matches its marker.
+
+    A damaged record cannot be scored again without the weights of its step, and the training
+    state is removed when the stage completes: the stage is then trained again from the start
+    (same seed, same plan, so the same weights), and only the damaged shards are scored again.
+    """
+    plan_info = info.get("plan")
+    if not isinstance(plan_info, dict) or "pass_steps" not in plan_info:
+        return True  # nothing to check against; assembling the columns reports a missing shard
+    bad = [k for k in range(_n_records(plan_info, config) * n_parts) if not stage.shard_done(k)]
+    if bad:
+        log.warning("train-proxy: %d shard(s) damaged or missing (first: %s); the proxy is trained again, "
+                    "with the same seed, to score them again", len(bad), stage.shard_path(bad[0]))
+    return not bad
+
+
 def run_train_proxy_stage(run: Any, pool: Pool, *, model: str, config: TrainConfig, max_length: int,
                           template: str, lp_epoch: int, keep_checkpoints: bool, shard_size: int,
                           trust_remote_code: bool = False, allow_pickle: bool = False,
@@ -115,11 +139,13 @@ def run_train_proxy_stage(run: Any, pool: Pool, *, model: str, config: TrainConf
                    "template": template, "shard_size": shard_size, **dataclasses.asdict(config)}
     dist = dist or Dist()
     stage = dist.on_main(lambda: run.stage(STAGE, fingerprint))  # a fingerprint conflict stops every rank
-    stage_path, complete = dist.broadcast((str(stage.path), stage.complete) if dist.is_main else None)
     n = len(pool.examples)
     parts = shards(n, shard_size)
     ids = [e.id for e in pool.examples]
     info: dict[str, Any] = dict(run.manifest["stages"].get(STAGE, {})) if dist.is_main else {}
+    stage_path, complete = dist.broadcast(
+        (str(stage.path), stage.complete and _records_intact(stage, info, len(parts), config))
+        if dist.is_main else None)
 
     if not complete:
         info.update(_train_stage(run, stage, pool, parts, model=model, config=config, max_length=max_length,
@@ -158,7 +184,7 @@ def run_train_proxy_stage(run: Any, pool: Pool, *, model: str, config: TrainConf
     table = pa.table(columns)
     if [i for t in first for i in t.column("id").to_pylist()] != ids:
         raise UsageError(f"stage {stage.path} holds other example ids than the pool; rerun with --overwrite")
-    run.merge_scores(table)
+    stage.merge_scores(table, derived=True)
 
     info["lp_epoch"] = lp_epoch
     info.pop("fingerprint", None)
@@ -286,6 +312,7 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, model:
                  "trainable_examples": int(len(plan.trainable))},
         "examples": len(encoded), "truncated": n_trunc, "world_size": dist.world,
         "resumed_from_step": result.resumed_from,
+        "shards": _n_records({"pass_steps": plan.pass_steps}, config) * n_parts,
         "seconds_total": round(elapsed, 3),
         "seconds_train": round(result.seconds_train, 3), "seconds_scoring": round(result.seconds_eval, 3),
         "tokens_trained": result.tokens_trained,

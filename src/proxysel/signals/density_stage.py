@@ -70,7 +70,7 @@ def run_density_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
                                        "density": pa.array(values, pa.float64())}))
         computed = 1
     table = stage.read_shards(1)
-    run.merge_scores(table)
+    stage.merge_scores(table)
     elapsed = time.perf_counter() - t0
     stage.mark_complete({"seconds": round(elapsed, 3), "shards_computed": computed, "shards": 1,
                          "examples": table.num_rows, "params": params})

@@ -18,6 +18,7 @@ from proxysel.data.example import Pool
 from proxysel.data.text import embedding_text
 from proxysel.errors import UsageError
 from proxysel.signals.base import ScoreOptions, register_signal, run_sharded
+from proxysel.store.run import embedding_matrix
 
 
 def embedder_path(spec: str) -> tuple[str, str]:
@@ -82,6 +83,5 @@ def run_embedding_stage(run: Any, pool: Pool, opts: ScoreOptions) -> None:
     table = run_sharded(run, pool, stage_name="embedding", fingerprint=fp, shard_size=opts.shard_size,
                         setup=setup, compute=compute, desc=f"embedding [{opts.embedder}]", merge=False,
                         backend=opts.make_backend(), device=opts.device)
-    col = table.column("embedding").combine_chunks()
-    vecs = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, col.type.list_size)
-    run.write_embeddings(table.column("id").to_pylist(), vecs, model=opts.embedder)
+    ids, vecs = embedding_matrix(table)
+    run.write_embeddings(ids, vecs, model=opts.embedder, stage="embedding")
