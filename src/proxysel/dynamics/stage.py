@@ -87,6 +87,11 @@ class _Quiet:
         pass
 
 
+def _rate(tokens: int, seconds: float) -> float | None:
+    """Tokens per second, rounded to 0.1; None when nothing was timed."""
+    return round(tokens / seconds, 1) if seconds > 0 else None
+
+
 def _record_losses(stage: Any, record: int, n_parts: int) -> np.ndarray:
     """The stored losses of record ``record``: float64 (n_examples,) in pool order."""
     parts = [stage.read_shard(record * n_parts + j) for j in range(n_parts)]
@@ -224,6 +229,7 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, model:
     n_parts = len(parts)
     pass_index = {s: k for k, s in enumerate(plan.pass_steps)}
     ids = [e.id for e in pool.examples]
+    scored = {"tokens": 0}  # tokens of the scoring passes this process computed
 
     def write_record(record: int, part: int, losses: np.ndarray, idx: range) -> None:
         from proxysel.engine import LossResult
@@ -263,6 +269,7 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, model:
                 autocast(config, lm.model.device):
             for j in todo:
                 losses = part_losses(parts[j], bar)
+                scored["tokens"] += sum(encoded[i].n_tokens for i in parts[j])
                 if dist.is_main:
                     write_record(record, j, losses, parts[j])
 
@@ -313,10 +320,15 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, model:
         "examples": len(encoded), "truncated": n_trunc, "world_size": dist.world,
         "resumed_from_step": result.resumed_from,
         "shards": _n_records({"pass_steps": plan.pass_steps}, config) * n_parts,
-        "seconds_total": round(elapsed, 3),
-        "seconds_train": round(result.seconds_train, 3), "seconds_scoring": round(result.seconds_eval, 3),
-        "tokens_trained": result.tokens_trained,
-        "train_tokens_per_s": round(result.tokens_trained / result.seconds_train, 1) if result.seconds_train else None,
+        # What this process computed (a resumed stage counts only its part), as the other stages
+        # record it: training and scoring passes together, then each apart.
+        "seconds": round(elapsed, 3),
+        "tokens_computed": result.tokens_trained + scored["tokens"],
+        "tokens_per_s": _rate(result.tokens_trained + scored["tokens"], elapsed),
+        "seconds_train": round(result.seconds_train, 3), "tokens_trained": result.tokens_trained,
+        "train_tokens_per_s": _rate(result.tokens_trained, result.seconds_train),
+        "seconds_scoring": round(result.seconds_eval, 3), "tokens_scored": scored["tokens"],
+        "scoring_tokens_per_s": _rate(scored["tokens"], result.seconds_eval),
         "train_loss_per_epoch": per_epoch,
         "train_loss_first_last": [hist[0]["loss"], hist[-1]["loss"]] if hist else None,
         "history": str((stage.path / HISTORY).relative_to(run.path)),
