@@ -15,7 +15,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("score", "train_proxy", "select", "compare", "run", "report", "explain", "bench", "demo", "read_pool")
+_API = ("score", "train_proxy", "select", "compare", "run", "report", "explain", "bench", "demo", "verify",
+        "read_pool")
 __all__ = ["__version__", *_API]
 
 

@@ -34,8 +34,10 @@ from proxysel.stages import score as _score
 from proxysel.stages import select as _select
 from proxysel.stages import train_proxy as _train_proxy
 from proxysel.store import RunFolder
+from proxysel.store.verify import VerifyReport, repair_run, verify_run
 
-__all__ = ["bench", "compare", "demo", "demo_config", "explain", "report", "run", "score", "select", "train_proxy"]
+__all__ = ["bench", "compare", "demo", "demo_config", "explain", "report", "run", "score", "select", "train_proxy",
+           "verify"]
 
 
 def _sections(config: Any, cls: type, fields: dict[str, Any], others: Sequence[type], what: str) -> list[Any]:
@@ -159,6 +161,22 @@ def explain(run_dir: str | Path, example_id: str, selection: str | None = None) 
     Raises UsageError (exit code 2) for an id the run does not know.
     """
     return _explain(run_dir, example_id, selection=selection)
+
+
+def verify(run_dir: str | Path, *, repair: bool = False) -> VerifyReport:
+    """Check every shard, marker, scores/vectors file and selection of ``run_dir`` against its
+    recorded sha256, changing nothing; returns a ``store.verify.VerifyReport`` (``.clean``,
+    ``.damaged``: path, problem and repair of each damaged file; ``.format()``: as text).
+
+    repair: first rebuild a damaged scores.parquet or vector file from the stages (the report then
+    lists what is still damaged: shards, which only their command can recompute).
+
+    >>> proxysel.verify("runs/r1").clean  # doctest: +SKIP
+    True
+    """
+    if repair:
+        repair_run(run_dir)
+    return verify_run(run_dir)
 
 
 def compare(run_a: str | Path, run_b: str | Path, *, signal: str = "loss", signal_b: str | None = None,

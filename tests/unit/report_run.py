@@ -54,8 +54,10 @@ def write_pool(path: Path, n: int, seed: int = 0) -> list[str]:
     return ids
 
 
-def scores_table(ids: list[str], seed: int = 0, clusters: int = 8, checkpoints: int = 6) -> pa.Table:
-    """Every scores.parquet column, with plausible values; every 23rd row is truncated (NaN)."""
+def scores_table(ids: list[str], seed: int = 0, clusters: int = 8, checkpoints: int = 6,
+                 epochs: int = 3) -> pa.Table:
+    """Every scores.parquet column, with plausible values; every 23rd row is truncated (NaN).
+    ``epochs`` (1 to 3) of proxy training: ppl_epoch holds P_0..P_epochs, and LP(1) is over them."""
     n = len(ids)
     rng = np.random.default_rng(seed)
     cluster = rng.integers(0, clusters, size=n)
@@ -63,7 +65,8 @@ def scores_table(ids: list[str], seed: int = 0, clusters: int = 8, checkpoints: 
     n_resp = np.maximum(1, (n_tokens * rng.uniform(0.2, 0.8, size=n)).astype(np.int64))
     truncated = np.arange(n) % 23 == 5
     loss = rng.normal(2.0 + 0.1 * cluster, 0.4, size=n).clip(0.2)
-    p = np.exp(loss)[:, None] * np.array([1.0, 0.7, 0.6, 0.55])[None, :] ** rng.uniform(0.3, 1.5, size=(n, 1))
+    drop = np.array([1.0, 0.7, 0.6, 0.55])[: epochs + 1]
+    p = np.exp(loss)[:, None] * drop[None, :] ** rng.uniform(0.3, 1.5, size=(n, 1))
     lp = (p[:, 0] - p[:, 1]) / (p[:, 0] - p[:, -1])
     lp[1] = lp.min() - 0.01  # the row with the untrusted id is kept, rank 1: it shows in the report
     lp_app = (p[:, 0] - p[:, 1]) / p[:, 0]
@@ -112,7 +115,7 @@ def _write_selection(run, name: str, selection, meta: dict, mtime: float) -> Non
 
 
 def build_run(root: Path, n: int = 300, *, seed: int = 0, dim: int = 16, selections: bool = True,
-              embeddings: bool = True, meta: bool = True) -> SyntheticRun:
+              embeddings: bool = True, meta: bool = True, epochs: int = 3) -> SyntheticRun:
     """A complete run folder at ``root/run`` with its input data at ``root/pool.jsonl``."""
     from proxysel.data import read_pool
     from proxysel.selectors import get_selector
@@ -123,7 +126,7 @@ def build_run(root: Path, n: int = 300, *, seed: int = 0, dim: int = 16, selecti
     data = root / "pool.jsonl"
     ids = write_pool(data, n, seed)
     pool = read_pool(data)
-    table = scores_table(ids, seed)
+    table = scores_table(ids, seed, epochs=epochs)
     run_dir = root / "run"
     names: tuple[str, ...] = ()
     with Run.open(run_dir) as run:

@@ -166,3 +166,54 @@ def test_source_column_in_scores_needs_no_data(tmp_path):
     part = text.split('<section id="breakdown">')[1].split("</section>")[0]
     assert "Keep rate by source" in part and "src-2" in part
     assert "Keep rate by format: the input records were not read" in part
+
+
+def _section_html(text: str, key: str) -> str:
+    return text.split(f'<section id="{key}">')[1].split("</section>")[0]
+
+
+def test_one_epoch_draws_lp_app_and_says_why(tmp_path, page):
+    """With one epoch LP(1) = (P_0 - P_1) / (P_0 - P_1) = 1 for every example: no histogram of it and
+    LP_app(1) against P_0 instead, each with the reason; with three epochs LP(1) is drawn as before."""
+    r = build_run(tmp_path / "one", n=120, epochs=1)
+    lp = np.delete(load_run(r.run, read_data=False).signals["lp"], 1)  # row 1: planted lowest (report_run)
+    assert np.allclose(lp[np.isfinite(lp)], 1.0)  # the premise
+    text = proxysel.report(r.run, read_data=False).read_text(encoding="utf-8")
+    signals, lp_part = _section_html(text, "signals"), _section_html(text, "lp")
+    assert 'aria-label="lp"' not in signals and 'aria-label="lp (selection signal)"' not in signals
+    assert 'aria-label="lp_app"' in signals
+    assert "LP(1) is not drawn" in signals and "LP(1) is not drawn" in lp_part
+    assert "<h2>LP_app(1) against P_0</h2>" in lp_part and 'aria-label="LP_app(1) against P_0"' in lp_part
+
+    assert "LP(1) is not drawn" not in page
+    assert 'aria-label="lp (selection signal)"' in _section_html(page, "signals")
+    assert "<h2>LP(1) against P_0</h2>" in page and 'aria-label="LP(1) against P_0"' in page
+
+
+def test_train_proxy_time_is_recorded_and_shown(tmp_path, tiny_model_dir):
+    """The train-proxy stage records its seconds and tokens/s as the other stages do (training and
+    scoring passes, and each apart), and the page shows them: no "–", and they count in the total."""
+    pytest.importorskip("torch")
+    import json
+
+    import pyarrow.parquet as pq
+    from conftest import write_qa_pool
+
+    pool = write_qa_pool(tmp_path / "pool.jsonl", 16, seed=2)
+    out = tmp_path / "run"
+    proxysel.train_proxy(pool, out=out, model=str(tiny_model_dir), epochs=1, checkpoints=2, batch_size=2,
+                         grad_accum=2, lr=1e-2, max_length=48, shard_size=8)
+    st = json.loads((out / "manifest.json").read_text())["stages"]["train-proxy"]
+    n_tokens = int(pq.read_table(out / "scores.parquet").column("n_tokens").to_numpy().sum())
+    assert st["tokens_scored"] == len(st["plan"]["pass_steps"]) * n_tokens  # every pass scores the pool
+    assert st["tokens_trained"] > 0 and st["tokens_computed"] == st["tokens_trained"] + st["tokens_scored"]
+    assert 0 < st["seconds_train"] + st["seconds_scoring"] <= st["seconds"] < 60
+    assert st["tokens_per_s"] == pytest.approx(st["tokens_computed"] / st["seconds"], rel=1e-2)
+
+    text = proxysel.report(out, read_data=False).read_text(encoding="utf-8")
+    row = next(r for r in _section_html(text, "stages").split("<tr") if "train-proxy</span>" in r)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[2] == f"{st['seconds']:.1f} s" and cells[4] == fmt(st["tokens_per_s"], 4)
+    assert "training " in cells[0] and "scoring passes " in cells[0]
+    assert f"<span>stage time</span><b>{st['seconds']:.1f} s</b>" in text  # the only stage
+    assert "LP(1) is not drawn" in text  # one epoch

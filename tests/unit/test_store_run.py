@@ -275,8 +275,13 @@ def test_embeddings_round_trip(run):
     run.write_embeddings(ids, array, model="minilm")
     got_ids, got = run.read_embeddings()
     assert got_ids == ids and got.dtype == np.float32 and np.array_equal(got, array)
-    assert run.manifest["embeddings"] == {"model": "minilm", "dim": 8, "n": 5}
+    import hashlib
+
     import pyarrow.parquet as pq
+
+    data = run.embeddings_path.read_bytes()
+    assert run.manifest["embeddings"] == {"model": "minilm", "dim": 8, "n": 5, "bytes": len(data),
+                                          "sha256": hashlib.sha256(data).hexdigest()}
 
     schema = pq.read_schema(run.embeddings_path)
     assert schema.field("embedding").type == pa.list_(pa.float32(), 8)

@@ -8,7 +8,7 @@ import sys
 from typing import Sequence
 
 from proxysel import __version__, logs
-from proxysel.cli import bench, compare, demo, env, explain, report, run, score, select, train_proxy
+from proxysel.cli import bench, compare, demo, env, explain, report, run, score, select, train_proxy, verify
 from proxysel.errors import ProxyselError
 
 #: command name -> its module under proxysel.cli (``add_parser`` and the function it sets)
@@ -23,6 +23,7 @@ COMMANDS = {
     "explain": explain,
     "run": run,
     "bench": bench,
+    "verify": verify,
 }
 
 

@@ -116,9 +116,9 @@ def _empty(message: str) -> str:
     return f'<p class="empty">{e(message)}</p>'
 
 
-def _section(key: str, body: str, lead: str = "") -> str:
+def _section(key: str, body: str, lead: str = "", title: str | None = None) -> str:
     lead_html = f'<p class="lead">{e(lead)}</p>' if lead else ""
-    return f'<section id="{key}"><h2>{e(TITLES[key])}</h2>{lead_html}{body}</section>'
+    return f'<section id="{key}"><h2>{e(title or TITLES[key])}</h2>{lead_html}{body}</section>'
 
 
 def _figure(svg: str, caption: str = "") -> str:
@@ -158,6 +158,45 @@ def _duration(seconds: Any) -> str:
         return f"{m}m {s:02d}s"
     h, m = divmod(m, 60)
     return f"{h}h {m:02d}m"
+
+
+def _number(st: dict[str, Any], *keys: str) -> float | None:
+    """The first of ``keys`` in ``st`` that holds a finite number (newer names first, then the names
+    older manifests used)."""
+    for key in keys:
+        v = st.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return float(v)
+    return None
+
+
+def _stage_seconds(st: dict[str, Any]) -> float | None:
+    # train-proxy recorded only seconds_total before it recorded seconds as the other stages do
+    return _number(st, "seconds", "seconds_total")
+
+
+def _stage_detail(st: dict[str, Any]) -> str:
+    """For train-proxy: its training and its scoring passes apart, e.g. "training 5m 50s at 181 tok/s"."""
+    parts = []
+    for label, secs, tps in (("training", "seconds_train", "train_tokens_per_s"),
+                             ("scoring passes", "seconds_scoring", "scoring_tokens_per_s")):
+        seconds, rate = _number(st, secs), _number(st, tps)
+        if seconds is not None:
+            at = f" at {fmt(rate, 4)} tok/s" if rate is not None else ""
+            parts.append(f"{label} {_duration(seconds)}{at}")
+    return "; ".join(parts)
+
+
+def one_epoch(view: RunView) -> bool:
+    """Whether the proxy was trained for one epoch only (ppl_epoch holds P_0 and P_1): LP(1) is then
+    (P_0 - P_1) / (P_0 - P_1) = 1 for every example that moved, and carries no ranking."""
+    ppl = view.lists.get("ppl_epoch")
+    return ppl is not None and ppl.shape[1] == 2
+
+
+ONE_EPOCH_NOTE = ("LP(1) is not drawn: with one epoch of proxy training LP(1) = (P_0 - P_1) / (P_0 - P_1) "
+                  "= 1 for every example, so it ranks nothing; LP_app(1) = (P_0 - P_1) / P_0 needs only the "
+                  "one epoch and is drawn instead.")
 
 
 def _count(v: Any) -> str:
@@ -202,8 +241,7 @@ def _summary(view: RunView) -> str:
     if view.truncated is not None:
         stats.append(_stat("truncated", f"{int(view.truncated.sum()):,}"))
     stats.append(_stat("skipped records", f"{len(m.get('skipped_records') or []):,}"))
-    total_s = sum(float(s.get("seconds") or 0) for s in (m.get("stages") or {}).values() if isinstance(s, dict)
-                  and isinstance(s.get("seconds"), (int, float)))
+    total_s = sum(_stage_seconds(s) or 0.0 for s in (m.get("stages") or {}).values() if isinstance(s, dict))
     stats.append(_stat("stage time", _duration(total_s)))
 
     models = []
@@ -326,13 +364,13 @@ def _stages(view: RunView) -> str:
             continue
         fp = st.get("fingerprint") if isinstance(st.get("fingerprint"), dict) else {}
         model = fp.get("model") or fp.get("judge") or fp.get("embedder") or "–"
-        secs = st.get("seconds")
-        if isinstance(secs, (int, float)):
-            total += secs
-        tps = st.get("tokens_per_s")
-        rows.append([f'<span class="mono">{e(name)}</span>', e(st.get("status", "–")), e(_duration(secs)),
-                     e(_count(st.get("examples"))), e(fmt(tps, 4) if isinstance(tps, (int, float)) else "–"),
-                     e(model), e(st.get("completed", "–"))])
+        secs = _stage_seconds(st)
+        total += secs or 0.0
+        tps = _number(st, "tokens_per_s", "train_tokens_per_s")
+        detail = _stage_detail(st)
+        label = f'<span class="mono">{e(name)}</span>' + (f"<br><small>{e(detail)}</small>" if detail else "")
+        rows.append([label, e(st.get("status", "–")), e(_duration(secs)), e(_count(st.get("examples"))),
+                     e(fmt(tps, 4) if tps is not None else "–"), e(model), e(st.get("completed", "–"))])
     rows.append(["total", "", e(_duration(total)), "", "", "", ""])
     table = _table(["stage", "status", "time", "examples", "tokens/s", "model", "finished"], rows, num=(2, 3, 4),
                    row_class=[""] * (len(rows) - 1) + ["total"])
@@ -379,8 +417,9 @@ def _signals(view: RunView) -> str:
         return _section("signals", _empty("No numeric signals in scores.parquet yet (run `proxysel score` "
                                           "or `proxysel train-proxy`)."))
     sel = view.selection
-    names = sorted(view.signals)
-    if sel is not None and sel.signal in view.signals:
+    skip_lp = one_epoch(view) and "lp" in view.signals
+    names = sorted(n for n in view.signals if not (skip_lp and n == "lp"))
+    if sel is not None and sel.signal in names:
         names.remove(sel.signal)
         names.insert(0, sel.signal)
     figs = []
@@ -399,12 +438,15 @@ def _signals(view: RunView) -> str:
     lead = "Every numeric column of scores.parquet. "
     lead += ("Kept examples are stacked under dropped ones; a dashed red line marks the cut where one "
              "value separates kept from dropped." if sel is not None else "No selection yet: one series per signal.")
+    if skip_lp:
+        lead += " " + ONE_EPOCH_NOTE
     return _section("signals", f'<div class="grid2">{"".join(figs)}</div>', lead)
 
 
 def _lp(view: RunView) -> str:
     ppl = view.lists.get("ppl_epoch")
-    lp_name = "lp" if "lp" in view.signals else "lp_app" if "lp_app" in view.signals else None
+    single = one_epoch(view)
+    lp_name = "lp" if "lp" in view.signals and not single else "lp_app" if "lp_app" in view.signals else None
     if ppl is None or lp_name is None or ppl.shape[1] < 1:
         return _section("lp", _empty("Needs the ppl_epoch and lp columns of `proxysel train-proxy`; "
                                      "this run has " + ("no ppl_epoch." if ppl is None else "no lp or lp_app.")))
@@ -419,9 +461,15 @@ def _lp(view: RunView) -> str:
                                   title=f"{label} against P_0", xlabel="P_0: perplexity before training"
                                   + (" (log scale)" if logx else ""), ylabel=label, logx=logx, width=720, height=400)
     caption = _sampled(len(rows), len(ok), caption)
-    lead = (f"{label} = how much of the proxy's total perplexity drop happened in the first epoch. "
-            "The LP selectors keep the lowest (the hardest to learn) within each cluster.")
-    return _section("lp", f'<div style="max-width:760px">{_figure(svg, caption)}</div>', lead)
+    if lp_name == "lp":
+        lead = "LP(1) = how much of the proxy's total perplexity drop happened in the first epoch. "
+    else:
+        lead = "LP_app(1) = the perplexity drop of the first epoch relative to P_0. "
+    lead += "The LP selectors keep the lowest (the hardest to learn) within each cluster."
+    if single:
+        lead = f"{ONE_EPOCH_NOTE} {lead}"
+    return _section("lp", f'<div style="max-width:760px">{_figure(svg, caption)}</div>', lead,
+                    title=f"{label} against P_0")
 
 
 def _cluster_labels(view: RunView) -> tuple[np.ndarray | None, str]:

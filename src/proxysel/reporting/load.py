@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from proxysel.errors import ProxyselError, UsageError
+from proxysel.store.digest import digest_problem
 from proxysel.store.run import EMBEDDINGS, MANIFEST, SCORES, check_name
 
 SELECTION_FILE = "selection.parquet"
@@ -46,6 +47,20 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise ProxyselError(f"{path / MANIFEST} is not a JSON object")
     return manifest
+
+
+def read_recorded(path: Path, record: Any) -> pa.Table | None:
+    """The Parquet file ``path`` of a run (scores or embeddings), None if absent and unrecorded.
+
+    Raises ProxyselError, naming the file and the repair, if it does not match the sha256 its
+    manifest ``record`` holds: the report only reads, so it does not rebuild it itself.
+    """
+    sha = record.get("sha256") if isinstance(record, dict) else None
+    problem = digest_problem(path, sha, record.get("bytes")) if sha else None
+    if problem is not None:
+        raise ProxyselError(f"{path} {problem}; `proxysel verify {path.parent} --repair` rebuilds it "
+                            f"from the stages")
+    return pq.read_table(path) if path.is_file() else None
 
 
 def index_in(ids: pa.Array, other: pa.Array) -> np.ndarray:
@@ -325,7 +340,7 @@ def load_run(path: str | Path, *, selection: str | None = None, data: str | Path
     path = check_run_dir(path)
     manifest = read_manifest(path)
     notes: list[str] = []
-    scores = pq.read_table(path / SCORES) if (path / SCORES).is_file() else None
+    scores = read_recorded(path / SCORES, manifest.get("scores"))
     found = list_selections(path)
     if selection is not None:
         check_name(selection, "selection name")
@@ -370,8 +385,8 @@ def load_run(path: str | Path, *, selection: str | None = None, data: str | Path
             notes.append(f"cannot read selection '{name}': {err}")
 
     embeddings, emb_model = None, None
-    if (path / EMBEDDINGS).is_file():
-        table = pq.read_table(path / EMBEDDINGS)
+    table = read_recorded(path / EMBEDDINGS, manifest.get("embeddings"))
+    if table is not None:
         emb_model = (table.schema.metadata or {}).get(b"proxysel.model", b"").decode() or None
         col = table.column("embedding").combine_chunks()
         dim = col.type.list_size if pa.types.is_fixed_size_list(col.type) else None

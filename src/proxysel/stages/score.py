@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from proxysel import backends
 from proxysel.data.example import Pool
 from proxysel.errors import UsageError
@@ -23,6 +21,7 @@ from proxysel.signals.base import Signal
 from proxysel.stages.inputs import read_input, record_data, record_reference
 from proxysel.stages.sharded import run_sharded
 from proxysel.store import Run
+from proxysel.store.run import embedding_matrix
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ def _run_global(run: Any, pool: Pool, signal: Signal, fingerprint: dict[str, Any
         computed = 1
     table = stage.read_shards(1)
     if not signal.vectors:
-        run.merge_scores(table)
+        stage.merge_scores(table)
     elapsed = time.perf_counter() - t0
     stage.mark_complete({"seconds": round(elapsed, 3), "shards_computed": computed, "shards": 1,
                          "examples": table.num_rows, **signal.stage_info()})
@@ -95,9 +94,9 @@ def _run_global(run: Any, pool: Pool, signal: Signal, fingerprint: dict[str, Any
 
 
 def _store_vectors(run: Any, signal: Signal, table: Any) -> None:
-    col = table.column(signal.columns[0]).combine_chunks()
-    vecs = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, col.type.list_size)
-    run.write_vectors(signal.name, table.column("id").to_pylist(), vecs, model=signal.model)
+    """The vector set of a ``vectors`` signal, from its stage's table (rebuildable from that stage)."""
+    ids, vecs = embedding_matrix(table.rename_columns(["id" if c == "id" else "embedding" for c in table.column_names]))
+    run.write_vectors(signal.name, ids, vecs, model=signal.model, stage=signal.name)
 
 
 def score(data: str | Path, *, out: str | Path, config: Any, read: ReadConfig, runtime: RuntimeConfig,

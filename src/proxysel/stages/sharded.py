@@ -38,7 +38,8 @@ def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str,
     (and ``n_tokens`` when it knows them, for tokens/s). backend: where the shards are computed
     (``proxysel.backends``; default local); device: passed to ``setup`` (None: the backend's
     default). Shard planning, writing and merging happen here, in the driver, whatever the
-    backend, so the run directory is the same. Returns the merged stage table.
+    backend, so the run directory is the same. A shard whose bytes no longer match its marker
+    counts as not done (``Stage.shard_done``) and is computed again. Returns the stage table.
     """
     backend = backend or LocalBackend()
     stage = run.stage(stage_name, fingerprint)
@@ -63,7 +64,7 @@ def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str,
     elapsed = time.perf_counter() - t0
     table = stage.read_shards()
     if merge:
-        run.merge_scores(table)
+        stage.merge_scores(table)
     info = {"seconds": round(elapsed, 3), "shards_computed": len(todo), "shards": len(parts),
             "examples": table.num_rows}
     if todo:

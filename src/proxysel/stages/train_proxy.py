@@ -12,6 +12,8 @@ Layout of ``RUN/stages/train-proxy/``:
                                       n_response_tokens, truncated, loss, ppl), so a pass of
                                       train-proxy and ``proxysel score`` of the same weights
                                       compute the same numbers the same way.
+    merged.parquet (+ .done)          the table merged into scores.parquet (ppl_epoch, lp, ...),
+                                      kept so that a damaged scores.parquet can be rebuilt
     history.jsonl                     the training loss, lr and gradient norm of every step
     state/step-XXXXXX/                the resumable training state (dynamics.state); removed
                                       when the stage completes
@@ -94,6 +96,11 @@ class _Quiet:
         pass
 
 
+def _rate(tokens: int, seconds: float) -> float | None:
+    """Tokens per second, rounded to 0.1; None when nothing was timed."""
+    return round(tokens / seconds, 1) if seconds > 0 else None
+
+
 def _record_losses(stage: Any, record: int, n_parts: int) -> np.ndarray:
     """The stored losses of record ``record``: float64 (n_examples,) in pool order."""
     parts = [stage.read_shard(record * n_parts + j) for j in range(n_parts)]
@@ -105,6 +112,28 @@ def _record_losses(stage: Any, record: int, n_parts: int) -> np.ndarray:
 #: change what is derived or kept, so changing them reruns nothing.
 FINGERPRINT_FIELDS = ("epochs", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
                       "max_grad_norm", "seed", "dtype", "lora", "lora_r", "lora_alpha", "online", "batch_tokens")
+
+
+def _n_records(plan_info: dict[str, Any], config: TrainProxyConfig) -> int:
+    """Records the stage stores: one per scoring pass, then with --online one per epoch."""
+    return len(plan_info["pass_steps"]) + (config.epochs if config.online else 0)
+
+
+def _records_intact(stage: Any, info: dict[str, Any], n_parts: int, config: TrainProxyConfig) -> bool:
+    """Whether every shard of a complete stage is there and matches its marker.
+
+    A damaged record cannot be scored again without the weights of its step, and the training
+    state is removed when the stage completes: the stage is then trained again from the start
+    (same seed, same plan, so the same weights), and only the damaged shards are scored again.
+    """
+    plan_info = info.get("plan")
+    if not isinstance(plan_info, dict) or "pass_steps" not in plan_info:
+        return True  # nothing to check against; assembling the columns reports a missing shard
+    bad = [k for k in range(_n_records(plan_info, config) * n_parts) if not stage.shard_done(k)]
+    if bad:
+        log.warning("train-proxy: %d shard(s) damaged or missing (first: %s); the proxy is trained again, "
+                    "with the same seed, to score them again", len(bad), stage.shard_path(bad[0]))
+    return not bad
 
 
 def run_train_proxy_stage(run: Any, pool: Pool, config: TrainProxyConfig, runtime: RuntimeConfig,
@@ -126,11 +155,13 @@ def run_train_proxy_stage(run: Any, pool: Pool, config: TrainProxyConfig, runtim
                    "checkpoints": config.n_checkpoints, **{k: getattr(config, k) for k in FINGERPRINT_FIELDS}}
     dist = dist or Dist()
     stage = dist.on_main(lambda: run.stage(STAGE, fingerprint))  # a fingerprint conflict stops every rank
-    stage_path, complete = dist.broadcast((str(stage.path), stage.complete) if dist.is_main else None)
     n = len(pool.examples)
     parts = shards(n, runtime.shard_size)
     ids = [e.id for e in pool.examples]
     info: dict[str, Any] = dict(run.manifest["stages"].get(STAGE, {})) if dist.is_main else {}
+    stage_path, complete = dist.broadcast(
+        (str(stage.path), stage.complete and _records_intact(stage, info, len(parts), config))
+        if dist.is_main else None)
 
     if not complete:
         info.update(_train_stage(run, stage, pool, parts, config=config, runtime=runtime, dist=dist,
@@ -165,7 +196,7 @@ def run_train_proxy_stage(run: Any, pool: Pool, config: TrainProxyConfig, runtim
     table = pa.table(columns)
     if [i for t in first for i in t.column("id").to_pylist()] != ids:
         raise UsageError(f"stage {stage.path} holds other example ids than the pool; rerun with --overwrite")
-    run.merge_scores(table)
+    stage.merge_scores(table, derived=True)
 
     info["lp_epoch"] = config.lp_epoch
     info.pop("fingerprint", None)
@@ -199,6 +230,7 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, config
     n_parts = len(parts)
     pass_index = {s: k for k, s in enumerate(plan.pass_steps)}
     ids = [e.id for e in pool.examples]
+    scored = {"tokens": 0}  # tokens of the scoring passes this process computed
 
     def write_record(record: int, part: int, losses: np.ndarray, idx: range) -> None:
         sub = [encoded[i] for i in idx]
@@ -236,6 +268,7 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, config
                 autocast(config, lm.model.device):
             for j in todo:
                 losses = part_losses(parts[j], bar)
+                scored["tokens"] += sum(encoded[i].n_tokens for i in parts[j])
                 if dist.is_main:
                     write_record(record, j, losses, parts[j])
 
@@ -285,10 +318,16 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, config
                  "trainable_examples": int(len(plan.trainable))},
         "examples": len(encoded), "truncated": n_trunc, "world_size": dist.world,
         "resumed_from_step": result.resumed_from,
-        "seconds_total": round(elapsed, 3),
-        "seconds_train": round(result.seconds_train, 3), "seconds_scoring": round(result.seconds_eval, 3),
-        "tokens_trained": result.tokens_trained,
-        "train_tokens_per_s": round(result.tokens_trained / result.seconds_train, 1) if result.seconds_train else None,
+        "shards": _n_records({"pass_steps": plan.pass_steps}, config) * n_parts,
+        # What this process computed (a resumed stage counts only its part), as the other stages
+        # record it: training and scoring passes together, then each apart.
+        "seconds": round(elapsed, 3),
+        "tokens_computed": result.tokens_trained + scored["tokens"],
+        "tokens_per_s": _rate(result.tokens_trained + scored["tokens"], elapsed),
+        "seconds_train": round(result.seconds_train, 3), "tokens_trained": result.tokens_trained,
+        "train_tokens_per_s": _rate(result.tokens_trained, result.seconds_train),
+        "seconds_scoring": round(result.seconds_eval, 3), "tokens_scored": scored["tokens"],
+        "scoring_tokens_per_s": _rate(scored["tokens"], result.seconds_eval),
         "train_loss_per_epoch": per_epoch,
         "train_loss_first_last": [hist[0]["loss"], hist[-1]["loss"]] if hist else None,
         "history": str((stage.path / HISTORY).relative_to(run.path)),

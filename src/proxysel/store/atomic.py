@@ -54,8 +54,14 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(f)`` on a fresh temporary file next to ``path``, then rename it onto ``path``."""
+def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None],
+                  before_replace: Callable[[Path], bool] | None = None) -> Path:
+    """Call ``write(f)`` on a fresh temporary file next to ``path``, then rename it onto ``path``.
+
+    before_replace(tmp): called with the complete, fsynced temporary file just before the rename
+    (to record its digest first, so that a crash in between leaves a detectable mismatch rather
+    than an unrecorded file); returning False drops the temporary file and leaves ``path`` as it was.
+    """
     path = Path(path)
     folder = path.parent
     tmp = folder / f"{TMP_PREFIX}{path.name}.{secrets.token_hex(6)}"
@@ -67,6 +73,9 @@ def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Non
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if before_replace is not None and not before_replace(tmp):
+            os.unlink(tmp)
+            return path
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -128,14 +137,16 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, dumps_json(obj))
 
 
-def atomic_write_parquet(path: str | os.PathLike[str], table: "pa.Table") -> Path:
+def atomic_write_parquet(path: str | os.PathLike[str], table: "pa.Table",
+                         before_replace: Callable[[Path], bool] | None = None) -> Path:
     """Write ``table`` to ``path`` as Parquet, atomically and deterministically.
 
     The same table (same schema, same values, whatever its chunking) always gives the same bytes
     with a given pyarrow version: chunks are combined first and the writer options are fixed
     (``PARQUET_OPTIONS``: zstd, one row group per 2**20 rows). Schema metadata is kept as given.
+    before_replace: as for ``_atomic_write`` (called with the finished temporary file).
     """
     import pyarrow.parquet as pq
 
     table = table.combine_chunks()
-    return _atomic_write(path, lambda f: pq.write_table(table, f, **PARQUET_OPTIONS))
+    return _atomic_write(path, lambda f: pq.write_table(table, f, **PARQUET_OPTIONS), before_replace)

@@ -20,6 +20,12 @@ A run is opened by one process at a time (``RUN/.lock``). Each stage has a finge
 model, parameters): the same fingerprint resumes the stage, skipping finished shards; a different
 one is refused with RunConflictError unless the run was opened with ``overwrite=True``. Every file
 is written to a temporary name and renamed (``store.atomic``), and Parquet output is deterministic.
+
+Resumes are verified. A shard counts as finished only while its bytes hash to the sha256 of its
+``.done`` marker: a damaged shard is computed again, with a warning naming it. The manifest records
+the sha256 of scores.parquet and embeddings.parquet, and how each was made (``manifest["scores"]``:
+the stages merged into it, in order); a damaged or missing one is rebuilt from the stages when it is
+next read. Each file is hashed once per process while its size and mtime stay the same.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -47,7 +54,10 @@ import pyarrow.parquet as pq
 from ..errors import ProxyselError, RunConflictError, UsageError
 from ..names import check_name
 from .atomic import TMP_PREFIX, atomic_write_json, atomic_write_parquet, dumps_json, to_jsonable
+from .digest import digest_problem, file_sha256, marker_problem, read_json
 from .lock import LOCK_NAME, RunLock
+
+log = logging.getLogger(__name__)
 
 #: Version of the run-folder layout, stored in the manifest.
 STORE_VERSION = 1
@@ -72,6 +82,9 @@ REPORT = "report.html"
 SELECTION_TABLE = "selection.parquet"
 SELECTION_META = "meta.json"
 SELECTION_COLUMNS = ("id", "selected", "rank", "cluster", "reason")
+#: A stage's own table when it is derived from its shards rather than their concatenation
+#: (``Stage.merge_scores(table, derived=True)``), kept so that scores.parquet can be rebuilt.
+DERIVED = "merged.parquet"
 _SHARD_RE = re.compile(r"^shard-(\d{5,})\.done$")
 _TRASH_PREFIX = ".trash-"
 
@@ -143,7 +156,11 @@ class Stage:
     >>> for i, batch in enumerate(shards):
     ...     if not stage.shard_done(i):
     ...         stage.write_shard(i, compute(batch))
+    >>> stage.merge_scores()
     >>> stage.mark_complete({"counts": {"examples": n}})
+
+    A shard is done while its bytes match its marker's sha256 (checked once per process, see
+    ``Run.check_file``); a damaged one is not done, so the stage's loop computes it again.
     """
 
     def __init__(self, run: Run, name: str, fingerprint: dict[str, Any], *, overwritten: bool = False,
@@ -165,21 +182,37 @@ class Stage:
         return self.path / f"shard-{self._index(i):05d}.done"
 
     @staticmethod
+    def marker_of(path: Path) -> Path:
+        """The ``.done`` marker that vouches for the Parquet file ``path`` (same folder and stem)."""
+        return path.with_suffix(".done")
+
+    @staticmethod
     def _index(i: int) -> int:
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0:
             raise ValueError(f"shard index must be an integer >= 0, got {i!r}")
         return int(i)
 
     def shard_done(self, i: int) -> bool:
-        """Whether shard ``i`` was written completely (its marker exists)."""
-        return self._marker(i).is_file() and self.shard_path(i).is_file()
+        """Whether shard ``i`` was written completely and is intact (its bytes match its marker).
 
-    def shards_done(self) -> list[int]:
-        """Indices of the finished shards, ascending."""
+        A shard whose marker exists but whose bytes do not match (or that is missing) is not done:
+        a warning names it, and the stage computes it again.
+        """
+        if not self._marker(i).is_file():
+            return False
+        return self.run.check_file(self.shard_path(i), marker=self._marker(i),
+                                   consequence="it is treated as not done and computed again") is None
+
+    def _marked(self) -> list[int]:
+        """Indices of the shards that have a marker, ascending (intact or not)."""
         if not self.path.is_dir():
             return []
         found = (_SHARD_RE.match(p.name) for p in self.path.iterdir())
-        return sorted(int(m.group(1)) for m in found if m and self.shard_path(int(m.group(1))).is_file())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def shards_done(self) -> list[int]:
+        """Indices of the finished, intact shards, ascending."""
+        return [i for i in self._marked() if self.shard_done(i)]
 
     def write_shard(self, i: int, table: pa.Table) -> Path:
         """Write shard ``i`` (Parquet, atomic) and then its ``.done`` marker; returns the shard path.
@@ -187,22 +220,27 @@ class Stage:
         The marker comes last, so a crash in between leaves the shard "not done" and it is redone.
         """
         self.run._check_open()
-        path = atomic_write_parquet(self.shard_path(i), table)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        atomic_write_json(self._marker(i), {"rows": table.num_rows, "sha256": digest})
-        return path
+        return self.run.write_marked(self.shard_path(i), table)
 
     def read_shard(self, i: int) -> pa.Table:
         if not self.shard_done(i):
-            raise ProxyselError(f"shard {i} of stage '{self.name}' in {self.run.path} is not finished")
+            raise ProxyselError(f"shard {i} of stage '{self.name}' in {self.run.path} is not finished"
+                                + ("; its file is damaged, run the stage again to recompute it"
+                                   if self._marker(i).is_file() else ""))
         return pq.read_table(self.shard_path(i))
 
     def read_shards(self, n_shards: int | None = None) -> pa.Table:
         """All finished shards concatenated in shard order.
 
         With ``n_shards``, raise ProxyselError unless shards 0..n_shards-1 are all finished.
+        Without it, a marked shard that is damaged is an error too (it is never silently left out).
         """
         done = self.shards_done()
+        damaged = sorted(set(self._marked()) - set(done))
+        if n_shards is None and damaged:
+            raise ProxyselError(f"{self.shard_path(damaged[0])} does not match its marker"
+                                f"{f' (and {len(damaged) - 1} more shards)' if len(damaged) > 1 else ''}; "
+                                f"run the stage again to recompute it")
         if n_shards is not None:
             missing = sorted(set(range(n_shards)) - set(done))
             if missing:
@@ -220,6 +258,23 @@ class Stage:
                                     f"{rows}; delete it (or pass --overwrite) and run the stage again")
             tables.append(table)
         return pa.concat_tables(tables, promote_options="default")
+
+    def merge_scores(self, table: pa.Table | None = None, *, derived: bool = False) -> pa.Table:
+        """Merge this stage's per-example table into scores.parquet (``Run.merge_scores``) and record
+        the merge, so that a damaged scores.parquet can be rebuilt from the stages.
+
+        table:   default: the finished shards (``read_shards``); a caller that has just read them
+                 may pass them. derived=True: ``table`` is computed from the shards by code the
+                 store does not know (train-proxy's ppl_epoch and lp), so it is kept as
+                 ``stages/<name>/merged.parquet`` (+ marker) for a rebuild to replay; it is only
+                 rewritten when its bytes change.
+        Returns the merged scores table.
+        """
+        if table is None:
+            table = self.read_shards()
+        if derived:
+            self.run.write_marked(self.path / DERIVED, table, unchanged_ok=True)
+        return self.run.merge_scores(table, source=self.name)
 
     @property
     def complete(self) -> bool:
@@ -386,9 +441,22 @@ class RunFolder:
 
     # ---- scores and vectors --------------------------------------------------------------------
 
+    def _read_recorded(self, path: Path, record: Any) -> pa.Table | None:
+        """The Parquet file ``path`` (scores or a vector set), None if absent and unrecorded.
+
+        Raises ProxyselError, naming the file and the repair, if it does not match the sha256 its
+        manifest ``record`` holds: a reader without the lock does not rebuild it (``Run`` does).
+        """
+        sha = record.get("sha256") if isinstance(record, dict) else None
+        problem = digest_problem(path, sha, record.get("bytes")) if sha else None
+        if problem is not None:
+            raise ProxyselError(f"{path} {problem}; `proxysel verify {self.path} --repair` rebuilds it from the "
+                                "stages")
+        return pq.read_table(path) if path.is_file() else None
+
     def read_scores(self) -> pa.Table | None:
         """``scores.parquet`` as a table, or None if no signal was stored yet."""
-        return pq.read_table(self.scores_path) if self.scores_path.exists() else None
+        return self._read_recorded(self.scores_path, self.manifest.get("scores"))
 
     def score_columns(self) -> list[str]:
         """The columns of scores.parquet (from its schema, without reading the data)."""
@@ -407,21 +475,24 @@ class RunFolder:
         names += sorted(p.name[:-len(suffix)] for p in self.path.glob(f"*{suffix}") if p.is_file())
         return names
 
+    def vector_record(self, name: str) -> dict[str, Any]:
+        """The manifest's record of vector set ``name`` (model, dim, n, sha256, bytes, stage), or {}."""
+        record = self.manifest.get("embeddings") if name == "embedding" else \
+            (self.manifest.get("vectors") or {}).get(name)
+        return record if isinstance(record, dict) else {}
+
     def read_vectors(self, name: str) -> tuple[list[str], np.ndarray]:
         """``(ids, array)`` of vector set ``name``: float32 (n, dim), row i belongs to ``ids[i]``.
 
         Raises ProxyselError if it was not stored.
         """
         path = self.vectors_path(name)
-        if not path.exists():
+        table = self._read_recorded(path, self.vector_record(name))
+        if table is None:
             what = "embeddings" if name == "embedding" else f"'{name}' vectors"
             raise ProxyselError(f"run folder {self.path} has no {what}; run "
                                 f"`proxysel score DATA --signals {name} --out {self.path}` first")
-        table = pq.read_table(path)
-        col = table.column("embedding").combine_chunks()
-        dim = col.type.list_size
-        array = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
-        return table.column("id").to_pylist(), array
+        return embedding_matrix(table)
 
     def read_embeddings(self) -> tuple[list[str], np.ndarray]:
         """``read_vectors("embedding")``: the sentence embeddings of the ``embedding`` signal."""
@@ -520,6 +591,8 @@ class Run(RunFolder):
         self.overwrite = overwrite
         self._lock = lock
         self._manifest: dict[str, Any] = {}
+        # path -> (the stat key it was checked at, problem or None); see check_file
+        self._checked: dict[Path, tuple[tuple[Any, ...] | None, str | None]] = {}
 
     # ---- opening and closing -------------------------------------------------------------------
 
@@ -637,9 +710,11 @@ class Run(RunFolder):
         folder = self.selection_dir(name)
         for old_file in folder.glob("selected.*"):
             old_file.unlink()
-        path = write_records(folder)
+        path = Path(write_records(folder))
         atomic_write_parquet(folder / SELECTION_TABLE, table)
-        atomic_write_json(folder / SELECTION_META, {**meta, "file": Path(path).name})
+        # what `proxysel verify` checks the files against (meta.json is written last)
+        digests = {p.name: file_sha256(p) for p in (path, folder / SELECTION_TABLE)}
+        atomic_write_json(folder / SELECTION_META, {**meta, "file": path.name, "sha256": digests})
         return folder
 
     # ---- manifest ------------------------------------------------------------------------------
@@ -739,9 +814,102 @@ class Run(RunFolder):
         os.replace(folder, trash)
         shutil.rmtree(trash)
 
+    # ---- integrity -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _stat_key(path: Path, marker: Path | None, sha256: str | None) -> tuple[Any, ...] | None:
+        """What a check of ``path`` depends on: its size, mtime and inode, and the marker's (or the
+        recorded sha256); None if ``path`` or ``marker`` is missing."""
+        try:
+            st = path.stat()
+            mst = marker.stat() if marker is not None else None
+        except FileNotFoundError:
+            return None
+        extra = (mst.st_size, mst.st_mtime_ns, mst.st_ino) if mst is not None else (sha256,)
+        return (st.st_size, st.st_mtime_ns, st.st_ino, *extra)
+
+    def check_file(self, path: Path, *, marker: Path | None = None, sha256: str | None = None,
+                   size: int | None = None, consequence: str | None = None) -> str | None:
+        """None if ``path`` holds the bytes its ``.done`` ``marker`` (or the recorded ``sha256``,
+        of ``size`` bytes) vouches for; else the problem, in words.
+
+        The file is hashed once per process: the result is kept for as long as the file's (and
+        the marker's) size, mtime and inode stay the same. consequence: what the caller does about
+        a problem; when given, the first time a problem is found it is logged as a warning that
+        names the file, e.g. "RUN/stages/loss/shard-00000.parquet is truncated (...): it is
+        treated as not done and computed again".
+        """
+        key = self._stat_key(path, marker, sha256)
+        cached = self._checked.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if key is None and marker is not None and not marker.is_file():
+            problem: str | None = f"its marker {marker.name} is missing"
+        elif marker is not None:
+            problem = marker_problem(path, marker)
+        else:
+            problem = digest_problem(path, sha256, size)
+        self._checked[path] = (key, problem)
+        if problem is not None and consequence is not None and (cached is None or cached[1] != problem):
+            log.warning("%s %s: %s", path, problem, consequence)
+        return problem
+
+    def _vouch(self, path: Path, *, marker: Path | None = None, sha256: str | None = None) -> None:
+        """Remember that ``path`` was just written with the bytes its marker (or ``sha256``) records."""
+        key = self._stat_key(path, marker, sha256)
+        if key is not None:
+            self._checked[path] = (key, None)
+
+    def write_marked(self, path: Path, table: pa.Table, *, unchanged_ok: bool = False) -> Path:
+        """Write ``table`` to the Parquet file ``path``, then its ``.done`` marker (bytes, rows, sha256).
+
+        unchanged_ok: leave ``path`` and its marker untouched (mtime included) when they are intact
+        and the new bytes are the same.
+        """
+        self._check_open()
+        marker = Stage.marker_of(path)
+        state: dict[str, Any] = {}
+
+        def record(tmp: Path) -> bool:
+            state.update(sha256=file_sha256(tmp), bytes=tmp.stat().st_size)
+            same = unchanged_ok and (read_json(marker) or {}).get("sha256") == state["sha256"]
+            state["keep"] = same and self.check_file(path, marker=marker,
+                                                     consequence="it is written again") is None
+            return not state["keep"]
+
+        atomic_write_parquet(path, table, before_replace=record)
+        if not state["keep"]:
+            atomic_write_json(marker, {"bytes": state["bytes"], "rows": table.num_rows,
+                                       "sha256": state["sha256"]})
+            self._vouch(path, marker=marker)
+        return path
+
     # ---- scores --------------------------------------------------------------------------------
 
-    def merge_scores(self, table: pa.Table) -> pa.Table:
+    def read_scores(self) -> pa.Table | None:
+        """``scores.parquet`` as a table, or None if no signal was stored yet.
+
+        A scores.parquet that does not match the sha256 the manifest records (damaged, truncated,
+        emptied or deleted) is rebuilt from the stages that were merged into it, with a warning.
+        """
+        record = self._manifest.get("scores")
+        recorded = record.get("sha256") if isinstance(record, dict) else None
+        if recorded is not None:
+            problem = self.check_file(self.scores_path, sha256=recorded, size=record.get("bytes"),
+                                      consequence="it is rebuilt from the stages")
+            if problem is not None:
+                return self._rebuild_scores(problem)
+        if not self.scores_path.exists():
+            return None
+        try:
+            return pq.read_table(self.scores_path)
+        except (OSError, pa.ArrowException) as err:  # only a file that no manifest entry vouches for
+            raise ProxyselError(f"{self.scores_path} is unreadable ({err}), and the manifest records no "
+                                f"stages to rebuild it from (it was written by an older proxysel): delete it "
+                                f"and run the score and train-proxy commands again (their finished shards "
+                                f"are reused)") from None
+
+    def merge_scores(self, table: pa.Table, *, source: str | None = None) -> pa.Table:
         """Merge ``table`` (an ``id`` column + signal columns) into ``scores.parquet``; returns the result.
 
         - Rows are matched by id. Ids already stored keep their order; new ids are appended in the
@@ -751,45 +919,116 @@ class Run(RunFolder):
         - Stored columns not in ``table`` are kept (null for the appended ids).
         - Columns are put in SCORE_COLUMNS order, then any others alphabetically.
 
+        source: the stage whose table this is (``Stage.merge_scores`` passes it); the manifest then
+        records the merge so that a rebuild can replay it. Columns merged without a source cannot
+        be rebuilt (the manifest lists them as ``unstaged_columns``).
+
         Raises ValueError if ``table`` has no ``id`` column, non-string ids, or duplicate ids.
         """
         self._check_open()
         new = _check_ids(table, "merge_scores")
-        old = self.read_scores()
-        if old is None:
-            merged = new
+        merged = _canonical_order(_merge_tables(self.read_scores(), new))
+        record = dict(self._manifest.get("scores") or {})
+        unstaged = set(record.pop("unstaged_columns", None) or [])
+        if source is None:
+            unstaged |= set(new.column_names) - {"id"}
         else:
-            old_ids = old.column("id").combine_chunks()
-            new_ids = new.column("id").combine_chunks()
-            added = new_ids.filter(pc.invert(pc.is_in(new_ids, value_set=old_ids)))
-            ids = pa.concat_arrays([old_ids, added.cast(old_ids.type)])
-            where = pc.index_in(ids, value_set=new_ids)  # row of each id in ``new``, or null
-            columns = {"id": ids}
-            for name in old.column_names:
-                if name != "id" and name not in new.column_names:
-                    col = old.column(name).combine_chunks()
-                    columns[name] = pa.concat_arrays([col, pa.nulls(len(added), col.type)])
-            for name in new.column_names:
-                if name != "id":
-                    columns[name] = new.column(name).combine_chunks().take(where)
-            merged = pa.table(columns)
-        merged = _canonical_order(merged)
-        atomic_write_parquet(self.scores_path, merged)
+            check_name(source, "stage name")
+            unstaged -= set(new.column_names)
+            # Replaying the stages in the order of their first merge and then of their last one gives
+            # the same rows in the same order (only first merges add ids) and the same columns (the
+            # last merge of a column wins): the same table as the whole history of merges.
+            first = list(record.get("first") or [])
+            record["first"] = first if source in first else [*first, source]
+            record["last"] = [s for s in record.get("last") or [] if s != source] + [source]
+        if unstaged:
+            record["unstaged_columns"] = sorted(unstaged)
+        self._write_scores(merged, record)
         return merged
+
+    def _write_scores(self, table: pa.Table, record: dict[str, Any]) -> None:
+        def note_digest(tmp: Path) -> bool:
+            # The manifest first: a crash before the rename leaves a mismatch, which the next read
+            # detects and repairs, never a scores.parquet that no record vouches for.
+            self.update_manifest(scores={**record, "sha256": file_sha256(tmp), "bytes": tmp.stat().st_size,
+                                         "rows": table.num_rows})
+            return True
+
+        atomic_write_parquet(self.scores_path, table, before_replace=note_digest)
+        self._vouch(self.scores_path, sha256=self._manifest["scores"]["sha256"])
+
+    def _rebuild_scores(self, problem: str) -> pa.Table:
+        """Write scores.parquet again from the stages recorded in ``manifest["scores"]``; returns it.
+
+        All or nothing: if a stage cannot be read back intact (its own files are damaged too), this
+        raises ProxyselError naming it rather than write a scores.parquet that lacks its columns;
+        rerunning that stage's command recomputes its files, after which the rebuild succeeds.
+        """
+        record = dict(self._manifest.get("scores") or {})
+        order = [*(record.get("first") or []), *(record.get("last") or [])]
+        tables, failed = {}, []
+        for name in dict.fromkeys(order):
+            try:
+                tables[name] = _check_ids(self._replay_table(name), f"stage {name}")
+            except (ProxyselError, ValueError, OSError, pa.ArrowException) as err:
+                failed.append(f"stage '{name}': {err}")
+        if failed or not order:
+            why = "; ".join(failed) or "no stage was merged into it (its columns were added directly)"
+            raise ProxyselError(f"{self.scores_path} {problem}, and it cannot be rebuilt: {why}. Rerun the "
+                                f"command that made each stage named (it recomputes its damaged files and "
+                                f"then rebuilds scores.parquet), or start a new run folder")
+        merged = None
+        for name in order:
+            merged = _merge_tables(merged, tables[name])
+        merged = _canonical_order(merged)
+        lost = [c for c in record.pop("unstaged_columns", None) or [] if c not in merged.column_names]
+        old_sha = record.get("sha256")
+        self._write_scores(merged, record)
+        if self._manifest["scores"]["sha256"] == old_sha:
+            log.info("rebuilt %s from the stages %s: the same bytes as recorded", self.scores_path,
+                     ", ".join(tables))
+        elif lost:
+            log.warning("the rebuilt %s lacks the columns %s, which were added outside a stage; the command "
+                        "that added them adds them again", self.scores_path, ", ".join(lost))
+        else:
+            log.warning("the rebuilt %s differs from the one the manifest recorded: a stage it was made from "
+                        "was recomputed since", self.scores_path)
+        return merged
+
+    def _replay_table(self, name: str) -> pa.Table:
+        """The table stage ``name`` merged into scores.parquet: its derived table, else its shards.
+
+        Raises ProxyselError if they cannot be read back intact.
+        """
+        check_name(name, "stage name")
+        folder = self.path / "stages" / name
+        derived = folder / DERIVED
+        if Stage.marker_of(derived).is_file():
+            problem = self.check_file(derived, marker=Stage.marker_of(derived))
+            if problem is not None:
+                raise ProxyselError(f"{derived} {problem}")
+            return pq.read_table(derived)
+        entry = self._manifest["stages"].get(name) or {}
+        shards = entry.get("shards")
+        count = shards if isinstance(shards, int) and not isinstance(shards, bool) else None
+        return Stage(self, name, entry.get("fingerprint") or {}).read_shards(count)
 
     # ---- embeddings ----------------------------------------------------------------------------
 
-    def write_embeddings(self, ids: list[str], array: np.ndarray, model: str) -> None:
+    def write_embeddings(self, ids: list[str], array: np.ndarray, model: str, *,
+                         stage: str | None = None) -> None:
         """``write_vectors("embedding", ...)``: the sentence embeddings of the ``embedding`` signal."""
-        self.write_vectors("embedding", ids, array, model)
+        self.write_vectors("embedding", ids, array, model, stage=stage)
 
-    def write_vectors(self, name: str, ids: list[str], array: np.ndarray, model: str) -> None:
+    def write_vectors(self, name: str, ids: list[str], array: np.ndarray, model: str, *,
+                      stage: str | None = None) -> None:
         """Store vector set ``name``: ``array`` float32 (n_examples, dim); row i belongs to ``ids[i]``.
 
         The file (``vectors_file(name)``) gets columns ``id`` (string) and ``embedding`` (fixed-size
-        list of float32, size dim); ``model`` and ``dim`` go into its schema metadata and the manifest
-        (``manifest["vectors"][name]``; ``manifest["embeddings"]`` for ``embedding``). Other float
-        dtypes are cast to float32.
+        list of float32, size dim); ``model`` and ``dim`` go into its schema metadata and its manifest
+        record (``vector_record``), with the file's sha256 and size and ``stage``: the stage whose
+        shards hold the same vectors, from which a damaged file is rebuilt. Other float dtypes are
+        cast to float32.
         """
         self._check_open()
         array = np.asarray(array)
@@ -805,13 +1044,79 @@ class Run(RunFolder):
                           "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})
         _check_ids(table, f"write_vectors({name!r})")
         table = table.replace_schema_metadata({"proxysel.model": str(model), "proxysel.dim": str(dim)})
-        atomic_write_parquet(self.vectors_path(name), table)
-        entry = {"model": str(model), "dim": dim, "n": n}
-        vectors = {**(self._manifest.get("vectors") or {}), name: entry}
-        if name == "embedding":
-            self.update_manifest(embeddings=entry, vectors=vectors)
+        record = {"model": str(model), "dim": dim, "n": n, **({"stage": stage} if stage else {})}
+        path = self.vectors_path(name)
+
+        def note_digest(tmp: Path) -> bool:
+            record.update(sha256=file_sha256(tmp), bytes=tmp.stat().st_size)
+            self._set_vector_record(name, record)
+            return True
+
+        atomic_write_parquet(path, table, before_replace=note_digest)
+        self._vouch(path, sha256=record["sha256"])
+
+    def _set_vector_record(self, name: str, record: dict[str, Any]) -> None:
+        if name == "embedding":  # where every manifest since the first version keeps it
+            self.update_manifest(embeddings=record)
         else:
-            self.update_manifest(vectors=vectors)
+            self.update_manifest(vectors={**(self._manifest.get("vectors") or {}), name: record})
+
+    def read_vectors(self, name: str) -> tuple[list[str], np.ndarray]:
+        """``(ids, array)`` of vector set ``name`` (see ``RunFolder.read_vectors``).
+
+        A file that does not match the sha256 its manifest record holds is rebuilt from the stage's
+        shards first, with a warning. Raises ProxyselError if the set was not stored.
+        """
+        record = self.vector_record(name)
+        if record.get("sha256"):
+            problem = self.check_file(self.vectors_path(name), sha256=record["sha256"], size=record.get("bytes"),
+                                      consequence=f"it is rebuilt from the {record.get('stage') or name} stage")
+            if problem is not None:
+                self._rebuild_vectors(name, problem, record)
+        return super().read_vectors(name)
+
+    def _rebuild_vectors(self, name: str, problem: str, record: dict[str, Any]) -> None:
+        path = self.vectors_path(name)
+        try:
+            if not record.get("stage"):
+                raise ProxyselError("no stage recorded")
+            table = self._replay_table(record["stage"])
+        except (ProxyselError, OSError, pa.ArrowException) as err:
+            raise ProxyselError(f"{path} {problem}, and it cannot be rebuilt ({err}); run "
+                                f"`proxysel score DATA --signals {name} --out {self.path}` again") from None
+        ids, array = embedding_matrix(table)
+        self.write_vectors(name, ids, array, model=record.get("model", "unknown"), stage=record["stage"])
+        if self.vector_record(name).get("sha256") != record["sha256"]:
+            log.warning("the rebuilt %s differs from the one the manifest recorded (its stage changed since)", path)
+
+
+def embedding_matrix(table: pa.Table) -> tuple[list[str], np.ndarray]:
+    """``(ids, array)`` of a table with ``id`` and ``embedding`` (fixed-size list of floats) columns:
+    array float32 (n_rows, dim), row i belongs to ``ids[i]``."""
+    col = table.column("embedding").combine_chunks()
+    dim = col.type.list_size
+    array = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
+    return table.column("id").to_pylist(), array
+
+
+def _merge_tables(old: pa.Table | None, new: pa.Table) -> pa.Table:
+    """``new`` merged into ``old`` by id, as ``Run.merge_scores`` describes (column order aside)."""
+    if old is None:
+        return new
+    old_ids = old.column("id").combine_chunks()
+    new_ids = new.column("id").combine_chunks()
+    added = new_ids.filter(pc.invert(pc.is_in(new_ids, value_set=old_ids)))
+    ids = pa.concat_arrays([old_ids, added.cast(old_ids.type)])
+    where = pc.index_in(ids, value_set=new_ids)  # row of each id in ``new``, or null
+    columns = {"id": ids}
+    for name in old.column_names:
+        if name != "id" and name not in new.column_names:
+            col = old.column(name).combine_chunks()
+            columns[name] = pa.concat_arrays([col, pa.nulls(len(added), col.type)])
+    for name in new.column_names:
+        if name != "id":
+            columns[name] = new.column(name).combine_chunks().take(where)
+    return pa.table(columns)
 
 
 def _check_ids(table: pa.Table, what: str) -> pa.Table:
