@@ -13,7 +13,7 @@ from proxysel.selectors.registry import available_selectors, get_selector, regis
 
 # Importing a selector module registers it.
 from proxysel.selectors import (  # noqa: E402,F401  isort:skip
-    ask_llm, density, ifd, lp, random_sample, s2l, top,
+    ask_llm, color, density, fuse, ifd, lp, random_sample, rds, s2l, top,
 )
 
 __all__ = ["ScoreTable", "Selection", "Selector", "available_selectors", "get_selector",
