@@ -38,7 +38,8 @@ EXAMPLE_ORDER = ["p3", "p1", "p5", "p0", "p4", "p2"]
 def table(pool=POOL, reference: ScoreTable | None = None, **columns) -> ScoreTable:
     if reference is None:
         reference = ScoreTable(ids=REF_IDS, columns={"rds_embedding": REF, "group": REF_GROUPS})
-    return ScoreTable(ids=POOL_IDS[:len(pool)], columns={"rds_embedding": pool, **columns}, reference=reference)
+    return ScoreTable(ids=POOL_IDS[:len(pool)], columns={"rds_embedding": pool, **columns},
+                      reference=reference)
 
 
 def order_of(sel) -> list[str]:

@@ -370,8 +370,8 @@ def _train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: Train
     return out
 
 
-def fine_tune(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainConfig, state_dir: str | Path,
-              max_length_name: str = "max_length") -> tuple[Plan, TrainLog]:
+def fine_tune(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainConfig,
+              state_dir: str | Path, max_length_name: str = "max_length") -> tuple[Plan, TrainLog]:
     """Train ``model`` in place on ``encoded`` for ``config.epochs`` with the loop above and no scoring
     passes (LoRA adapters first when ``config.lora``); resumes from ``state_dir``.
 
@@ -381,8 +381,8 @@ def fine_tune(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: Tr
     """
     if config.lora:
         add_lora(model, config)
-    plan = make_plan([e.truncated for e in encoded], epochs=config.epochs, effective_batch=config.effective_batch,
-                     n_checkpoints=0, warmup_ratio=config.warmup_ratio)
+    plan = make_plan([e.truncated for e in encoded], epochs=config.epochs,
+                     effective_batch=config.effective_batch, n_checkpoints=0, warmup_ratio=config.warmup_ratio)
     if len(plan.trainable) == 0:
         raise UsageError(f"every one of the {len(encoded)} training examples lost its response to "
                          f"{max_length_name}")

@@ -366,12 +366,11 @@ class Selector:
                 raise ValueError(f"column '{name}' must be numeric, got dtype {col.dtype}")
             if col.dtype.kind == "f":
                 nan, inf = _nonfinite_rows(col)
-                named = EXCLUDED_NAN.replace("signal", f"signal '{name}'") if self.name_signals else EXCLUDED_NAN
+                signal = f"signal '{name}'" if self.name_signals else "signal"
                 for i in np.flatnonzero(nan & ok):
-                    reason[i] = named
-                named = EXCLUDED_INF.replace("signal", f"signal '{name}'") if self.name_signals else EXCLUDED_INF
+                    reason[i] = EXCLUDED_NAN.replace("signal", signal)
                 for i in np.flatnonzero(inf & ok):
-                    reason[i] = named
+                    reason[i] = EXCLUDED_INF.replace("signal", signal)
                 ok &= ~(nan | inf)
         return ok, reason
 

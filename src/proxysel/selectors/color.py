@@ -39,8 +39,8 @@ class ColorSelector(RankingSelector):
     """
 
     def __init__(self, tau: float | None = None, signal: str = "color", **options) -> None:
-        if tau is not None and (isinstance(tau, bool) or not isinstance(tau, (int, float, np.integer, np.floating))
-                                or not math.isfinite(tau) or tau < 1):
+        number = isinstance(tau, (int, float, np.integer, np.floating)) and not isinstance(tau, bool)
+        if tau is not None and (not number or not math.isfinite(tau) or tau < 1):
             raise ValueError(f"tau must be None or a number >= 1, got {tau!r}")
         if not isinstance(signal, str) or not signal:
             raise ValueError(f"signal must be a column name, got {signal!r}")

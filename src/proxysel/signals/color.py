@@ -67,7 +67,7 @@ def color_scores(prior: LossResult, conditional: LossResult) -> dict[str, np.nda
     if len(prior.loss) != len(conditional.loss) or not np.array_equal(prior.n_response_tokens,
                                                                        conditional.n_response_tokens):
         raise ValueError("color: the prior and conditional losses are not over the same encoded examples "
-                         f"({len(prior.loss)} and {len(conditional.loss)} rows, or different response tokens)")
+                         f"({len(prior.loss)} and {len(conditional.loss)} rows, or other response tokens)")
     p = np.asarray(prior.loss, dtype=np.float64)
     c = np.asarray(conditional.loss, dtype=np.float64)
     return {"color": p - c, "color_loss_prior": p.copy(), "color_loss_conditional": c.copy()}
