@@ -29,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-CASES = ("random", "top", "lp", "s2l", "density")
+CASES = ("random", "top", "lp", "s2l", "density", "rds")
 LIMIT_S = 60.0
 LIMIT_GB = 4.0
 DIM = 384
 TRAJ_LEN = 8
+RDS_REFERENCE = 1000
 
 
 def synthetic_embeddings(n: int, d: int = DIM, n_topics: int = 2000, seed: int = 0) -> np.ndarray:
@@ -83,7 +84,15 @@ def run_case(case: str, n: int) -> dict:
         columns["trajectory"] = synthetic_trajectories(n)
     elif case == "density":
         columns["embedding"] = synthetic_embeddings(n)
-    table = ScoreTable(ids=ids, columns=columns)
+    reference = None
+    if case == "rds":
+        columns["rds"] = synthetic_embeddings(n)
+        # The reference set: 1,000 examples of the same kind of data, in 10 groups (tasks).
+        reference = ScoreTable(ids=[f"ref{i:04d}" for i in range(RDS_REFERENCE)],
+                               columns={"rds": synthetic_embeddings(RDS_REFERENCE, seed=7),
+                                        "group": np.array([f"task{i % 10}" for i in range(RDS_REFERENCE)],
+                                                          dtype=object)})
+    table = ScoreTable(ids=ids, columns=columns, reference=reference)
     data_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -98,6 +107,8 @@ def run_case(case: str, n: int) -> dict:
     elif case == "density":
         table.columns["density"] = lsh_density(table.columns["embedding"], seed=0)
         sel = get_selector("density")().select(table, 0.1, seed=0)
+    elif case == "rds":
+        sel = get_selector("rds")().select(table, 0.1, seed=0)
     else:
         raise ValueError(f"unknown case {case!r}")
     select_s = time.perf_counter() - t0
@@ -114,6 +125,7 @@ DESCRIPTIONS = {
     "lp": "k-means k=1000 on 384-d embeddings + clustered lowest-LP",
     "s2l": "k-means k=100 on length-8 trajectories + S2L sampling",
     "density": "LSH sketch (R=256) on 384-d embeddings + Gumbel top-k",
+    "rds": "cosine to 1,000 reference embeddings (10 groups), max per group + round-robin",
 }
 
 

@@ -13,10 +13,11 @@ The result equals ``model(input_ids, labels=labels).loss`` at batch size 1 (test
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -171,8 +172,7 @@ def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_t
     todo = [i for i in range(n) if not trunc[i]]
     if device is None:
         device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+
     def run_batch(batch: list[int]) -> None:
         idx = [todo[b] for b in batch]
         ids, att, tgt = collate([encoded[i] for i in idx], pad_id, device)
@@ -184,14 +184,26 @@ def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_t
         if on_batch is not None:
             on_batch(len(idx), int(att.sum()))
 
+    with evaluating(model):
+        batched_with_backoff([int(n_tok[i]) for i in todo], batch_tokens, run_batch, what="a scoring")
+        if on_batch is not None and trunc.any():
+            on_batch(int(trunc.sum()), 0)
+    return LossResult(loss, n_tok, n_resp, trunc)
+
+
+@contextlib.contextmanager
+def evaluating(model: Any) -> Iterator[None]:
+    """Inside the block ``model`` is in eval mode under ``torch.inference_mode``; after it, the
+    model's train/eval mode is what it was (the training loop calls the scoring passes)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
     try:
         with torch.inference_mode():
-            batched_with_backoff([int(n_tok[i]) for i in todo], batch_tokens, run_batch, what="a scoring")
-            if on_batch is not None and trunc.any():
-                on_batch(int(trunc.sum()), 0)
+            yield
     finally:
         model.train(was_training)
-    return LossResult(loss, n_tok, n_resp, trunc)
 
 
 def is_out_of_memory(e: BaseException) -> bool:

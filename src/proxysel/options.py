@@ -123,12 +123,41 @@ def did_you_mean(word: str, options: Iterable[str]) -> str:
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """What is wrong with ``value`` for the type ``hint`` (None if nothing): the check a section built
+    in Python gets, which one read from YAML or flags passed on the way in (``coerce``)."""
+    nullable, members = _optional(hint)
+    if value is None:
+        return None if nullable else f"must be {_describe(hint)}, not null"
+    kinds = {_kind(m) for m in members}
+    if isinstance(value, bool):
+        ok = "bool" in kinds
+    elif isinstance(value, int):
+        ok = bool(kinds & {"int", "float"})
+    elif isinstance(value, float):
+        if "float" in kinds and not math.isfinite(value):
+            return f"must be a finite number, got {value!r}"
+        ok = "float" in kinds
+    elif isinstance(value, str):
+        ok = "str" in kinds
+    else:
+        ok = not kinds & {"bool", "int", "float", "str"} or len(kinds) > 1
+    return None if ok else f"must be {_describe(hint)}, got {value!r}"
+
+
 def check_fields(obj: Any) -> None:
-    """Apply each field's ``choices`` / ``min`` / ``max`` metadata (None is always allowed where typed)."""
+    """Check each field's type, and apply its ``choices`` / ``min`` / ``max`` metadata (None is allowed
+    where the type says so)."""
+    hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         meta = f.metadata
-        if value is None or "help" not in meta:
+        if "help" not in meta:
+            continue
+        problem = _type_problem(value, hints[f.name])
+        if problem is not None:
+            raise FieldError(f.name, problem)
+        if value is None:
             continue
         choices = choices_of(f)
         values = value if isinstance(value, tuple) else (value,)

@@ -13,6 +13,11 @@ from proxysel.selectors import ScoreTable, available_selectors, get_selector, re
 
 N = 240
 
+# Parameters a selector cannot do without (fuse needs its signals); every case starts from them.
+BASE_PARAMS: dict[str, dict] = {
+    "fuse": {"weights": {"lp_app": "low", "ppl": "middle", "color": "high"}},
+}
+
 # Further parameter sets, besides the defaults, that must keep the contract too.
 EXTRA_PARAMS: dict[str, list[dict]] = {
     "random": [{"within_clusters": True}],
@@ -25,9 +30,14 @@ EXTRA_PARAMS: dict[str, list[dict]] = {
     "ifd": [{"signal": "ifd_loss"}, {"within_clusters": True}],
     "longest": [{"within_clusters": True}],
     "cluster_random": [{"clusters": 6}],
+    "color": [{"tau": 2.0}, {"tau": 1.5, "within_clusters": True}],
+    "fuse": [{"within_clusters": True},
+             {"weights": {"lp_app": {"direction": "low", "weight": 2}, "ppl": "middle"},
+              "within_clusters": True, "clusters": 4}],
+    "rds": [{"by": "example"}, {"block_rows": 7}],
 }
 
-CASES = [(name, params) for name in available_selectors()
+CASES = [(name, {**BASE_PARAMS.get(name, {}), **params}) for name in available_selectors()
          for params in [{}] + EXTRA_PARAMS.get(name, [])]
 
 
@@ -37,8 +47,14 @@ def case_id(case) -> str:
 
 
 def make_table(seed: int = 0) -> ScoreTable:
-    """Every column a built-in selector reads, with the values they expect."""
+    """Every column a built-in selector reads, with the values they expect, and a reference set
+    (for the target-aware selectors) of 12 rows in 3 groups."""
     rng = np.random.default_rng(seed)
+    reference = ScoreTable(
+        ids=[f"ref-{i:02d}" for i in range(12)],
+        columns={"rds": rng.standard_normal((12, 8)).astype(np.float32),
+                 "group": np.array(["code", "math", "chat"] * 4, dtype=object)},
+    )
     return ScoreTable(
         ids=[f"ex-{i:04d}" for i in range(N)],
         columns={
@@ -55,7 +71,10 @@ def make_table(seed: int = 0) -> ScoreTable:
             "source": rng.choice(np.array(["a", "b", "c"], dtype=object), N, p=[0.2, 0.3, 0.5]),
             # last, so that the columns above keep their values; many ties, as token counts have
             "n_response_tokens": rng.integers(1, 120, N),
+            "color": rng.normal(0.1, 0.3, N),
+            "rds": rng.standard_normal((N, 8)).astype(np.float32),
         },
+        reference=reference,
     )
 
 
@@ -133,7 +152,9 @@ def test_nan_signal_rows_are_excluded(case):
         table.columns[col] = values
     sel = selector.select(table, 40, seed=0)
     assert not sel.selected[bad].any()
-    assert all(sel.reason[i] == "excluded: signal is NaN" for i in bad)
+    # Selectors that read several signals name the one (the first of required_columns) in the reason.
+    named = f"excluded: signal '{needed[0]}' is NaN" if selector.name_signals else "excluded: signal is NaN"
+    assert all(sel.reason[i] == named for i in bad)
     assert (sel.rank[bad] == -1).all()
     assert sel.n_selected == 40
 

@@ -128,7 +128,7 @@ def _train_proxy_record(run_dir: Path, entry: Mapping[str, Any]) -> dict[str, An
     if entry.get("resumed_from_step"):
         missing.append(f"seconds of the processes before step {entry['resumed_from_step']}")
     return {"model": fp.get("model"), "lora": bool(fp.get("lora", False)), "train_tokens": train_tokens,
-            "forward_tokens": passes * per_pass, "passes": passes, "seconds": entry.get("seconds_total"),
+            "forward_tokens": passes * per_pass, "passes": passes, "seconds": entry.get("seconds", entry.get("seconds_total")),
             "missing": missing}
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from proxysel.data.example import Example
 from proxysel.dynamics.schedule import make_plan
-from proxysel.dynamics.train import add_lora, train
+from proxysel.dynamics.train import fine_tune
 from proxysel.engine import score_losses
 from proxysel.errors import UsageError
 from proxysel.models.loader import load_causal_lm
@@ -73,17 +73,10 @@ def train_target(spec: str, recipe: Any, examples: Sequence[Example], *, epochs:
                               checkpoints=0)
     base = untrained_target(spec, recipe, device=device)
     lm, renderer = base.lm, base.renderer
-    if config.lora:
-        add_lora(lm.model, config)
     encoded = [renderer.encode(e) for e in examples]
-    plan = make_plan([e.truncated for e in encoded], epochs=epochs, effective_batch=config.effective_batch,
-                     n_checkpoints=0, warmup_ratio=config.warmup_ratio)
-    if len(plan.trainable) == 0:
-        raise UsageError(f"every one of the {len(encoded)} training examples lost its response to "
-                         f"target.max_length {recipe.max_length}")
     t0 = time.perf_counter()
-    result = train(lm.model, encoded, pad_id=lm.tokenizer.pad_token_id, config=config, plan=plan,
-                   state_dir=state_dir, evaluate=lambda step: None)
+    plan, result = fine_tune(lm.model, encoded, pad_id=lm.tokenizer.pad_token_id, config=config,
+                             state_dir=state_dir, max_length_name=f"target.max_length {recipe.max_length}")
     last = result.history[-1]["loss"] if result.history else None
     return Trained(lm=lm, renderer=renderer, steps=plan.total_steps, epochs=epochs, n_train=len(plan.trainable),
                    seconds=time.perf_counter() - t0, train_loss_last=last)
@@ -110,7 +103,7 @@ def greedy_answers(lm: Any, renderer: Any, examples: Sequence[Example], *, max_n
                    batch_size: int) -> list[str]:
     """Greedy continuations of every example's prompt, decoded up to end-of-turn (or the template's
     next section header, ``Renderer.stop_strings``), stripped."""
-    import torch
+    from proxysel.engine import evaluating
 
     tok, model = lm.tokenizer, lm.model
     device = next(model.parameters()).device
@@ -119,27 +112,24 @@ def greedy_answers(lm: Any, renderer: Any, examples: Sequence[Example], *, max_n
     order = sorted(range(len(examples)), key=lambda i: len(prompts[i][0]))  # less padding
     side = tok.padding_side
     tok.padding_side = "left"  # generation appends on the right
-    was_training = model.training
-    model.eval()
     try:
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            add_special = prompts[idx[0]][1]
-            enc = tok([prompts[i][0] for i in idx], add_special_tokens=add_special, return_tensors="pt",
-                      padding=True)
-            with torch.inference_mode():
+        with evaluating(model):
+            for s in range(0, len(order), batch_size):
+                idx = order[s:s + batch_size]
+                add_special = prompts[idx[0]][1]
+                enc = tok([prompts[i][0] for i in idx], add_special_tokens=add_special, return_tensors="pt",
+                          padding=True)
                 gen = model.generate(input_ids=enc["input_ids"].to(device),
                                      attention_mask=enc["attention_mask"].to(device), do_sample=False,
                                      max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
                                      eos_token_id=tok.eos_token_id)
-            new = gen[:, enc["input_ids"].shape[1]:]
-            for row, i in zip(new.tolist(), idx):
-                if tok.eos_token_id in row:
-                    row = row[: row.index(tok.eos_token_id)]
-                out[i] = cut_at(tok.decode(row, skip_special_tokens=True), renderer.stop_strings).strip()
+                new = gen[:, enc["input_ids"].shape[1]:]
+                for row, i in zip(new.tolist(), idx):
+                    if tok.eos_token_id in row:
+                        row = row[: row.index(tok.eos_token_id)]
+                    out[i] = cut_at(tok.decode(row, skip_special_tokens=True), renderer.stop_strings).strip()
     finally:
         tok.padding_side = side
-        model.train(was_training)
     return out
 
 

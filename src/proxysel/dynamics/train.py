@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from proxysel.dynamics.distributed import Dist
-from proxysel.dynamics.schedule import Plan, cosine_lr, micro_batches
+from proxysel.dynamics.schedule import Plan, cosine_lr, make_plan, micro_batches
 from proxysel.dynamics.state import latest_state, load_state, save_state, trainable_parameters
 from proxysel.engine import batch_token_losses, collate
 from proxysel.errors import UsageError
@@ -315,3 +315,24 @@ def _train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: Train
         if progress is not None:
             progress.update(1, stats.tokens, loss=f"{stats.loss:.3f}", epoch=epoch + 1)
     return out
+
+
+def fine_tune(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainConfig,
+              state_dir: str | Path, max_length_name: str = "max_length") -> tuple[Plan, TrainLog]:
+    """Train ``model`` in place on ``encoded`` for ``config.epochs`` with the loop above and no scoring
+    passes (LoRA adapters first when ``config.lora``); resumes from ``state_dir``.
+
+    What the bench's targets and CoLoR-Filter's conditional model are trained with. Returns the
+    plan (steps, trainable rows) and the training log. ``max_length_name`` names the option the
+    error points to when truncation left no example with a response to train on.
+    """
+    if config.lora:
+        add_lora(model, config)
+    plan = make_plan([e.truncated for e in encoded], epochs=config.epochs,
+                     effective_batch=config.effective_batch, n_checkpoints=0, warmup_ratio=config.warmup_ratio)
+    if len(plan.trainable) == 0:
+        raise UsageError(f"every one of the {len(encoded)} training examples lost its response to "
+                         f"{max_length_name}")
+    result = train(model, encoded, pad_id=pad_id, config=config, plan=plan, state_dir=state_dir,
+                   evaluate=lambda step: None)
+    return plan, result

@@ -13,7 +13,7 @@ from proxysel.selectors.registry import available_selectors, get_selector, param
 
 # Importing a selector module registers it, in the order the documentation lists them.
 from proxysel.selectors import (  # noqa: E402,F401  isort:skip
-    random_sample, top, lp, s2l, density, ask_llm, ifd, longest, cluster_random,
+    random_sample, top, lp, s2l, density, ask_llm, ifd, longest, cluster_random, color, rds, fuse,
 )
 
 __all__ = ["ScoreTable", "Selection", "Selector", "available_selectors", "get_selector", "param_fields",

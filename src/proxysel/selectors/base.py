@@ -146,8 +146,10 @@ class ScoreTable:
     truncated: bool (n,): the response was fully truncated away. Such rows are left out unless a
                selector is built with ``include_truncated=True``. ``None`` takes the
                ``truncated`` column if there is one, else all False.
-    reference: the reference set's own table (its ids, vector columns and a str ``group`` column)
-               for selectors that read one (``needs_reference``); None when there is none.
+    reference: the reference set's own table (what the user wants the model to be good at), for
+               target-aware selectors such as ``rds``: its ids, and columns such as
+               ``rds`` float32 (m, d) and ``group`` str (m,). None when the run has no
+               reference set.
     """
 
     ids: list[str]
@@ -184,6 +186,9 @@ class ScoreTable:
             raise ValueError(f"score table: truncated must have shape ({n},), got {truncated.shape}")
         self.truncated = truncated.astype(bool)
         self.columns = columns
+        if self.reference is not None and not isinstance(self.reference, ScoreTable):
+            raise ValueError(f"score table: reference must be a ScoreTable or None, got "
+                             f"{type(self.reference).__name__}")
 
     @property
     def n(self) -> int:
@@ -346,6 +351,9 @@ class Selector:
     Params: ClassVar[type] = NoParams
     needs_reference: ClassVar[bool] = False
     include_truncated: bool = False
+    #: Name the column in the reason of a NaN/inf row (``excluded: signal 'ppl' is NaN``), for
+    #: selectors that read several signals; the others say ``excluded: signal is NaN``.
+    name_signals: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.params = self.Params(**params)
@@ -400,10 +408,11 @@ class Selector:
                 raise ValueError(f"column '{name}' must be numeric, got dtype {col.dtype}")
             if col.dtype.kind == "f":
                 nan, inf = _nonfinite_rows(col)
+                signal = f"signal '{name}'" if self.name_signals else "signal"
                 for i in np.flatnonzero(nan & ok):
-                    reason[i] = EXCLUDED_NAN
+                    reason[i] = EXCLUDED_NAN.replace("signal", signal)
                 for i in np.flatnonzero(inf & ok):
-                    reason[i] = EXCLUDED_INF
+                    reason[i] = EXCLUDED_INF.replace("signal", signal)
                 ok &= ~(nan | inf)
         return ok, reason
 
@@ -562,6 +571,24 @@ class RankingSelector(ClusterMixin, Selector):
         """Hook: a budget to use when it exceeds the candidates (None: raise)."""
         return None
 
+    def _draw(self, rows: np.ndarray, k: int, rng: np.random.Generator, reason: list[str],
+              notes: list[str]) -> np.ndarray:
+        """Hook for selectors that rank only a random part of the candidates (CoLoR-Filter's tau):
+        the candidate row indices (pool order) to rank, given the resolved budget ``k``. Rows
+        left out must get their reason here."""
+        return rows
+
+    def _values(self, table: ScoreTable, rows: np.ndarray, notes: list[str]) -> np.ndarray | None:
+        """float64 (len(rows),): what ``_order`` ranks the candidate ``rows`` by (the ``signal``
+        column; None when there is no signal). A hook for selectors that combine columns."""
+        if not self.signal:
+            return None
+        column = table.column(self.signal)
+        if column.ndim != 1:
+            raise ValueError(f"{self.name}: signal column '{self.signal}' must be 1-D, got "
+                             f"shape {column.shape}")
+        return column[rows].astype(np.float64)
+
     def select(self, table: ScoreTable, budget: float | int, *, seed: Any = 0) -> Selection:
         cluster_rng, rng = split_rngs(seed)
         candidates, reason = self._candidates(table, self.required_columns())
@@ -569,13 +596,8 @@ class RankingSelector(ClusterMixin, Selector):
         rows = np.flatnonzero(candidates)
         notes: list[str] = []
         k = self._resolve(table, budget, len(rows), notes)
-        values = None
-        if self.signal:
-            column = table.column(self.signal)
-            if column.ndim != 1:
-                raise ValueError(f"{self.name}: signal column '{self.signal}' must be 1-D, got "
-                                 f"shape {column.shape}")
-            values = column[rows].astype(np.float64)
+        rows = self._draw(rows, k, rng, reason, notes)
+        values = self._values(table, rows, notes)
 
         n = table.n
         cluster = np.full(n, -1, dtype=np.int64)

@@ -145,10 +145,11 @@ class SelectConfig(SelectorChoice):
     seed: int = option(0, "seed of every random choice (k-means, sampling)")
 
     def __post_init__(self) -> None:
-        self._check_choice()
-        if self.budget is None:
+        if self.method is not None and self.budget is None:
             raise FieldError("budget", f"is required: {BUDGET_HELP}")
-        object.__setattr__(self, "budget", parse_budget(self.budget))
+        if self.budget is not None:  # parsed first: text from a flag or override is the parser's to read
+            object.__setattr__(self, "budget", parse_budget(self.budget))
+        self._check_choice()
         if self.name is None:
             object.__setattr__(self, "name", default_name(self.method, self.budget, self.seed,
                                                           self.options.get("signal"), self.options.get("order")))
