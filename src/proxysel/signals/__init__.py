@@ -9,7 +9,7 @@ from proxysel.signals.base import Signal, available_signals, get_signal, produce
 
 # Importing a signal module registers it.
 from proxysel.signals import (  # noqa: E402,F401  isort:skip
-    loss, ifd, ask_llm, embedding, density_stage, lp,
+    loss, ifd, ask_llm, embedding, density_stage, color, rds, lp,
 )
 
 __all__ = ["Signal", "available_signals", "get_signal", "producer_of", "register_signal", "score_signals"]

@@ -10,7 +10,8 @@ A signal is a per-example score a model gives the pool (``loss``, ``ifd``, ``ask
                     and for the hint a selector gives when one of its columns is missing;
 - ``model_option``: the ``score`` option that names its model (``model``, ``judge``, ``embedder``);
 - ``requires``:     signals whose output it reads (``density`` reads ``embedding``);
-- ``needs_reference``: it scores the pool against a reference set (CoLoR, RDS+).
+- ``needs_reference``: it scores the pool against a reference set (CoLoR, RDS+);
+- ``reference_vectors``: it embeds the reference set too (RDS+: vector set ``rds_reference``).
 
 A ``score`` signal computes shard by shard (``setup(device)`` once per worker, then
 ``compute(state, examples, bar)`` per shard; ``proxysel.stages.sharded`` runs them resumably on
@@ -29,6 +30,8 @@ from __future__ import annotations
 from typing import Any, Callable, ClassVar, TypeVar
 
 from proxysel.data.example import Example, Pool
+from proxysel.models.loader import load_causal_lm, resolve_model_path
+from proxysel.models.render import Renderer
 from proxysel.options import RuntimeConfig, did_you_mean
 
 __all__ = ["Signal", "available_signals", "get_signal", "producer_of", "register_signal", "score_signals"]
@@ -95,6 +98,8 @@ class Signal:
     model_option: ClassVar[str | None] = "model"
     requires: ClassVar[tuple[str, ...]] = ()
     needs_reference: ClassVar[bool] = False
+    #: with a reference set, the same vectors of the reference too (vector set ``<name>_reference``)
+    reference_vectors: ClassVar[bool] = False
     sharded: ClassVar[bool] = True
     #: how the command line makes it, for error messages (``{data}`` and ``{run}`` are filled in)
     hint: ClassVar[str] = ""
@@ -131,10 +136,8 @@ class Signal:
     def fingerprint(self, pool: Pool, upstream: dict[str, Any]) -> dict[str, Any]:
         """What the results depend on; the stage resumes only under the same fingerprint.
 
-        upstream: the fingerprints of the stages named in ``requires``.
+        upstream: the fingerprints of the stages named in ``requires`` (and what ``prepare`` returned).
         """
-        from proxysel.models.loader import resolve_model_path
-
         _, revision = resolve_model_path(self.model)
         c = self.config
         fp = {"data": pool.fingerprint, "model": self.model, "revision": revision, "max_length": c.max_length,
@@ -142,6 +145,11 @@ class Signal:
         if self.reference is not None:
             fp["reference"] = self.reference.fingerprint
         return fp
+
+    def prepare(self, run: Any) -> dict[str, Any]:
+        """Work the shards need first, once per run (CoLoR-Filter's conditional model); ``run`` is the
+        open ``store.Run``. Returns what the signal's fingerprint then depends on ({} for none)."""
+        return {}
 
     def stage_info(self) -> dict[str, Any]:
         """Extra facts for the stage's manifest entry (the parameters a reader wants to see)."""
@@ -162,16 +170,12 @@ class Signal:
         ``requires``, as (ids, float32 array)."""
         raise NotImplementedError
 
-    def load_lm(self, device: str | None = None, model: str | None = None) -> Any:
-        """The signal's causal LM on ``device`` (default: the runtime's, else the CPU)."""
-        from proxysel.models.loader import load_causal_lm
-
-        return load_causal_lm(model or self.model, dtype=self.config.dtype,
+    def load_lm(self, device: str | None = None, model: str | None = None, dtype: str | None = None) -> Any:
+        """The signal's causal LM (or ``model``) on ``device`` (default: the runtime's, else the CPU)."""
+        return load_causal_lm(model or self.model, dtype=dtype or self.config.dtype,
                               device=device or self.runtime.device or "cpu",
                               trust_remote_code=self.runtime.trust_remote_code,
                               allow_pickle=self.runtime.allow_pickle)
 
     def renderer(self, tokenizer: Any, **kwargs: Any) -> Any:
-        from proxysel.models.render import Renderer
-
         return Renderer(tokenizer, max_length=self.config.max_length, template=self.config.template, **kwargs)

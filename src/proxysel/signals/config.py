@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from proxysel.options import (DEFAULT_BATCH_TOKENS, DEFAULT_MAX_LENGTH, DEFAULT_PROXY, DTYPES, TEMPLATES,
                               FieldError, check_fields, option)
 from proxysel.signals.base import get_signal, score_signals
+from proxysel.signals.color import ColorConfig
 from proxysel.signals.density_stage import DensityConfig
 
 __all__ = ["ScoreConfig"]
@@ -30,6 +31,8 @@ class ScoreConfig:
     batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "padded tokens per batch (batch size x longest example)",
                                minimum=1)
     density: DensityConfig = option(DensityConfig(), "the density sketch")
+    color: ColorConfig = option(ColorConfig(), "CoLoR-Filter's conditional model (the prior fine-tuned on the "
+                                               "reference set)")
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -30,9 +30,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from proxysel.data.example import Pool
+from proxysel.engine import backbone_and_head, batched_with_backoff, collate, evaluating
 from proxysel.models.render import Encoded
+from proxysel.signals.base import Signal, register_signal
 
-__all__ = ["position_weights", "rds_embed"]
+__all__ = ["RdsSignal", "position_weights", "rds_embed"]
 
 
 def position_weights(attention_mask: Any) -> Any:
@@ -57,8 +60,6 @@ def rds_embed(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_toke
     """
     import torch
 
-    from proxysel.engine import backbone_and_head, batched_with_backoff, collate, evaluating
-
     n = len(encoded)
     base, _, _ = backbone_and_head(model)
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -80,3 +81,33 @@ def rds_embed(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_toke
     with evaluating(model):
         batched_with_backoff([encoded[i].n_tokens for i in todo], batch_tokens, run_batch, what="an RDS")
     return out
+
+
+@register_signal("rds")
+class RdsSignal(Signal):
+    """RDS+ vectors of ``score.model`` for the pool (vector set ``rds``) and, with a reference set, for
+    the reference (``rds_reference``): the pool's are kept and reused when the reference changes."""
+
+    columns = ("rds",)
+    vectors = True
+    reference_vectors = True
+    needs_reference = True
+
+    def fingerprint(self, pool: Pool, upstream: dict[str, Any]) -> dict[str, Any]:
+        fp = super().fingerprint(pool, upstream)
+        fp.pop("reference", None)  # the pool's vectors do not depend on the reference set
+        return {**fp, "pooling": "weighted_mean"}
+
+    def setup(self, device: str | None) -> Any:
+        lm = self.load_lm(device)
+        return lm, self.renderer(lm.tokenizer)
+
+    def compute(self, state: Any, examples: list, bar: Any) -> Any:
+        import pyarrow as pa
+
+        lm, renderer = state
+        vecs = rds_embed(lm.model, [renderer.encode(e) for e in examples], pad_id=lm.tokenizer.pad_token_id,
+                         batch_tokens=self.config.batch_tokens, on_batch=lambda n, t: bar.update(n, t))
+        flat = pa.array(vecs.reshape(-1), pa.float32())
+        return pa.table({"id": pa.array([e.id for e in examples], pa.string()),
+                         "rds": pa.FixedSizeListArray.from_arrays(flat, vecs.shape[1])})

@@ -60,7 +60,8 @@ def run_signal(run: Any, pool: Pool, signal: Signal) -> None:
     if signal.needs_reference and signal.reference is None:
         raise UsageError(f"the {signal.name} signal scores the pool against a reference set: pass --reference "
                          "FILE (reference: in a run config)")
-    fingerprint = signal.fingerprint(pool, _upstream(run, signal))
+    upstream = {**_upstream(run, signal), **signal.prepare(run)}
+    fingerprint = signal.fingerprint(pool, upstream)
     if signal.sharded:
         desc = f"{signal.name} [{signal.model}]" if signal.model else signal.name
         table = run_sharded(run, pool, stage_name=signal.name, fingerprint=fingerprint,
@@ -70,7 +71,15 @@ def run_signal(run: Any, pool: Pool, signal: Signal) -> None:
     else:
         table = _run_global(run, pool, signal, fingerprint)
     if signal.vectors:
-        _store_vectors(run, signal, table)
+        _store_vectors(run, signal, table, signal.name)
+    if signal.reference_vectors and signal.reference is not None:
+        name = f"{signal.name}_reference"
+        ref = signal.reference
+        table = run_sharded(run, ref, stage_name=name, fingerprint=signal.fingerprint(ref, upstream),
+                            shard_size=signal.runtime.shard_size, setup=signal.setup, compute=signal.compute,
+                            desc=f"{name} [{signal.model}]", merge=False, backend=make_backend(signal.runtime),
+                            device=signal.runtime.device)
+        _store_vectors(run, signal, table, name)
 
 
 def _run_global(run: Any, pool: Pool, signal: Signal, fingerprint: dict[str, Any]) -> Any:
@@ -93,10 +102,10 @@ def _run_global(run: Any, pool: Pool, signal: Signal, fingerprint: dict[str, Any
     return table
 
 
-def _store_vectors(run: Any, signal: Signal, table: Any) -> None:
-    """The vector set of a ``vectors`` signal, from its stage's table (rebuildable from that stage)."""
-    ids, vecs = embedding_matrix(table.rename_columns(["id" if c == "id" else "embedding" for c in table.column_names]))
-    run.write_vectors(signal.name, ids, vecs, model=signal.model, stage=signal.name)
+def _store_vectors(run: Any, signal: Signal, table: Any, name: str) -> None:
+    """Vector set ``name`` of a ``vectors`` signal, from the stage of that name (rebuildable from it)."""
+    ids, vecs = embedding_matrix(table)
+    run.write_vectors(name, ids, vecs, model=signal.model, stage=name)
 
 
 def score(data: str | Path, *, out: str | Path, config: Any, read: ReadConfig, runtime: RuntimeConfig,

@@ -54,7 +54,7 @@ from proxysel.signals.lp import lp, lp_app
 from proxysel.stages.inputs import read_input, record_data
 from proxysel.stages.sharded import shards
 from proxysel.store import Run
-from proxysel.store.atomic import TMP_PREFIX, atomic_write_text
+from proxysel.store.atomic import atomic_write_folder, atomic_write_text, save_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -63,24 +63,12 @@ HISTORY = "history.jsonl"  # one JSON object per optimizer step: step, epoch, lo
 
 
 def _write_checkpoint(folder: Path, lm: Any, lora: bool) -> None:
-    """Save the current weights to ``folder`` (safetensors only), atomically by renaming a temp folder."""
-    if folder.exists():
-        return
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    for stale in folder.parent.glob(f"{TMP_PREFIX}{folder.name}.*"):  # left by a killed process
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = folder.parent / f"{TMP_PREFIX}{folder.name}.{secrets.token_hex(6)}"
-    try:
-        if lora:
-            tmp.mkdir()
-            save_tensors(tmp / "adapter.safetensors", trainable_parameters(lm.model))
-        else:
-            lm.model.save_pretrained(tmp, safe_serialization=True)
-            lm.tokenizer.save_pretrained(tmp)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Save the current weights to ``folder`` (safetensors only), atomically."""
+    if lora:
+        atomic_write_folder(folder, lambda tmp: save_tensors(tmp / "adapter.safetensors",
+                                                             trainable_parameters(lm.model)))
+    else:
+        save_model_folder(folder, lm.model, lm.tokenizer)
 
 
 class _Quiet:
@@ -332,6 +320,9 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, config
         "train_loss_first_last": [hist[0]["loss"], hist[-1]["loss"]] if hist else None,
         "history": str((stage.path / HISTORY).relative_to(run.path)),
         "checkpoints_dir": str((stage.path / "checkpoints").relative_to(run.path)) if keep_checkpoints else None,
+        # the weights after the last step, as a model folder (`score --model`, CoLoR's trained prior)
+        "final_checkpoint": str((stage_path / "checkpoints" / f"step-{plan.total_steps:06d}").relative_to(run.path))
+        if keep_checkpoints and not config.lora else None,
     }
 
 

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -150,3 +151,34 @@ def atomic_write_parquet(path: str | os.PathLike[str], table: "pa.Table",
 
     table = table.combine_chunks()
     return _atomic_write(path, lambda f: pq.write_table(table, f, **PARQUET_OPTIONS), before_replace)
+
+
+def atomic_write_folder(folder: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Make ``folder`` by ``write(tmp)`` into a temporary sibling folder, then one rename: a killed
+    process leaves no half folder under the final name (a leftover temporary one is removed on the
+    next call). A folder that already exists is kept as it is. Returns ``folder``."""
+    folder = Path(folder)
+    if folder.exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f"{TMP_PREFIX}{folder.name}.*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = folder.parent / f"{TMP_PREFIX}{folder.name}.{secrets.token_hex(6)}"
+    try:
+        tmp.mkdir()
+        write(tmp)
+        os.replace(tmp, folder)
+        fsync_dir(folder.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def save_model_folder(folder: str | os.PathLike[str], model: Any, tokenizer: Any) -> Path:
+    """A transformers model and its tokenizer into ``folder`` (safetensors only), atomically."""
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+    return atomic_write_folder(folder, write)

@@ -1091,9 +1091,11 @@ class Run(RunFolder):
 
 
 def embedding_matrix(table: pa.Table) -> tuple[list[str], np.ndarray]:
-    """``(ids, array)`` of a table with ``id`` and ``embedding`` (fixed-size list of floats) columns:
-    array float32 (n_rows, dim), row i belongs to ``ids[i]``."""
-    col = table.column("embedding").combine_chunks()
+    """``(ids, array)`` of a table with an ``id`` column and one vector column (``embedding``, or a
+    vector signal's own, a fixed-size list of floats): array float32 (n_rows, dim), row i belongs to
+    ``ids[i]``."""
+    name = "embedding" if "embedding" in table.column_names else next(c for c in table.column_names if c != "id")
+    col = table.column(name).combine_chunks()
     dim = col.type.list_size
     array = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
     return table.column("id").to_pylist(), array
