@@ -361,13 +361,15 @@ def scored(tmp_path_factory, tiny_model_dir) -> Path:
 
 
 def with_loss(run: Path, dest: Path, values: list[float]) -> Path:
-    """A copy of ``run`` whose stored ``loss`` column is ``values``."""
-    from proxysel.store import atomic_write_parquet
+    """A copy of ``run`` whose stored ``loss`` column is ``values`` (merged through the store, which
+    records the new file's sha256: written behind its back, the file would read as damaged and be
+    rebuilt from the stages)."""
+    from proxysel.store import Run
 
     shutil.copytree(run, dest)
-    t = pq.read_table(dest / "scores.parquet")
-    t = t.set_column(t.column_names.index("loss"), "loss", pa.array(values, pa.float64()))
-    atomic_write_parquet(dest / "scores.parquet", t)
+    with Run.open(dest, create=False) as r:
+        ids = r.read_scores().column("id")
+        r.merge_scores(pa.table({"id": ids, "loss": pa.array(values, pa.float64())}))
     return dest
 
 

@@ -51,6 +51,30 @@ class Example:
     def is_text(self) -> bool:
         return self.format == "text"
 
+    @property
+    def parts(self) -> frozenset[str]:
+        """What the record holds, for the signals that need a part (``Signal.needs``): ``prompt`` (a
+        user or system turn before an assistant turn) and ``response`` (an assistant turn; a ``text``
+        record's text, which every token of is scored)."""
+        if self.is_text:
+            return frozenset({"response"})
+        out = set()
+        for m in self.messages:
+            if m.role == "assistant":
+                out.add("response")
+                break
+            if m.role in ("user", "system") and m.content:
+                out.add("prompt")
+        if any(m.role == "assistant" for m in self.messages):
+            out.add("response")
+        return frozenset(out)
+
+    def missing(self, needs: tuple[str, ...]) -> str | None:
+        """Why the record does not fit a signal that needs ``needs`` (e.g. ``text record has no
+        prompt``), or None when it does."""
+        lacking = [p for p in needs if p not in self.parts]
+        return f"{self.format} record has no {' and no '.join(lacking)}" if lacking else None
+
 
 @dataclass(frozen=True)
 class SkippedRecord:

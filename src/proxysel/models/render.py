@@ -202,7 +202,8 @@ class Renderer:
                 j += 1
             if j < len(spans) and spans[j][0] <= s < spans[j][1]:
                 labels[t] = ids[t]
-        labels[0] = IGNORE  # nothing predicts the first token
+        if labels:  # an empty text (a text record's IFD response) has no token at all
+            labels[0] = IGNORE  # nothing predicts the first token
         ids, labels = ids[: self.max_length], labels[: self.max_length]
         n_resp = sum(1 for x in labels if x != IGNORE)
         return Encoded(ids, labels, len(ids), n_resp, n_resp == 0)

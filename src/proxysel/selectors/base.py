@@ -150,12 +150,15 @@ class ScoreTable:
                target-aware selectors such as ``rds``: its ids, and columns such as
                ``rds`` float32 (m, d) and ``group`` str (m,). None when the run has no
                reference set.
+    na_reason: column -> str (n,): why the signal does not apply to a row ("text record has no
+               prompt"; "" where it does); such rows are NaN and excluded with that reason.
     """
 
     ids: list[str]
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     truncated: np.ndarray | None = None
     reference: "ScoreTable | None" = None
+    na_reason: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ids = list(self.ids)
@@ -198,7 +201,8 @@ class ScoreTable:
         """The table of the given row indices (in that order), e.g. a parent selection's kept rows."""
         rows = np.asarray(rows, dtype=np.int64)
         return ScoreTable(ids=[self.ids[i] for i in rows], columns={k: v[rows] for k, v in self.columns.items()},
-                          truncated=self.truncated[rows], reference=self.reference)
+                          truncated=self.truncated[rows], reference=self.reference,
+                          na_reason={k: v[rows] for k, v in self.na_reason.items()})
 
     def column(self, name: str) -> np.ndarray:
         """The column ``name``; a clear error naming the columns there are if it is missing."""
@@ -409,8 +413,10 @@ class Selector:
             if col.dtype.kind == "f":
                 nan, inf = _nonfinite_rows(col)
                 signal = f"signal '{name}'" if self.name_signals else "signal"
+                na = table.na_reason.get(name)
                 for i in np.flatnonzero(nan & ok):
-                    reason[i] = EXCLUDED_NAN.replace("signal", signal)
+                    why = na[i] if na is not None else ""
+                    reason[i] = f"excluded: not applicable ({why})" if why else EXCLUDED_NAN.replace("signal", signal)
                 for i in np.flatnonzero(inf & ok):
                     reason[i] = EXCLUDED_INF.replace("signal", signal)
                 ok &= ~(nan | inf)

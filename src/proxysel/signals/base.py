@@ -10,6 +10,8 @@ A signal is a per-example score a model gives the pool (``loss``, ``ifd``, ``ask
                     and for the hint a selector gives when one of its columns is missing;
 - ``model_option``: the ``score`` option that names its model (``model``, ``judge``, ``embedder``);
 - ``requires``:     signals whose output it reads (``density`` reads ``embedding``);
+- ``needs``:        the parts of a record it needs (``prompt``, ``response``: IFD needs both; a ``text``
+                    record has no prompt), the record layouts it applies to;
 - ``needs_reference``: it scores the pool against a reference set (CoLoR, RDS+);
 - ``reference_vectors``: it embeds the reference set too (RDS+: vector set ``rds_reference``).
 
@@ -98,6 +100,9 @@ class Signal:
     model_option: ClassVar[str | None] = "model"
     requires: ClassVar[tuple[str, ...]] = ()
     needs_reference: ClassVar[bool] = False
+    #: the parts of a record it needs (``Example.parts``): ``prompt``, ``response``; a record without
+    #: them gets NaN and a "not applicable" reason, and a pool with no record that fits is refused
+    needs: ClassVar[tuple[str, ...]] = ()
     #: with a reference set, the same vectors of the reference too (vector set ``<name>_reference``)
     reference_vectors: ClassVar[bool] = False
     sharded: ClassVar[bool] = True

@@ -125,6 +125,7 @@ class ColorSignal(Signal):
     """
 
     columns = ("color", "color_loss_prior", "color_loss_conditional")
+    needs = ("response",)
     needs_reference = True
 
     def _prior_spec(self, run: Any) -> tuple[str, str]:

@@ -31,6 +31,7 @@ class IFDSignal(Signal):
     """``ifd`` and ``ifd_loss`` of ``score.model``: the response scored with and without its prompt."""
 
     columns = ("ifd", "ifd_loss", "ifd_cond_loss", "ifd_resp_loss")
+    needs = ("prompt", "response")
 
     def setup(self, device: str | None) -> Any:
         lm = self.load_lm(device)

@@ -26,6 +26,7 @@ class LossSignal(Signal):
     """Mean response-token loss (nats) of ``score.model`` per example, and ``ppl = exp(loss)``."""
 
     columns = ("loss", "ppl", "n_tokens", "n_response_tokens", "truncated")
+    needs = ("response",)
 
     def setup(self, device: str | None) -> Any:
         lm = self.load_lm(device)

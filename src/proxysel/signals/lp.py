@@ -81,6 +81,7 @@ def lp_app(ppl_epoch: np.ndarray, i: int = 1) -> np.ndarray:
 
 class _TrainProxySignal(Signal):
     command = "train-proxy"
+    needs = ("response",)
     #: the train-proxy option that decides whether it is computed, and what to set it to
     needs_field: str = "epochs"
     needs_hint: str = ""

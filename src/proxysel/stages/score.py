@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from proxysel import backends
 from proxysel.data.example import Pool
@@ -35,10 +39,10 @@ def make_backend(runtime: RuntimeConfig) -> Any:
 
 def score_pool(run: Any, pool: Pool, config: Any, runtime: RuntimeConfig, reference: Pool | None = None) -> None:
     """Compute ``config.signals`` (a ScoreConfig) of ``pool`` into ``run`` (an open ``store.Run``)."""
-    make_backend(runtime)  # unknown backend or a missing ray: exit 2 before any work
+    signals = [get_signal(name)(config, runtime, reference) for name in config.ordered_signals()]
     try:
-        for name in config.ordered_signals():
-            run_signal(run, pool, get_signal(name)(config, runtime, reference))
+        for signal in signals:
+            run_signal(run, pool, signal)
     finally:
         backends.shutdown()
 
@@ -55,19 +59,58 @@ def _upstream(run: Any, signal: Signal) -> dict[str, Any]:
     return out
 
 
+def not_applicable(pool: Pool, signal: Signal) -> dict[str, str]:
+    """Example id -> why ``signal`` does not apply to it (``Signal.needs``), for the examples it does
+    not fit. UsageError (exit 2) when it fits none of them: the pool is refused before any model loads."""
+    missing = {e.id: why for e in pool.examples if (why := e.missing(signal.needs))}
+    if missing and len(missing) == len(pool.examples):
+        layouts = Counter(e.format for e in pool.examples)
+        shown = ", ".join(f"{n} {fmt}" for fmt, n in layouts.most_common())
+        raise UsageError(f"--signals {signal.name} needs a {' and a '.join(signal.needs)} in a record: none of the "
+                         f"{len(missing)} records ({shown}) has {'them' if len(signal.needs) > 1 else 'one'} "
+                         f"({next(iter(missing.values()))}); leave {signal.name} out for this pool")
+    return missing
+
+
+def _applicable_only(compute: Any, missing: dict[str, str], name: str) -> Any:
+    """``compute`` over the examples of a shard that the signal fits; the others get null (NaN)
+    values and their reason in the ``<name>_na`` column."""
+    if not missing:
+        return compute
+
+    def wrapped(state: Any, examples: list, bar: Any) -> Any:
+        fit = [e for e in examples if e.id not in missing]
+        ids = pa.array([e.id for e in examples], pa.string())
+        na = pa.array([missing.get(e.id, "") for e in examples], pa.string())
+        if not fit:
+            bar.update(len(examples))
+            return pa.table({"id": ids, f"{name}_na": na})
+        part = compute(state, fit, bar)
+        bar.update(len(examples) - len(fit))
+        where = pc.index_in(ids, value_set=part.column("id"))  # null for the examples left out
+        columns = {"id": ids, **{c: part.column(c).take(where) for c in part.column_names if c != "id"}}
+        return pa.table({**columns, f"{name}_na": na})
+
+    return wrapped
+
+
 def run_signal(run: Any, pool: Pool, signal: Signal) -> None:
     """Compute one signal into its stage (resuming it) and store its columns or vectors."""
     if signal.needs_reference and signal.reference is None:
         raise UsageError(f"the {signal.name} signal scores the pool against a reference set: pass --reference "
                          "FILE (reference: in a run config)")
+    missing = not_applicable(pool, signal)
     upstream = {**_upstream(run, signal), **signal.prepare(run)}
     fingerprint = signal.fingerprint(pool, upstream)
     if signal.sharded:
         desc = f"{signal.name} [{signal.model}]" if signal.model else signal.name
         table = run_sharded(run, pool, stage_name=signal.name, fingerprint=fingerprint,
-                            shard_size=signal.runtime.shard_size, setup=signal.setup, compute=signal.compute,
+                            shard_size=signal.runtime.shard_size, setup=signal.setup,
+                            compute=_applicable_only(signal.compute, missing, signal.name),
                             desc=desc, merge=not signal.vectors, backend=make_backend(signal.runtime),
                             device=signal.runtime.device)
+        if missing:
+            _record_not_applicable(run, signal.name, missing)
     else:
         table = _run_global(run, pool, signal, fingerprint)
     if signal.vectors:
@@ -80,6 +123,16 @@ def run_signal(run: Any, pool: Pool, signal: Signal) -> None:
                             desc=f"{name} [{signal.model}]", merge=False, backend=make_backend(signal.runtime),
                             device=signal.runtime.device)
         _store_vectors(run, signal, table, name)
+
+
+def _record_not_applicable(run: Any, name: str, missing: dict[str, str]) -> None:
+    """Count the examples the signal does not fit in its manifest entry (the report shows them)."""
+    entry = dict((run.manifest.get("stages") or {}).get(name) or {})
+    entry["not_applicable"] = {"count": len(missing), "reasons": dict(Counter(missing.values())),
+                               "first_ids": list(missing)[:5]}
+    run.record_stage(name, entry)
+    log.warning("%s: not applicable to %d examples (%s); they get NaN and are left out of selections", name,
+                len(missing), "; ".join(f"{n}: {why}" for why, n in Counter(missing.values()).items()))
 
 
 def _run_global(run: Any, pool: Pool, signal: Signal, fingerprint: dict[str, Any]) -> Any:
@@ -119,6 +172,8 @@ def score(data: str | Path, *, out: str | Path, config: Any, read: ReadConfig, r
                          "--reference FILE")
     pool = read_input(data, read)
     ref = read_input(reference, read, what="reference") if reference is not None else None
+    for name in config.ordered_signals():  # a signal that fits no record: exit 2 before anything is written
+        not_applicable(pool, get_signal(name)(config, runtime, ref))
     with Run.open(out, overwrite=overwrite) as run:
         record_data(run, data, pool, read)
         if ref is not None:

@@ -67,6 +67,11 @@ def build_table(run: Any, pool: Pool, reads: tuple[str, ...], stratify: str | No
     for name in reads:
         if name in vector_sets and name not in table.columns:
             table.columns[name] = _aligned_vectors(run, name, [e.id for e in pool.examples])
+    for column in reads:  # why a signal does not apply to some rows (signals.base.Signal.needs)
+        producer = producer_of(column)
+        na = f"{producer.name}_na" if producer is not None else None
+        if na in table.columns:
+            table.na_reason[column] = np.asarray([v or "" for v in table.columns[na]], dtype=object)
     if stratify:
         table.columns[stratify] = _record_field(pool, stratify)
     if reference is not None:

@@ -87,20 +87,21 @@ def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str,
 
 
 def count_non_finite(table: Any) -> dict[str, int]:
-    """Column -> number of NaN/inf values among the rows not marked ``truncated`` (float columns only;
-    every row counts when the table has no ``truncated`` column)."""
-    keep = None
+    """Column -> number of NaN/inf values among the rows not marked ``truncated`` nor not applicable (a
+    ``<signal>_na`` reason; float columns only)."""
+    keep = np.ones(table.num_rows, dtype=bool)
     if "truncated" in table.column_names:
-        keep = ~np.asarray(table.column("truncated").to_numpy(zero_copy_only=False), dtype=bool)
+        keep &= ~np.asarray(table.column("truncated").to_numpy(zero_copy_only=False), dtype=bool)
+    for name in table.column_names:
+        if name.endswith("_na") and pa.types.is_string(table.column(name).type):
+            keep &= np.asarray([not v for v in table.column(name).to_pylist()], dtype=bool)
     out = {}
     for name in table.column_names:
         col = table.column(name)
         if not pa.types.is_floating(col.type):
             continue
         values = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
-        bad = ~np.isfinite(values)
-        if keep is not None:
-            bad &= keep
+        bad = ~np.isfinite(values) & keep
         if bad.any():
             out[name] = int(bad.sum())
     return out
