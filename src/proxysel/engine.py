@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from proxysel.models.render import IGNORE, Encoded
+from proxysel.options import DEFAULT_BATCH_TOKENS
+import gc
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +156,7 @@ def batched_with_backoff(lengths: Sequence[int], batch_tokens: int, run_batch: C
             free_accelerator_memory()
 
 
-def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_tokens: int = 8192,
+def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_tokens: int = DEFAULT_BATCH_TOKENS,
                  device: Any = None, on_batch: Callable[[int, int], None] | None = None) -> LossResult:
     """Per-example mean loss over scored tokens, in eval mode.
 
@@ -214,8 +216,6 @@ def is_out_of_memory(e: BaseException) -> bool:
 
 
 def free_accelerator_memory() -> None:
-    import gc
-
     gc.collect()
     try:
         import torch

@@ -22,6 +22,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
+from proxysel.progress import progress_enabled
+from proxysel import __version__
 
 __all__ = ["attach_run", "configure", "redact", "session"]
 
@@ -128,7 +130,6 @@ def configure(*, quiet: bool = False, verbose: bool = False) -> None:
         os.environ["PROXYSEL_QUIET"] = "1"
     else:
         os.environ.pop("PROXYSEL_QUIET", None)
-    from proxysel.progress import progress_enabled
 
     # Hugging Face libraries draw their own bars (weight loading, downloads): same rule as ours.
     bars = progress_enabled()
@@ -151,7 +152,6 @@ def session(command: str, argv: Sequence[str] | None = None, *, verbose: bool = 
     root = logging.getLogger()
     root.addHandler(s.collector)
     _session = s
-    from proxysel import __version__
 
     # The command line goes to the log files only: the terminal already shows it.
     logging.getLogger("proxysel").info("proxysel %s: %s", __version__,

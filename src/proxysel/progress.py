@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from typing import Any
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ class Progress:
         self._last_log = self.start
         self._bar: Any = None
         if progress_enabled():
-            from tqdm.auto import tqdm
-
             self._bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
 
     def update(self, n: int, tokens: int = 0, **postfix: Any) -> None:

@@ -32,6 +32,8 @@ from typing import Any, Iterator
 
 from proxysel.backends.base import Compute, Setup
 from proxysel.errors import ProxyselError, UsageError
+from proxysel import errors
+import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +126,6 @@ class ShardWorker:
                                   "device": device}, sort_keys=True)
 
     def __call__(self, batch: Any) -> Any:
-        import pyarrow as pa
-
         shards, tables, tokens = [], [], []
         for shard, blob in zip(batch.column("shard").to_pylist(), batch.column("examples").to_pylist()):
             bar = _TokenCount()
@@ -147,8 +147,6 @@ _REMOTE_ERROR = re.compile(r"proxysel\.errors\.(\w+): (.+)")
 def _cause(err: BaseException) -> BaseException:
     """The proxysel error an actor raised, rebuilt from Ray's error (which keeps only its traceback
     text), so that a bad option still exits with code 2 and a clear message; else ``err``."""
-    from proxysel import errors
-
     texts, seen = [], err
     for _ in range(8):
         texts.append(str(seen))
@@ -209,7 +207,6 @@ class RayBackend:
                    device: str | None, bar: Any) -> Iterator[tuple[int, Any, dict[str, Any]]]:
         if not shards:
             return
-        import pyarrow as pa
         import ray
         import ray.data
 

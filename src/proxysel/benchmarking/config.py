@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from proxysel.errors import UsageError
-from proxysel.options import (DEFAULT_BATCH_TOKENS, ConfigError, FieldError, TrainProxyConfig, TrainRecipe,
+from proxysel.options import (DEFAULT_BATCH_TOKENS, DEFAULT_PROXY, ConfigError, FieldError, TrainProxyConfig, TrainRecipe,
                               apply_overrides, build_config, check_fields, config_to_dict, did_you_mean, option,
                               read_yaml_mapping)
 from proxysel.selectors.config import SelectorChoice
 from proxysel.signals import available_signals, get_signal
+from proxysel.benchmarking.presets import PRESETS, preset_dict
 
 DATA_KINDS = ("synthetic", "sharegpt", "files")
 MATCH = ("epochs", "steps")
@@ -149,7 +150,7 @@ class EvalConfig:
                                           "(null: only for tiny/synthetic, whose answers are exact)")
     max_new_tokens: int = option(24, "greedy decoding length for exact match", minimum=1)
     batch_size: int = option(64, "prompts per generate call", minimum=1)
-    batch_tokens: int = option(8192, "padded tokens per batch of the held-out loss pass", minimum=1)
+    batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "padded tokens per batch of the held-out loss pass", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ class WinRateConfig:
 
     enabled: bool = option(False, "answer the first n held-out prompts with every trained target and have a "
                                 "judge compare each answer with the full-data model's, in both orders")
-    judge: str = option("smollm2-135m", "local judge: a bundled name, .gguf, folder or hub id (unused with "
+    judge: str = option(DEFAULT_PROXY, "local judge: a bundled name, .gguf, folder or hub id (unused with "
                                       "endpoint)")
     endpoint: str | None = option(None, "base URL of an OpenAI-compatible API (http(s)://host/v1); the judge is "
                                       "then winrate.model there")
@@ -176,7 +177,7 @@ class WinRateConfig:
     n: int = option(50, "held-out examples judged (the first n)", minimum=1)
     max_new_tokens: int = option(128, "greedy answer length of every target", minimum=1)
     max_length: int = option(1024, "local judge: prompt tokens; question and answers are cut to fit", minimum=64)
-    batch_tokens: int = option(8192, "local judge: padded tokens per forward pass", minimum=1)
+    batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "local judge: padded tokens per forward pass", minimum=1)
     concurrency: int = option(4, "endpoint: requests in flight", minimum=1)
     timeout: float = option(60.0, "endpoint: seconds per request (3 retries on 429, 5xx and network errors)",
                           minimum=0, exclusive_min=True)
@@ -266,8 +267,6 @@ def load_bench_config(config: str | Path | Mapping[str, Any] | None = None, *, p
     The file's sections are merged over the preset's, one level deep (``target: {epochs: 5}``
     keeps the preset's other target fields). ``out`` defaults to ``runs/bench-<name>``.
     """
-    from proxysel.benchmarking.presets import PRESETS, preset_dict
-
     raw: dict[str, Any] = {}
     source = None
     name = "bench"

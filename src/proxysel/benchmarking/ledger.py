@@ -33,6 +33,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+import numpy as np
+import pyarrow.parquet as pq
 
 __all__ = ["COMPUTE_STAGES", "cost_share", "forward_flops", "model_params", "proxy_costs_from_run",
            "selection_cost", "train_flops"]
@@ -100,9 +102,6 @@ def cost_share(selection_flops: float, full_target_train_flops: float) -> float:
 def _scored_tokens(stage_dir: Path, shard_ids: Iterable[int]) -> int:
     """Sum of ``n_tokens`` over the rows not ``truncated`` of the given shards of a stage (the rows a
     scoring pass ran; truncated ones are skipped by ``engine.score_losses``)."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
     total = 0
     for i in shard_ids:
         t = pq.read_table(stage_dir / f"shard-{i:05d}.parquet", columns=["n_tokens", "truncated"])

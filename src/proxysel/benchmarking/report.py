@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from proxysel.store.atomic import atomic_write_json, atomic_write_text
 
 METRICS = ("eval_loss", "exact_match", "win_rate")
 PERCENT = ("exact_match", "win_rate")  # shown in %
@@ -256,8 +257,6 @@ def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer:
     """Write results.csv, keep_rates.csv, results.md, winrate.json, transfer.json and plot.png; with ``pending`` > 0
     (cells still to train) only the two tables and results.md, marked partial (the plot is drawn once, at
     the end)."""
-    from proxysel.store.atomic import atomic_write_json, atomic_write_text
-
     flat = []
     for r in rows:
         m = r["metrics"]

@@ -31,7 +31,8 @@ from proxysel.engine import score_losses
 from proxysel.errors import UsageError
 from proxysel.models.loader import load_causal_lm
 from proxysel.models.render import Renderer
-from proxysel.options import TrainProxyConfig, TrainRecipe
+from proxysel.options import DEFAULT_BATCH_TOKENS, TrainProxyConfig, TrainRecipe
+from proxysel.engine import evaluating
 
 
 @dataclass
@@ -65,7 +66,7 @@ def untrained_target(spec: str, recipe: Any, *, device: str | None = None) -> Tr
 
 
 def train_target(spec: str, recipe: Any, examples: Sequence[Example], *, epochs: int, seed: int,
-                 state_dir: Path, device: str | None = None, batch_tokens: int = 8192) -> Trained:
+                 state_dir: Path, device: str | None = None, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> Trained:
     """Load ``spec`` fresh, train it on ``examples`` for ``epochs`` with ``recipe`` (a ``TrainRecipe``:
     the bench target's ``ModelRecipe``); no scoring passes, no trajectory."""
     fields = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(TrainRecipe)}
@@ -103,8 +104,6 @@ def greedy_answers(lm: Any, renderer: Any, examples: Sequence[Example], *, max_n
                    batch_size: int) -> list[str]:
     """Greedy continuations of every example's prompt, decoded up to end-of-turn (or the template's
     next section header, ``Renderer.stop_strings``), stripped."""
-    from proxysel.engine import evaluating
-
     tok, model = lm.tokenizer, lm.model
     device = next(model.parameters()).device
     out: list[str] = [""] * len(examples)

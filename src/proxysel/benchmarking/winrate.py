@@ -48,6 +48,16 @@ from typing import Any, Callable, Sequence
 from proxysel.data.example import Example
 from proxysel.data.text import turns_text
 from proxysel.errors import UsageError
+from proxysel.models.loader import resolve_model_path
+from proxysel.benchmarking.target import greedy_answers
+from proxysel.progress import Progress
+from proxysel.store.atomic import atomic_write_json
+from proxysel.store.run import content_hash
+from proxysel.models.loader import load_causal_lm
+from proxysel.signals.ask_llm import judge_prompt_ids
+from proxysel.signals.ask_llm import cut_to_tokens
+from proxysel.engine import batched_with_backoff
+from proxysel.signals.ask_llm import next_token_probs
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +144,6 @@ class LocalJudge:
     """A causal LM asked for the verdict letter; see the module docstring."""
 
     def __init__(self, spec: str, *, max_length: int, batch_tokens: int, device: str | None = None) -> None:
-        from proxysel.models.loader import load_causal_lm
-
         self.lm = load_causal_lm(spec, dtype="float32", device=device or "cpu")
         self.tok = self.lm.tokenizer
         self.max_length = max_length
@@ -150,15 +158,11 @@ class LocalJudge:
         self.part_budget = max((max_length - len(self._ids("", "", ""))) // 3, 1)
 
     def _ids(self, question: str, answer_a: str, answer_b: str) -> list[int]:
-        from proxysel.signals.ask_llm import judge_prompt_ids
-
         return judge_prompt_ids(self.tok, PROMPT.format(question=question, answer_a=answer_a, answer_b=answer_b),
                                 reply_prefix=VERDICT_PREFIX, plain_suffix="\n\nVerdict: " + VERDICT_PREFIX)
 
     def prompt_ids(self, question: str, answer_a: str, answer_b: str) -> list[int]:
         """The judge's input ids; each of the three parts is cut to a third of what max_length leaves."""
-        from proxysel.signals.ask_llm import cut_to_tokens
-
         return self._ids(*(cut_to_tokens(self.tok, t, self.part_budget) for t in (question, answer_a, answer_b)))
 
     def judge(self, triples: Sequence[tuple[str, str, str]], bar: Any) -> list[dict[str, Any]]:
@@ -166,8 +170,6 @@ class LocalJudge:
         probabilities, renormalised over the three."""
         import torch
 
-        from proxysel.engine import batched_with_backoff
-        from proxysel.signals.ask_llm import next_token_probs
 
         all_ids = [self.prompt_ids(*t) for t in triples]
         out: list[dict[str, Any]] = [{} for _ in triples]
@@ -264,7 +266,6 @@ def judge_identity(wr: Any) -> dict[str, Any]:
     """What a cached judgment depends on besides the texts (no key: it is not part of a verdict)."""
     if wr.endpoint:
         return {"endpoint": wr.endpoint.rstrip("/"), "model": wr.model}
-    from proxysel.models.loader import resolve_model_path
 
     return {"judge": wr.judge, "revision": resolve_model_path(wr.judge)[1], "max_length": wr.max_length}
 
@@ -276,8 +277,6 @@ def answer_prompts(trained: Any, held_out: Sequence[Example], wr: Any, *, batch_
     """What a trained target (``target.Trained``) stores in its cell for the win rate: its greedy
     answers to the first ``wr.n`` held-out prompts, with their ids, ``answers_key`` and the last
     training loss of the model that answered."""
-    from proxysel.benchmarking.target import greedy_answers
-
     prompts = list(held_out[: wr.n])
     return {"key": answers_key(wr), "ids": [e.id for e in prompts], "train_loss_last": trained.train_loss_last,
             "texts": greedy_answers(trained.lm, trained.renderer, prompts, max_new_tokens=wr.max_new_tokens,
@@ -297,10 +296,6 @@ def run_winrate(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], held_out: A
     Each judgment is cached in ``OUT/winrate/<cell>.json`` with its fingerprint (judge, prompt,
     questions and both answer lists), so a rerun judges only what changed.
     """
-    from proxysel.progress import Progress
-    from proxysel.store.atomic import atomic_write_json
-    from proxysel.store.run import content_hash
-
     wr = cfg.winrate
     questions = [question_of(e) for e in held_out.examples[: wr.n]]
     ids = [e.id for e in held_out.examples[: wr.n]]

@@ -24,6 +24,8 @@ from proxysel.data.formats import (RecordProblem, _kind, blank, canonical_json, 
                                    check_format, detect, find_lone_surrogate, record_id, rename,
                                    to_messages)
 from proxysel.errors import BadInputError, UsageError
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 #: Default cap on one record's size in bytes (``max_record_bytes``).
 DEFAULT_MAX_RECORD_BYTES = 16 * 2**20
@@ -541,8 +543,6 @@ class _JsonArray:
 
 def _iter_table(file: Path, label: str, kind: str, max_bytes: int) -> Iterator[RawRecord]:
     """Rows of a Parquet file or a ``datasets`` Arrow stream file, as dicts (``line`` = row + 1)."""
-    import pyarrow as pa
-
     row = 0
     try:
         for batch in _batches(file, kind):
@@ -559,9 +559,6 @@ def _iter_table(file: Path, label: str, kind: str, max_bytes: int) -> Iterator[R
 
 
 def _batches(file: Path, kind: str):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     if kind == "parquet":
         yield from pq.ParquetFile(file).iter_batches(batch_size=4096)
         return
@@ -579,8 +576,6 @@ def _batches(file: Path, kind: str):
 
 def read_table(file: str | Path):
     """The whole Parquet or ``datasets`` Arrow file as a pyarrow Table (rows as ``iter_records``)."""
-    import pyarrow as pa
-
     kind = file_kind(file)
     if kind not in ("parquet", "arrow"):
         raise ValueError(f"not a table file: {file}")
@@ -588,9 +583,6 @@ def read_table(file: str | Path):
 
 
 def _schema(file: Path, kind: str):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     if kind == "parquet":
         return pq.ParquetFile(file).schema_arrow
     try:

@@ -27,6 +27,7 @@ from typing import Any
 from proxysel.data.formats import blank, find_lone_surrogate
 from proxysel.data.readers import iter_json_array
 from proxysel.errors import UsageError
+from proxysel.store.atomic import atomic_write_bytes
 
 
 def _dataset():
@@ -97,8 +98,6 @@ def demo_pool_path(out_dir: str | Path, n: int = 300) -> Path:
     One ``json.dumps(record, ensure_ascii=False)`` line per record, UTF-8, ``\\n`` endings: the same
     ``n`` always gives the same bytes.
     """
-    from proxysel.store.atomic import atomic_write_bytes
-
     if n < 1:
         raise UsageError(f"n must be >= 1, got {n}")
     out = Path(out_dir)

@@ -14,6 +14,8 @@ from pathlib import Path
 from proxysel.data.example import Example
 from proxysel.data.formats import canonical_json
 from proxysel.data.readers import file_kind, read_table
+from proxysel.store.atomic import atomic_write_bytes, atomic_write_parquet
+import pyarrow as pa
 
 _TABLE_KINDS = {"parquet", "arrow"}
 
@@ -43,7 +45,6 @@ def write_selected(examples: Iterable[Example], out_dir: str | Path, stem: str =
     PosixPath('runs/r1/selections/topk/selected.jsonl')
     """
     # store's package imports pyarrow and numpy; keep `import proxysel.data` light.
-    from proxysel.store.atomic import atomic_write_bytes, atomic_write_parquet
 
     examples = list(examples)
     out = Path(out_dir)
@@ -87,8 +88,6 @@ def _lines(examples: list[Example]) -> bytes:
 
 def _take_rows(examples: list[Example]):
     """The selected rows as one table, or None if the source schemas cannot be unified."""
-    import pyarrow as pa
-
     runs: list[tuple[str, list[int]]] = []  # consecutive examples of one file
     for e in examples:
         if runs and runs[-1][0] == e.file:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from proxysel.errors import ProxyselError, UsageError
+from proxysel.engine import plan_batches
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +209,6 @@ def rank_batches(encoded: Sequence[Any], batch_tokens: int, rank: int, world: in
     examples left out, ``plan_batches`` over the rest), as lists of positions in ``encoded``;
     rank r takes batches r, r+world, ...
     """
-    from proxysel.engine import plan_batches
-
     todo = [i for i, e in enumerate(encoded) if not e.truncated]
     batches = plan_batches([encoded[i].n_tokens for i in todo], batch_tokens)
     return [[todo[b] for b in batch] for batch in batches[rank::world]]

@@ -53,6 +53,7 @@ from proxysel.engine import batch_token_losses, collate
 from proxysel.errors import UsageError
 from proxysel.options import TrainProxyConfig, TrainRecipe
 from proxysel.models.render import Encoded
+from proxysel.engine import free_accelerator_memory, is_out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,6 @@ def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pa
     """
     import torch
 
-    from proxysel.engine import free_accelerator_memory, is_out_of_memory
 
     dist = dist or Dist()
     lengths = lengths if lengths is not None else [e.n_tokens for e in encoded]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proxysel.errors import UsageError
+import os
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,6 @@ BUNDLED: dict[str, Bundled] = {
 
 def cache_dir() -> Path:
     """The user cache folder for dequantized models (``$PROXYSEL_CACHE`` or ``~/.cache/proxysel``)."""
-    import os
-
     root = os.environ.get("PROXYSEL_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "proxysel")
     return Path(root)

@@ -24,6 +24,7 @@ from typing import Any
 
 from proxysel.data.example import Example
 from proxysel.errors import BadInputError, UsageError
+from proxysel.options import DEFAULT_MAX_LENGTH
 
 IGNORE = -100
 
@@ -60,7 +61,7 @@ class Renderer:
     >>> enc = r.encode(example)
     """
 
-    def __init__(self, tokenizer: Any, max_length: int = 512, template: str = "auto",
+    def __init__(self, tokenizer: Any, max_length: int = DEFAULT_MAX_LENGTH, template: str = "auto",
                  end_of_turn: bool = True) -> None:
         if template not in TEMPLATES:
             raise UsageError(f"--template must be one of {TEMPLATES}, got {template!r}")

@@ -13,6 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from proxysel.reporting.explain import explain
+from proxysel.reporting.html import render
+from proxysel.reporting.load import check_run_dir, load_run
+from proxysel.store import Run, atomic_write_text
 
 __all__ = ["REPORT", "explain", "write_report"]
 
@@ -31,10 +34,6 @@ def write_report(run_dir: str | Path, *, selection: str | None = None, data: str
     The run folder is locked while the page is built (the page lives in the run folder); a caller
     that already holds it open (``Run.open``) can call ``render(load_run(...))`` itself.
     """
-    from proxysel.reporting.html import render
-    from proxysel.reporting.load import check_run_dir, load_run
-    from proxysel.store import Run, atomic_write_text
-
     path = check_run_dir(run_dir)
     with Run.open(path, create=False) as run:
         page = render(load_run(run.path, selection=selection, data=data, read_data=read_data))

@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 from proxysel.errors import ProxyselError, UsageError
 from proxysel.store.digest import digest_problem
 from proxysel.store.run import EMBEDDINGS, MANIFEST, SCORES, check_name
+from proxysel.selectors import get_selector
+from proxysel.data import read_pool
 
 SELECTION_FILE = "selection.parquet"
 META_FILE = "meta.json"
@@ -150,8 +152,6 @@ def selection_signal(meta: dict[str, Any]) -> str | None:
     if not isinstance(method, str):
         return None
     try:
-        from proxysel.selectors import get_selector
-
         selector = get_selector(method)(**params)
     except Exception:  # an unknown method or parameters from another version: no signal, no harm
         return None
@@ -237,8 +237,6 @@ class PoolView:
 
 def load_pool(manifest: dict[str, Any], run_dir: Path, ids: list[str], data: str | Path | None) -> tuple[PoolView | None, str | None]:
     """Read the run's input records (``manifest["data"]["path"]`` or ``data``), or say why not."""
-    from proxysel.data import read_pool
-
     info = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
     where = data if data is not None else info.get("path")
     if not where:

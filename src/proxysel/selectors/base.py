@@ -273,8 +273,6 @@ class Selection:
 
     def to_arrow(self) -> Any:
         """The ``selection.parquet`` table: id, selected, rank, cluster, reason (+ count)."""
-        import pyarrow as pa
-
         data = {"id": pa.array(self.ids, pa.string()), "selected": pa.array(self.selected),
                 "rank": pa.array(self.rank, pa.int64()), "cluster": pa.array(self.cluster, pa.int64()),
                 "reason": pa.array(self.reason, pa.string())}

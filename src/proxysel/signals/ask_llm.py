@@ -25,6 +25,7 @@ from proxysel.data.text import conversation_text
 from proxysel.engine import backbone_and_head, batched_with_backoff
 from proxysel.errors import UsageError
 from proxysel.signals.base import Signal, register_signal
+import pyarrow as pa
 
 PROMPT = """###
 {example}
@@ -125,7 +126,6 @@ class AskLLMSignal(Signal):
         return lm, JudgePrompter(lm.tokenizer, self.config.max_length), yes, no
 
     def compute(self, state: Any, examples: list, bar: Any) -> Any:
-        import pyarrow as pa
         import torch
 
         lm, prompter, yes, no = state

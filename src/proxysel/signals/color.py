@@ -35,10 +35,11 @@ from proxysel.dynamics.train import fine_tune
 from proxysel.engine import LossResult, score_losses
 from proxysel.errors import UsageError
 from proxysel.models.render import Encoded
-from proxysel.options import TrainProxyConfig, check_fields, option
+from proxysel.options import DEFAULT_BATCH_TOKENS, TrainProxyConfig, check_fields, option
 from proxysel.signals.base import Signal, register_signal
 from proxysel.signals.loss import loss_table
 from proxysel.store.atomic import save_model_folder
+import pyarrow as pa
 
 __all__ = ["COLUMNS", "ColorConfig", "ColorSignal", "color_losses", "color_scores", "fine_tune_conditional"]
 
@@ -83,7 +84,7 @@ def color_scores(prior: LossResult, conditional: LossResult) -> dict[str, np.nda
 
 
 def color_losses(prior_model: Any, conditional_model: Any, encoded: Sequence[Encoded], *, pad_id: int,
-                 batch_tokens: int = 8192) -> dict[str, np.ndarray]:
+                 batch_tokens: int = DEFAULT_BATCH_TOKENS) -> dict[str, np.ndarray]:
     """Score ``encoded`` with both models (``engine.score_losses``) and return ``color_scores``."""
     prior = score_losses(prior_model, encoded, pad_id=pad_id, batch_tokens=batch_tokens)
     conditional = score_losses(conditional_model, encoded, pad_id=pad_id, batch_tokens=batch_tokens)
@@ -174,8 +175,6 @@ class ColorSignal(Signal):
         return prior, conditional, self.renderer(prior.tokenizer)
 
     def compute(self, state: Any, examples: list, bar: Any) -> Any:
-        import pyarrow as pa
-
         prior, conditional, renderer = state
         encoded = [renderer.encode(e) for e in examples]
         pad, batch_tokens = prior.tokenizer.pad_token_id, self.config.batch_tokens

@@ -22,6 +22,7 @@ from proxysel.errors import UsageError
 from proxysel.options import config_to_dict, check_fields, option
 from proxysel.signals.base import Signal, register_signal
 from proxysel.signals.density import DEFAULT_BUCKETS, DEFAULT_HASHES, DEFAULT_WIDTH, lsh_density
+import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,6 @@ class DensitySignal(Signal):
         return {"params": config_to_dict(self.config.density)}
 
     def compute_all(self, pool: Pool, inputs: dict[str, tuple[list[str], Any]]) -> Any:
-        import pyarrow as pa
-
         ids, vecs = inputs["embedding"]
         pos = {i: k for k, i in enumerate(ids)}
         missing = [e.id for e in pool.examples if e.id not in pos]

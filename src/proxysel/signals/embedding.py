@@ -20,6 +20,7 @@ from proxysel.errors import UsageError
 from proxysel.models.bundled import BUNDLED, bundled_path
 from proxysel.models.loader import folder_revision
 from proxysel.signals.base import Signal, register_signal
+import pyarrow as pa
 
 
 def embedder_path(spec: str) -> tuple[str, str]:
@@ -77,8 +78,6 @@ class EmbeddingSignal(Signal):
         return load_embedder(self.model, device or self.runtime.device, self.runtime.trust_remote_code)
 
     def compute(self, model: Any, examples: list, bar: Any) -> Any:
-        import pyarrow as pa
-
         vecs = embed(model, [embedding_text(e) for e in examples])
         bar.update(len(examples))
         flat = pa.array(vecs.reshape(-1), pa.float32())

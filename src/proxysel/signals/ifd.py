@@ -24,6 +24,8 @@ import numpy as np
 
 from proxysel.data.text import response_text
 from proxysel.signals.base import Signal, register_signal
+import pyarrow as pa
+from proxysel.engine import score_losses
 
 
 @register_signal("ifd")
@@ -38,9 +40,6 @@ class IFDSignal(Signal):
         return lm, self.renderer(lm.tokenizer, end_of_turn=False)
 
     def compute(self, state: Any, examples: list, bar: Any) -> Any:
-        import pyarrow as pa
-
-        from proxysel.engine import score_losses
 
         lm, r = state
         pad, batch_tokens = lm.tokenizer.pad_token_id, self.config.batch_tokens

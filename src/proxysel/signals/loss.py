@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from proxysel.signals.base import Signal, register_signal
+import pyarrow as pa
+from proxysel.engine import score_losses
 
 
 def loss_table(ids: list[str], result: Any) -> Any:
     """An arrow table of the loss columns; row i belongs to ids[i]."""
-    import pyarrow as pa
-
     return pa.table({
         "id": pa.array(ids, pa.string()),
         "n_tokens": pa.array(result.n_tokens, pa.int64()),
@@ -33,8 +33,6 @@ class LossSignal(Signal):
         return lm, self.renderer(lm.tokenizer)
 
     def compute(self, state: Any, examples: list, bar: Any) -> Any:
-        from proxysel.engine import score_losses
-
         lm, renderer = state
         res = score_losses(lm.model, [renderer.encode(e) for e in examples], pad_id=lm.tokenizer.pad_token_id,
                            batch_tokens=self.config.batch_tokens, on_batch=lambda n, t: bar.update(n, t))

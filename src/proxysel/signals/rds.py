@@ -33,7 +33,9 @@ import numpy as np
 from proxysel.data.example import Pool
 from proxysel.engine import backbone_and_head, batched_with_backoff, collate, evaluating
 from proxysel.models.render import Encoded
+from proxysel.options import DEFAULT_BATCH_TOKENS
 from proxysel.signals.base import Signal, register_signal
+import pyarrow as pa
 
 __all__ = ["RdsSignal", "position_weights", "rds_embed"]
 
@@ -48,7 +50,7 @@ def position_weights(attention_mask: Any) -> Any:
     return positions / positions.sum(dim=1, keepdim=True).clamp_min(1.0)
 
 
-def rds_embed(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_tokens: int = 8192,
+def rds_embed(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_tokens: int = DEFAULT_BATCH_TOKENS,
               device: Any = None, on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
     """RDS+ embeddings of ``encoded``: float32 (n, hidden), unit L2 norm; row i belongs to encoded[i].
 
@@ -103,8 +105,6 @@ class RdsSignal(Signal):
         return lm, self.renderer(lm.tokenizer)
 
     def compute(self, state: Any, examples: list, bar: Any) -> Any:
-        import pyarrow as pa
-
         lm, renderer = state
         vecs = rds_embed(lm.model, [renderer.encode(e) for e in examples], pad_id=lm.tokenizer.pad_token_id,
                          batch_tokens=self.config.batch_tokens, on_batch=lambda n, t: bar.update(n, t))

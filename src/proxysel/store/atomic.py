@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+import pyarrow.parquet as pq
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -147,8 +148,6 @@ def atomic_write_parquet(path: str | os.PathLike[str], table: "pa.Table",
     (``PARQUET_OPTIONS``: zstd, one row group per 2**20 rows). Schema metadata is kept as given.
     before_replace: as for ``_atomic_write`` (called with the finished temporary file).
     """
-    import pyarrow.parquet as pq
-
     table = table.combine_chunks()
     return _atomic_write(path, lambda f: pq.write_table(table, f, **PARQUET_OPTIONS), before_replace)
 

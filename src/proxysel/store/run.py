@@ -56,6 +56,8 @@ from ..names import check_name
 from .atomic import TMP_PREFIX, atomic_write_json, atomic_write_parquet, dumps_json, to_jsonable
 from .digest import digest_problem, file_sha256, marker_problem, read_json
 from .lock import LOCK_NAME, RunLock
+import proxysel
+from proxysel.logs import attach_run
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     if "proxysel" not in versions:  # running from a source tree that is not installed
-        import proxysel
 
         versions["proxysel"] = str(getattr(proxysel, "__version__", "unknown"))
     return versions
@@ -655,7 +656,6 @@ class Run(RunFolder):
         self._write_manifest()  # first, so that a folder with our subfolders is always a run folder
         for sub in ("stages", "selections", "logs"):
             (self.path / sub).mkdir(exist_ok=True)
-        from proxysel.logs import attach_run
 
         attach_run(self.path)  # RUN/logs/<stamp>-<command>.log while a command's log session is active
 
