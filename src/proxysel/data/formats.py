@@ -332,3 +332,22 @@ def _turn_text(turn: dict[str, Any], key: str, where: str) -> str:
             parts.append(part["text"])
         return "".join(parts)
     raise RecordProblem(f"{where} must be a string, got {_kind(value)}", where)
+
+
+def example_record(fmt: str, i: int = 0) -> dict[str, Any]:
+    """A small, valid record of layout ``fmt`` (the ``i``-th of a family of distinct ones): what the
+    documentation shows and what the tests run every signal on. A new layout gets one here."""
+    q, a = f"Sort the numbers {i} 1 2.", f"The sorted numbers are 1 2 {i}."
+    examples = {
+        "alpaca": {"instruction": q, "input": "", "output": a},
+        "sharegpt": {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": q},
+                                       {"from": "gpt", "value": a}, {"from": "human", "value": "And reversed?"},
+                                       {"from": "gpt", "value": f"{i} 2 1"}]},
+        "messages": {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": q},
+                                  {"role": "assistant", "content": a}]},
+        "prompt-completion": {"prompt": q, "completion": a},
+        "text": {"text": f"{q} {a}"},
+    }
+    if fmt not in examples:
+        raise KeyError(f"no example record for layout {fmt!r}")
+    return {"id": f"{fmt}-{i}", **examples[fmt]}

@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 from proxysel.selectors.base import ScoreTable, Selection, Selector, parse_budget, resolve_budget
-from proxysel.selectors.registry import available_selectors, get_selector, param_fields, register_selector
+from proxysel.selectors.registry import (available_selectors, get_selector, param_fields, register_selector,
+                                         unregister_selector)
 
 # Importing a selector module registers it, in the order the documentation lists them.
 from proxysel.selectors import (  # noqa: E402,F401  isort:skip
@@ -17,4 +18,4 @@ from proxysel.selectors import (  # noqa: E402,F401  isort:skip
 )
 
 __all__ = ["ScoreTable", "Selection", "Selector", "available_selectors", "get_selector", "param_fields",
-           "parse_budget", "register_selector", "resolve_budget"]
+           "parse_budget", "register_selector", "resolve_budget", "unregister_selector"]

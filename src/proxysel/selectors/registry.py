@@ -15,7 +15,8 @@ from typing import Any, Callable, TypeVar
 
 from proxysel.options import did_you_mean
 
-__all__ = ["ParamInfo", "available_selectors", "get_selector", "param_fields", "register_selector"]
+__all__ = ["ParamInfo", "available_selectors", "get_selector", "param_fields", "register_selector",
+           "unregister_selector"]
 
 _REGISTRY: dict[str, type] = {}
 T = TypeVar("T", bound=type)
@@ -34,6 +35,11 @@ def register_selector(name: str) -> Callable[[T], T]:
         return cls
 
     return decorate
+
+
+def unregister_selector(name: str) -> None:
+    """Remove selector ``name`` from the registry (a plugin's tests clean up after themselves)."""
+    _REGISTRY.pop(name, None)
 
 
 def get_selector(name: str) -> type:

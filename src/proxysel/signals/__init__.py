@@ -5,11 +5,13 @@ Importing this package registers the built-in signals, in the order ``--signals`
 
 from __future__ import annotations
 
-from proxysel.signals.base import Signal, available_signals, get_signal, producer_of, register_signal, score_signals
+from proxysel.signals.base import (Signal, available_signals, get_signal, producer_of, register_signal, score_signals,
+                                   unregister_signal)
 
 # Importing a signal module registers it.
 from proxysel.signals import (  # noqa: E402,F401  isort:skip
     loss, ifd, ask_llm, embedding, density_stage, color, rds, lp,
 )
 
-__all__ = ["Signal", "available_signals", "get_signal", "producer_of", "register_signal", "score_signals"]
+__all__ = ["Signal", "available_signals", "get_signal", "producer_of", "register_signal", "score_signals",
+           "unregister_signal"]

@@ -36,7 +36,8 @@ from proxysel.models.loader import load_causal_lm, resolve_model_path
 from proxysel.models.render import Renderer
 from proxysel.options import RuntimeConfig, did_you_mean
 
-__all__ = ["Signal", "available_signals", "get_signal", "producer_of", "register_signal", "score_signals"]
+__all__ = ["Signal", "available_signals", "get_signal", "producer_of", "register_signal", "score_signals",
+           "unregister_signal"]
 
 _REGISTRY: dict[str, type["Signal"]] = {}
 S = TypeVar("S", bound=type)
@@ -55,6 +56,11 @@ def register_signal(name: str) -> Callable[[S], S]:
         return cls
 
     return decorate
+
+
+def unregister_signal(name: str) -> None:
+    """Remove signal ``name`` from the registry (a plugin's tests clean up after themselves)."""
+    _REGISTRY.pop(name, None)
 
 
 def get_signal(name: str) -> type["Signal"]:
@@ -143,7 +149,7 @@ class Signal:
 
         upstream: the fingerprints of the stages named in ``requires`` (and what ``prepare`` returned).
         """
-        _, revision = resolve_model_path(self.model)
+        revision = resolve_model_path(self.model)[1] if self.model else None
         c = self.config
         fp = {"data": pool.fingerprint, "model": self.model, "revision": revision, "max_length": c.max_length,
               "template": c.template, "dtype": c.dtype, "shard_size": self.runtime.shard_size}

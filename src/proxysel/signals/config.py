@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from proxysel.options import (DEFAULT_BATCH_TOKENS, DEFAULT_MAX_LENGTH, DEFAULT_PROXY, DTYPES, TEMPLATES,
                               FieldError, check_fields, option)
-from proxysel.signals.base import get_signal, score_signals
+from proxysel.signals.base import available_signals, get_signal, score_signals
 from proxysel.signals.color import ColorConfig
 from proxysel.signals.density_stage import DensityConfig
 
@@ -35,6 +35,10 @@ class ScoreConfig:
                                                "reference set)")
 
     def __post_init__(self) -> None:
+        for name in self.signals or ():
+            if name in available_signals("train-proxy"):  # registered, but not something score computes
+                raise FieldError("signals", f"{name} is computed by train-proxy, not by score: "
+                                            f"{get_signal(name).how_to_make('DATA', 'RUN')}")
         check_fields(self)
         if not self.signals:
             raise FieldError("signals", f"give at least one of {', '.join(score_signals())}")
