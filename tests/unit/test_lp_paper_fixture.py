@@ -106,3 +106,23 @@ def test_lp_selector_keeps_the_lowest_lp_in_every_cluster(lp_dir, name):
         in_c = (clusters == c) & ~truncated
         assert (values[in_c & official.selected].max()
                 <= values[in_c & ~official.selected].min())
+
+
+@pytest.mark.parametrize("name", ["alpaca-llama2-7b", "dolly-opt-350m"])
+def test_official_flag_reproduces_the_official_rounding(lp_dir, name):
+    """`--official` puts lp at the official code's settings: its rounding gives the official counts
+    (ceil(n_c / 10) per cluster at 10%), scikit-learn k-means, 1,000 clusters unless a cluster column
+    (clusters=None) is given."""
+    ppl = load(lp_dir, name)
+    clusters = np.random.default_rng(0).integers(0, 50, len(ppl))
+    truncated = (ppl == 1.0).all(axis=1)
+    values = lp(ppl)
+    values[truncated] = np.nan
+    table = ScoreTable(ids=[f"{name}-{i}" for i in range(len(ppl))], columns={"lp": values, "cluster": clusters},
+                       truncated=truncated)
+    sel = get_selector("lp")(clusters=None, official=True)
+    assert sel.rounding == "official" and sel.kmeans == "sklearn" and sel.clusters is None
+    assert get_selector("lp")(official=True).clusters == 1000
+    official = sel.select(table, 0.1, seed=0)
+    sizes = np.bincount(clusters[~truncated])
+    assert official.n_selected == int(np.ceil(sizes / 10).sum())

@@ -116,3 +116,20 @@ def test_needs_clusters_or_cluster_column():
     t = ScoreTable(ids=IDS, columns={})
     with pytest.raises(ValueError, match="no column 'cluster'"):
         get_selector("s2l")(clusters=None).select(t, 3)
+
+
+def test_stratify_auto_splits_by_source_when_the_table_has_it():
+    """The default ``stratify: auto`` stratifies by the ``source`` column the selection stage fills when
+    every record has a source (the official code always does); without one it does not."""
+    rng = np.random.default_rng(0)
+    n = 60
+    traj = rng.standard_normal((n, 4))
+    source = np.array(["small"] * 6 + ["big"] * 54, dtype=object)
+    with_source = ScoreTable(ids=[f"x{i}" for i in range(n)], columns={"trajectory": traj, "source": source})
+    auto = get_selector("s2l")(clusters=4).select(with_source, 12, seed=0)
+    explicit = get_selector("s2l")(clusters=4, stratify="source").select(with_source, 12, seed=0)
+    assert auto.selected.tolist() == explicit.selected.tolist()
+    assert auto.selected[:6].sum() == 6  # the small source is taken whole: quota 12 // 2 = 6
+    plain = ScoreTable(ids=with_source.ids, columns={"trajectory": traj})
+    none = get_selector("s2l")(clusters=4, stratify=None).select(plain, 12, seed=0)
+    assert get_selector("s2l")(clusters=4).select(plain, 12, seed=0).selected.tolist() == none.selected.tolist()

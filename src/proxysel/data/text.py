@@ -13,13 +13,14 @@ def embedding_text(example: Example) -> str:
     """The text an embedder sees.
 
     alpaca: the official LP clustering string ``Instruction: {instruction input} Response: {output}``
-    (instruction and input joined by one space, as in Small2Large clustering.py);
+    (each field stripped, instruction and input joined by one space, as Small2Large clustering.py does);
     conversations: every turn as ``{Role}: {content}``, joined by newlines; text: the text.
     """
     a = example.alpaca
     if a is not None:
-        instruction = f"{a[0]} {a[1]}" if a[1] else a[0]
-        return f"Instruction: {instruction} Response: {a[2]}"
+        instruction, inp, output = (part.strip() for part in a)
+        instruction = f"{instruction} {inp}" if inp else instruction
+        return f"Instruction: {instruction} Response: {output}"
     return conversation_text(example)
 
 

@@ -497,6 +497,14 @@ class ClusterMixin:
 KMEANS_BACKENDS = ("numpy", "sklearn", "faiss")
 
 
+def official_option() -> Any:
+    """The ``official`` parameter of the selectors that have an official implementation (lp, lp_app,
+    s2l): set, it puts every parameter at the official code's value (docs/methods.md)."""
+    return option(False, "the official code's settings over the values given (lp/lp_app: 1,000 clusters by "
+                         "scikit-learn KMeans and the official per-cluster rounding; s2l: faiss k-means, stratified "
+                         "by source; docs/methods.md)")
+
+
 @dataclass(frozen=True)
 class ClusterParams:
     """What every clustered selector shares: how the clusters are made."""

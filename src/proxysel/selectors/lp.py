@@ -9,13 +9,16 @@ learning percentage comes first (lowest = hardest = kept). By default the budget
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
 
+import numpy as np
+
 from proxysel.options import option
-from proxysel.selectors.base import RankingParams, RankingSelector
+from proxysel.selectors.base import RankingParams, RankingSelector, official_option
 from proxysel.selectors.registry import register_selector
+
+#: The number of clusters the official README runs clustering.py with (dheeraj7596/Small2Large).
+OFFICIAL_LP_CLUSTERS = 1000
 
 
 @dataclass(frozen=True)
@@ -26,8 +29,15 @@ class LPParams(RankingParams):
                                    negative="--global")
     clusters: int | None = option(100, "k-means clusters K over cluster_features (the official code: 1,000 on "
                                        "Alpaca); null: the scores' own cluster column", minimum=1)
+    official: bool = official_option()
 
     def __post_init__(self) -> None:
+        if self.official:  # Small2Large clustering.py (KMeans, README: 1,000 clusters) and subset.py (ceil)
+            object.__setattr__(self, "kmeans", "sklearn")
+            object.__setattr__(self, "rounding", "official")
+            object.__setattr__(self, "within_clusters", True)
+            if self.clusters is not None:  # None: a cluster column the official clustering wrote
+                object.__setattr__(self, "clusters", OFFICIAL_LP_CLUSTERS)
         if not self.within_clusters and self.clusters is not None:
             object.__setattr__(self, "clusters", None)  # the global cut needs no clusters
         super().__post_init__()

@@ -20,16 +20,26 @@ official code sets NaN losses to 0).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from dataclasses import dataclass
-
 from proxysel.options import option
-from proxysel.selectors.base import (ClusterMixin, ClusterParams, ScoreTable, Selection, Selector, cluster_column,
-                                     split_rngs)
+from proxysel.selectors.base import (
+    ClusterMixin,
+    ClusterParams,
+    ScoreTable,
+    Selection,
+    Selector,
+    cluster_column,
+    official_option,
+    split_rngs,
+)
 from proxysel.selectors.registry import register_selector
+
+#: ``stratify`` default: by ``source`` when every record has one (the official code always stratifies).
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -40,10 +50,19 @@ class S2LParams(ClusterParams):
     clusters: int | None = option(100, "k-means clusters K over cluster_features (default 100, the paper's); "
                                        "null: the scores' own cluster column", minimum=1)
     cluster_features: str = option("trajectory", "the 2-D column k-means reads (the loss trajectories)")
-    stratify: str | None = option(None, "s2l: split the budget by this record field first (e.g. source), "
-                                        "smallest group first, as the official code")
+    stratify: str | None = option("auto", "s2l: split the budget by this record field first (e.g. source), "
+                                          "smallest group first, as the official code always does; auto: by "
+                                          "source when every record has one; null: no split")
     set_aside: int = option(2, "s2l: clusters of at most this many members only fill the remainder (official: "
                                "2)", minimum=0)
+    official: bool = official_option()
+
+    def __post_init__(self) -> None:
+        if self.official:  # schedules/s2l.py: faiss k-means (k=100, 20 iterations), per source
+            for name, value in (("kmeans", "faiss"), ("clusters", 100), ("kmeans_iter", 20), ("set_aside", 2),
+                                ("stratify", "source")):
+                object.__setattr__(self, name, value)
+        super().__post_init__()
 
 
 @register_selector("s2l")
@@ -73,6 +92,13 @@ class S2LSelector(ClusterMixin, Selector):
     def stratify_field(self) -> str | None:
         return self.stratify
 
+    def _stratum_column(self, table: ScoreTable) -> str | None:
+        """The column to split by: ``stratify``, or with ``auto`` the ``source`` column when the
+        selection stage could fill it (every record has a ``source``)."""
+        if self.stratify == AUTO:
+            return "source" if "source" in table.columns else None
+        return self.stratify
+
     def select(self, table: ScoreTable, budget: float | int, *, seed: Any = 0) -> Selection:
         cluster_rng, rng = split_rngs(seed)
         candidates, reason = self._candidates(table, self.required_columns())
@@ -87,10 +113,11 @@ class S2LSelector(ClusterMixin, Selector):
         if self.clusters is None:
             out.cluster[:] = cluster_column(table)
 
-        if self.stratify is None:
+        stratum = self._stratum_column(table)
+        if stratum is None:
             strata = [("", rows)]
         else:
-            names = np.asarray(table.column(self.stratify)).astype(str)[rows]
+            names = np.asarray(table.column(stratum)).astype(str)[rows]
             uniq, inverse, counts = np.unique(names, return_inverse=True, return_counts=True)
             by_name = np.argsort(inverse, kind="stable")
             bounds = np.concatenate(([0], np.cumsum(counts)))

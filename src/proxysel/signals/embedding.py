@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from proxysel.data.example import Pool
 from proxysel.data.text import embedding_text
@@ -20,7 +21,6 @@ from proxysel.errors import UsageError
 from proxysel.models.bundled import BUNDLED, bundled_path
 from proxysel.models.loader import folder_revision
 from proxysel.signals.base import Signal, register_signal
-import pyarrow as pa
 
 
 def embedder_path(spec: str) -> tuple[str, str]:
@@ -61,6 +61,10 @@ def embed(model: Any, texts: list[str], batch_size: int = 64) -> np.ndarray:
     return out
 
 
+#: What ``data.text.embedding_text`` builds, in the fingerprint: a change re-embeds (v2: fields stripped).
+EMBEDDING_TEXT = "v2-stripped"
+
+
 @register_signal("embedding")
 class EmbeddingSignal(Signal):
     """Sentence embeddings of ``score.embedder`` into RUN/embeddings.parquet (float32, unit norm for minilm)."""
@@ -72,7 +76,7 @@ class EmbeddingSignal(Signal):
     def fingerprint(self, pool: Pool, upstream: dict[str, Any]) -> dict[str, Any]:
         _, revision = embedder_path(self.model)
         return {"data": pool.fingerprint, "embedder": self.model, "revision": revision,
-                "shard_size": self.runtime.shard_size}
+                "shard_size": self.runtime.shard_size, "text": EMBEDDING_TEXT}
 
     def setup(self, device: str | None) -> Any:
         return load_embedder(self.model, device or self.runtime.device, self.runtime.trust_remote_code)

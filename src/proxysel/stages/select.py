@@ -72,7 +72,10 @@ def build_table(run: Any, pool: Pool, reads: tuple[str, ...], stratify: str | No
         na = f"{producer.name}_na" if producer is not None else None
         if na in table.columns:
             table.na_reason[column] = np.asarray([v or "" for v in table.columns[na]], dtype=object)
-    if stratify:
+    if stratify == "auto":  # s2l: by source when every record has one
+        if all(isinstance(e.record, dict) and e.record.get("source") is not None for e in pool.examples):
+            table.columns["source"] = _record_field(pool, "source")
+    elif stratify:
         table.columns[stratify] = _record_field(pool, stratify)
     if reference is not None:
         table.reference = _reference_table(run, reference, [r for r in reads if r in vector_sets])
