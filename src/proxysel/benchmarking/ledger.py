@@ -33,8 +33,11 @@ import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
 import numpy as np
-import pyarrow.parquet as pq
+
+from proxysel.errors import ProxyselError
+from proxysel.store import RunFolder
 
 __all__ = ["COMPUTE_STAGES", "cost_share", "forward_flops", "model_params", "proxy_costs_from_run",
            "selection_cost", "train_flops"]
@@ -99,22 +102,24 @@ def cost_share(selection_flops: float, full_target_train_flops: float) -> float:
 # ----------------------------------------------------------------------------- a run's records
 
 
-def _scored_tokens(stage_dir: Path, shard_ids: Iterable[int]) -> int:
+def _scored_tokens(run: RunFolder, stage: str, shard_ids: Iterable[int]) -> int:
     """Sum of ``n_tokens`` over the rows not ``truncated`` of the given shards of a stage (the rows a
     scoring pass ran; truncated ones are skipped by ``engine.score_losses``)."""
     total = 0
     for i in shard_ids:
-        t = pq.read_table(stage_dir / f"shard-{i:05d}.parquet", columns=["n_tokens", "truncated"])
+        t = run.read_stage_shard(stage, i, columns=["n_tokens", "truncated"])
         n_tokens = np.asarray(t.column("n_tokens").to_numpy(zero_copy_only=False), dtype=np.int64)
         truncated = np.asarray(t.column("truncated").to_numpy(zero_copy_only=False), dtype=bool)
         total += int(n_tokens[~truncated].sum())
     return total
 
 
-def _train_proxy_record(run_dir: Path, entry: Mapping[str, Any]) -> dict[str, Any]:
+def _train_proxy_record(run: RunFolder, entry: Mapping[str, Any]) -> dict[str, Any]:
     fp = entry.get("fingerprint") or {}
-    stage_dir = run_dir / "stages" / "train-proxy"
-    history = run_dir / entry.get("history", "stages/train-proxy/history.jsonl")
+    history = run.recorded_path(entry.get("history"), "the train-proxy history")
+    if not history.is_file():
+        raise ProxyselError(f"{history}, the train-proxy history its manifest entry records, is missing; run "
+                            f"train-proxy again")
     lines = [ln for ln in history.read_text(encoding="utf-8").splitlines() if ln.strip()]
     train_tokens = sum(int(json.loads(ln)["tokens"]) for ln in lines)
     # Scoring passes: one per pass step (step 0, the checkpoints, the epoch ends; with --online the
@@ -122,23 +127,23 @@ def _train_proxy_record(run_dir: Path, entry: Mapping[str, Any]) -> dict[str, An
     # the same rows, so one record's token count times the number of passes.
     n_parts = math.ceil(int(entry["examples"]) / int(fp["shard_size"]))
     passes = len(entry["plan"]["pass_steps"])
-    per_pass = _scored_tokens(stage_dir, range(n_parts))
+    per_pass = _scored_tokens(run, "train-proxy", range(n_parts))
     missing = []
     if entry.get("resumed_from_step"):
         missing.append(f"seconds of the processes before step {entry['resumed_from_step']}")
     return {"model": fp.get("model"), "lora": bool(fp.get("lora", False)), "train_tokens": train_tokens,
-            "forward_tokens": passes * per_pass, "passes": passes, "seconds": entry.get("seconds", entry.get("seconds_total")),
-            "missing": missing}
+            "forward_tokens": passes * per_pass, "passes": passes,
+            "seconds": entry.get("seconds", entry.get("seconds_total")), "missing": missing}
 
 
-def _signal_record(run_dir: Path, name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+def _signal_record(run: RunFolder, name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     fp = entry.get("fingerprint") or {}
     missing = []
     if entry.get("shards_computed", entry.get("shards")) != entry.get("shards"):
         missing.append("seconds of the shards computed by an earlier process")
     forward_tokens: int | None = None
     if name == "loss":
-        forward_tokens = _scored_tokens(run_dir / "stages" / name, range(int(entry["shards"])))
+        forward_tokens = _scored_tokens(run, name, range(int(entry["shards"])))
     elif name == "density":
         missing.append("its k-NN arithmetic (no model pass; seconds only)")
     else:
@@ -165,15 +170,15 @@ def proxy_costs_from_run(run_dir: str | Path) -> dict[str, dict[str, Any]]:
       missing:        what the record cannot account for, in words.
 
     Stages not in ``COMPUTE_STAGES`` (selections, report) and stages not complete are left out.
+    The shards read are checked against their markers: ProxyselError names a damaged one.
     """
-    run_dir = Path(run_dir)
-    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    run = RunFolder.at(run_dir)
     out: dict[str, dict[str, Any]] = {}
-    for name, entry in (manifest.get("stages") or {}).items():
+    for name, entry in (run.manifest.get("stages") or {}).items():
         if name not in COMPUTE_STAGES or entry.get("status") != "complete":
             continue
-        out[name] = (_train_proxy_record(run_dir, entry) if name == "train-proxy"
-                     else _signal_record(run_dir, name, entry))
+        out[name] = (_train_proxy_record(run, entry) if name == "train-proxy"
+                     else _signal_record(run, name, entry))
     return out
 
 

@@ -14,12 +14,10 @@ from pathlib import Path
 
 from proxysel.reporting.explain import explain
 from proxysel.reporting.html import render
-from proxysel.reporting.load import check_run_dir, load_run
-from proxysel.store import Run, atomic_write_text
+from proxysel.reporting.load import load_run
+from proxysel.store import Run, RunFolder, atomic_write_text
 
-__all__ = ["REPORT", "explain", "write_report"]
-
-REPORT = "report.html"
+__all__ = ["explain", "write_report"]
 
 
 def write_report(run_dir: str | Path, *, selection: str | None = None, data: str | Path | None = None,
@@ -34,7 +32,7 @@ def write_report(run_dir: str | Path, *, selection: str | None = None, data: str
     The run folder is locked while the page is built (the page lives in the run folder); a caller
     that already holds it open (``Run.open``) can call ``render(load_run(...))`` itself.
     """
-    path = check_run_dir(run_dir)
+    path = RunFolder.at(run_dir).path
     with Run.open(path, create=False) as run:
         page = render(load_run(run.path, selection=selection, data=data, read_data=read_data))
-        return atomic_write_text(run.path / REPORT, page)
+        return atomic_write_text(run.report_path, page)

@@ -13,12 +13,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from proxysel.errors import UsageError
-from proxysel.reporting.load import (check_run_dir, list_selections, read_meta, read_selection_table,
-                                     selection_signal)
-from proxysel.store.run import SCORES, check_name
+from proxysel.reporting.load import chain_text, require_selection, selection_signal
+from proxysel.store import RunFolder
 
 
 def _clean(text: str) -> str:
@@ -63,31 +61,30 @@ def explain(run_dir: str | Path, example_id: str, selection: str | None = None) 
 
     >>> print(explain("runs/r1", "ex0007"))  # doctest: +SKIP
     """
-    path = check_run_dir(run_dir)
+    run = RunFolder.at(run_dir)
+    path = run.path
     example_id = str(example_id)
-    found = sorted(list_selections(path), key=lambda s: s[0])
+    found = sorted(name for name, _ in run.list_selections())
     if selection is not None:
-        check_name(selection, "selection name")
-        found = [s for s in found if s[0] == selection]
-        if not found:
-            have = ", ".join(s[0] for s in list_selections(path)) or "none"
-            raise UsageError(f"no selection '{selection}' in {path / 'selections'} (selections: {have})")
+        require_selection(run, selection, found)
+        found = [selection]
 
-    scores = pq.read_table(path / SCORES) if (path / SCORES).is_file() else None
+    scores = run.read_scores()
     signals = _row(scores, example_id) if scores is not None else None
     per_selection = []
-    for name, folder, _ in found:
-        table = read_selection_table(folder)
-        per_selection.append((name, folder, table, _row(table, example_id)))
-    if signals is None and not any(r is not None for *_, r in per_selection):
+    for name in found:
+        record = run.read_selection(name)
+        per_selection.append((record, _row(record.table, example_id)))
+    if signals is None and not any(r is not None for _, r in per_selection):
         looked = ["scores.parquet"] if scores is not None else []
-        looked += [f"selection '{name}'" for name, *_ in per_selection]
+        looked += [f"selection '{record.name}'" for record, _ in per_selection]
         raise UsageError(f"no example with id {_clean(repr(example_id))} in run {path} "
                          f"(looked in {', '.join(looked) or 'nothing: the run has no scores or selections'})")
 
     lines = [f"example {_clean(repr(example_id))} in run {path}", ""]
     if signals is None:
-        lines.append("signals: none stored for this id" if scores is not None else "signals: the run has no scores.parquet")
+        lines.append("signals: none stored for this id" if scores is not None
+                     else "signals: the run has no scores.parquet")
     else:
         lines.append("signals (scores.parquet):")
         width = max(len(k) for k in signals)
@@ -96,14 +93,18 @@ def explain(run_dir: str | Path, example_id: str, selection: str | None = None) 
                 lines.append(f"  {_clean(key):<{width}}  {_value(value)}")
     if not per_selection:
         lines += ["", "selections: none in this run"]
-    for name, folder, table, row in per_selection:
-        meta, note = read_meta(folder)
+    for record, row in per_selection:
+        meta, table = record.meta, record.table
         info = {"method": meta.get("method"), "signal": selection_signal(meta), "budget": meta.get("budget"),
                 "seed": meta.get("seed")}
         about = [f"{k} {_value(v)}" for k, v in info.items() if v is not None]
-        lines += ["", f"selection '{_clean(name)}'" + (f" ({', '.join(about)})" if about else "") + ":"]
-        if note:
-            lines.append(f"  note     {_clean(note)}")
+        about_text = f" ({', '.join(about)})" if about else ""
+        lines += ["", f"selection '{_clean(record.name)}'{about_text}:"]
+        chain = chain_text(meta)
+        if chain:
+            lines.append(f"  chain    {_clean(chain)}")
+        if record.note:
+            lines.append(f"  note     {_clean(record.note)}")
         if row is None:
             lines.append("  not in this selection")
             continue
@@ -112,8 +113,8 @@ def explain(run_dir: str | Path, example_id: str, selection: str | None = None) 
         cluster = -1 if cluster is None else int(cluster)
         kept = "kept" if row.get("selected") else "dropped"
         if rank >= 0:
-            where = f"rank {rank:,} of {_group_size(table, cluster):,}" + (f" in cluster {cluster}" if cluster >= 0
-                                                                          else "")
+            where = f"rank {rank:,} of {_group_size(table, cluster):,}" + (
+                f" in cluster {cluster}" if cluster >= 0 else "")
         else:
             where = "no rank" + (f", cluster {cluster}" if cluster >= 0 else "")
         lines.append(f"  {kept:<8} {where}")

@@ -20,11 +20,11 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from proxysel.errors import ProxyselError
 from proxysel.reporting import charts
 from proxysel.reporting.charts import DROPPED, KEPT, Line, fmt
-from proxysel.reporting.load import SELECTION_FILE, RunView, SelectionView, preview, read_meta
+from proxysel.reporting.load import RunView, SelectionView, preview
 
 #: Most points drawn in one scatter plot; larger runs are subsampled (seeded).
 MAX_POINTS = 4000
@@ -187,6 +187,28 @@ def _stage_detail(st: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def not_applicable(st: dict[str, Any]) -> tuple[int, str] | None:
+    """(count, details) of the examples a stage's signal does not fit (its manifest entry's
+    ``not_applicable``: count, reasons {reason: count}, first_ids), or None when it fits them all.
+
+    >>> not_applicable({"not_applicable": {"count": 2, "reasons": {"text record has no prompt": 2},
+    ...                                     "first_ids": ["a", "b"]}})
+    (2, 'text record has no prompt: 2; first: a, b')
+    """
+    na = st.get("not_applicable")
+    if not isinstance(na, dict):
+        return None
+    count = na.get("count")
+    if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+        return None
+    reasons = na.get("reasons") if isinstance(na.get("reasons"), dict) else {}
+    parts = [f"{why}: {_count(n)}" for why, n in sorted(reasons.items(), key=lambda r: str(r[0]))]
+    first = na.get("first_ids") if isinstance(na.get("first_ids"), list) else []
+    if first:
+        parts.append("first: " + ", ".join(str(i) for i in first[:5]))
+    return count, "; ".join(parts)
+
+
 def one_epoch(view: RunView) -> bool:
     """Whether the proxy was trained for one epoch only (ppl_epoch holds P_0 and P_1): LP(1) is then
     (P_0 - P_1) / (P_0 - P_1) = 1 for every example that moved, and carries no ranking."""
@@ -282,14 +304,26 @@ def _summary(view: RunView) -> str:
     return _section("summary", f'{notes_html}<div class="stats">{"".join(stats)}</div>{_kv(pairs)}')
 
 
+#: How ``stages.select`` starts the reason of a row that an earlier step of a chain dropped.
+CHAIN_DROP = "dropped at step"
+
+
+def _count_true(mask: pa.Array) -> int:
+    return int(pc.sum(mask.cast("int64")).as_py() or 0)
+
+
 def _outcomes(sel: SelectionView) -> list[tuple[str, int, str]]:
-    """(outcome, rows, css class): kept, dropped by the ranking, and each exclusion reason."""
+    """(outcome, rows, css class): kept, dropped by each earlier step of a chain, dropped by the
+    ranking, and each exclusion reason."""
     reason = sel.table.column("reason").combine_chunks().fill_null("")
     selected = sel.table.column("selected").combine_chunks().fill_null(False)
     excluded = pc.and_(pc.starts_with(reason, "excluded"), pc.invert(selected))
-    out = [("kept", int(pc.sum(selected.cast("int64")).as_py() or 0), "kept")]
-    n_excl = int(pc.sum(excluded.cast("int64")).as_py() or 0)
-    out.append(("dropped by the selection rule", sel.n_rows - out[0][1] - n_excl, "dropped"))
+    earlier = pc.and_(pc.starts_with(reason, CHAIN_DROP), pc.invert(selected))
+    out = [("kept", _count_true(selected), "kept")]
+    n_excl, n_earlier = _count_true(excluded), _count_true(earlier)
+    steps = sorted(pc.value_counts(reason.filter(earlier)).to_pylist(), key=lambda c: c["values"])
+    out += [(c["values"], int(c["counts"]), "dropped") for c in steps]
+    out.append(("dropped by the selection rule", sel.n_rows - out[0][1] - n_excl - n_earlier, "dropped"))
     if n_excl:
         counts = pc.value_counts(reason.filter(excluded)).to_pylist()
         counts.sort(key=lambda c: (-c["counts"], c["values"]))
@@ -316,14 +350,15 @@ def _selection(view: RunView) -> str:
         ("seed", e(meta.get("seed", "–"))),
         ("kept", f"{sel.n_kept:,} of {sel.n_rows:,}"),
     ]
+    if sel.chain:
+        pairs.append(("chain", e(sel.chain)))
     if meta.get("stratify"):
         pairs.append(("stratified by", e(meta["stratify"])))
     if params:
         pairs.append(("parameters", ", ".join(f'<span class="mono">{e(k)}={e(v)}</span>'
                                               for k, v in sorted(params.items()))))
-    written = [p.name for p in sorted(sel.path.glob("selected.*"))]
-    if written:
-        pairs.append(("subset file", ", ".join(f'<span class="mono">{e(w)}</span>' for w in written)))
+    if sel.file is not None:
+        pairs.append(("subset file", f'<span class="mono">{e(sel.file.name)}</span>'))
     notes = meta.get("notes") if isinstance(meta.get("notes"), list) else []
     if notes:
         pairs.append(("selector notes", "<br>".join(e(n) for n in notes)))
@@ -337,27 +372,46 @@ def _selection(view: RunView) -> str:
     body = f'<div class="grid2"><div>{left}</div><div>{right}</div></div>'
     if len(view.selections) > 1:
         rows, classes = [], []
-        for name, folder, _ in reversed(view.selections):
-            meta_i, _note = read_meta(folder)
+        for name, _ in reversed(view.selections):
+            meta_i, _note = view.run.read_selection_meta(name)
             try:
-                t = pq.read_table(folder / SELECTION_FILE, columns=["selected"])
-                kept = f"{int(np.asarray(t.column('selected').fill_null(False)).sum()):,} of {t.num_rows:,}"
-            except (OSError, KeyError, pa.ArrowException):  # a damaged selection must not stop the report
+                t = view.run.read_selection(name, columns=["selected"]).table
+                n_kept = _count_true(t.column("selected").combine_chunks().fill_null(False))
+                kept = f"{n_kept:,} of {t.num_rows:,}"
+            except (OSError, ProxyselError, pa.ArrowException):  # a damaged one must not stop the report
                 kept = "unreadable"
+            parent = meta_i.get("parent")
             rows.append([f'<span class="mono">{e(name)}</span>', e(meta_i.get("method", "–")),
-                         e(_budget_text(meta_i)), e(meta_i.get("seed", "–")), e(kept)])
+                         e(_budget_text(meta_i)), e(meta_i.get("seed", "–")),
+                         f'<span class="mono">{e(parent)}</span>' if parent else "–", e(kept)])
             classes.append("current" if name == sel.name else "")
         body += ("<h3>All selections in this run (newest first; this page shows the highlighted one, "
                  "<span class=\"mono\">--selection NAME</span> picks another)</h3>"
-                 + _table(["name", "method", "budget", "seed", "kept"], rows, row_class=classes))
+                 + _table(["name", "method", "budget", "seed", "from", "kept"], rows, row_class=classes))
     return _section("selection", body, "The selection this page colours by: kept in blue, dropped in grey.")
+
+
+def _stage_label(name: str, st: dict[str, Any]) -> tuple[str, str | None]:
+    """The stage cell (its name over a line of details) and, when its signal does not fit some
+    examples, a note that says which and why."""
+    detail = _stage_detail(st)
+    note = None
+    na = not_applicable(st)
+    if na is not None:
+        n = st.get("examples")
+        of = f" of {n:,}" if isinstance(n, int) and not isinstance(n, bool) else ""
+        detail = "; ".join(x for x in (detail, f"not applicable to {na[0]:,}{of} examples") if x)
+        note = (f"{name} does not apply to {na[0]:,}{of} examples ({na[1]}): they hold NaN for it, and "
+                f"selections by it leave them out.")
+    label = f'<span class="mono">{e(name)}</span>' + (f"<br><small>{e(detail)}</small>" if detail else "")
+    return label, note
 
 
 def _stages(view: RunView) -> str:
     stages = view.manifest.get("stages") or {}
     if not stages:
         return _section("stages", _empty("The manifest records no stages."))
-    rows = []
+    rows, notes = [], []
     total = 0.0
     for name, st in stages.items():
         if not isinstance(st, dict):
@@ -367,13 +421,16 @@ def _stages(view: RunView) -> str:
         secs = _stage_seconds(st)
         total += secs or 0.0
         tps = _number(st, "tokens_per_s", "train_tokens_per_s")
-        detail = _stage_detail(st)
-        label = f'<span class="mono">{e(name)}</span>' + (f"<br><small>{e(detail)}</small>" if detail else "")
+        label, note = _stage_label(name, st)
+        if note:
+            notes.append(note)
         rows.append([label, e(st.get("status", "–")), e(_duration(secs)), e(_count(st.get("examples"))),
                      e(fmt(tps, 4) if tps is not None else "–"), e(model), e(st.get("completed", "–"))])
     rows.append(["total", "", e(_duration(total)), "", "", "", ""])
-    table = _table(["stage", "status", "time", "examples", "tokens/s", "model", "finished"], rows, num=(2, 3, 4),
-                   row_class=[""] * (len(rows) - 1) + ["total"])
+    table = _table(["stage", "status", "time", "examples", "tokens/s", "model", "finished"], rows,
+                   num=(2, 3, 4), row_class=[""] * (len(rows) - 1) + ["total"])
+    if notes:
+        table += '<ul class="notes">' + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>"
     return _section("stages", table, "Wall-clock time of the last computation of every stage "
                                      "(a resumed stage counts only the part it computed).")
 

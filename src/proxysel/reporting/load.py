@@ -8,7 +8,6 @@ never by row position. Problems that should not stop a report (a selection folde
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,53 +15,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from proxysel.errors import ProxyselError, UsageError
-from proxysel.store.digest import digest_problem
-from proxysel.store.run import EMBEDDINGS, MANIFEST, SCORES, check_name
-from proxysel.selectors import get_selector
 from proxysel.data import read_pool
+from proxysel.errors import ProxyselError, UsageError
+from proxysel.names import check_name
+from proxysel.selectors import get_selector
+from proxysel.selectors.config import describe_step
+from proxysel.store import RunFolder, SelectionRecord
+from proxysel.store.run import list_matrix
 
-SELECTION_FILE = "selection.parquet"
-META_FILE = "meta.json"
-SELECTION_COLUMNS = ("id", "selected", "rank", "cluster", "reason")
 #: Score columns that are labels or flags, not signals to plot.
 NOT_SIGNALS = frozenset({"id", "cluster", "truncated"})
-
-
-def check_run_dir(path: str | Path) -> Path:
-    """``path`` as a Path if it is a proxysel run folder (it holds manifest.json); else UsageError."""
-    path = Path(path)
-    if not path.is_dir():
-        raise UsageError(f"no run folder at {path}")
-    if not (path / MANIFEST).is_file():
-        raise UsageError(f"{path} is not a proxysel run folder (no {MANIFEST})")
-    return path
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ProxyselError(f"cannot read {path / MANIFEST}: {err}") from err
-    if not isinstance(manifest, dict):
-        raise ProxyselError(f"{path / MANIFEST} is not a JSON object")
-    return manifest
-
-
-def read_recorded(path: Path, record: Any) -> pa.Table | None:
-    """The Parquet file ``path`` of a run (scores or embeddings), None if absent and unrecorded.
-
-    Raises ProxyselError, naming the file and the repair, if it does not match the sha256 its
-    manifest ``record`` holds: the report only reads, so it does not rebuild it itself.
-    """
-    sha = record.get("sha256") if isinstance(record, dict) else None
-    problem = digest_problem(path, sha, record.get("bytes")) if sha else None
-    if problem is not None:
-        raise ProxyselError(f"{path} {problem}; `proxysel verify {path.parent} --repair` rebuilds it "
-                            f"from the stages")
-    return pq.read_table(path) if path.is_file() else None
 
 
 def index_in(ids: pa.Array, other: pa.Array) -> np.ndarray:
@@ -71,23 +34,6 @@ def index_in(ids: pa.Array, other: pa.Array) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     found = pc.index_in(ids, value_set=other.cast(ids.type))
     return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def list_to_2d(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A list<number> column as float64 (n, longest list); short and null rows padded with NaN."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    n = len(arr)
-    lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    width = int(lengths.max()) if n else 0
-    out = np.full((n, width), np.nan)
-    if width == 0:
-        return out
-    flat = pc.list_flatten(arr).cast(pa.float64()).to_numpy(zero_copy_only=False)
-    rows = np.repeat(np.arange(n), lengths)
-    starts = np.cumsum(lengths) - lengths
-    cols = np.arange(len(flat)) - np.repeat(starts, lengths)
-    out[rows, cols] = flat
-    return out
 
 
 def _is_list(t: pa.DataType) -> bool:
@@ -100,10 +46,12 @@ def _is_number(t: pa.DataType) -> bool:
 
 @dataclass
 class SelectionView:
-    """One selection folder, aligned to the run's ids.
+    """One selection, aligned to the run's ids.
 
-    name:    folder name under ``RUN/selections/``.
-    meta:    ``meta.json`` (method, budget, seed, signal, params), or {} when missing/unreadable.
+    name:    the selection's name (its folder under ``RUN/selections/``).
+    file:    the selected records, as meta.json names them (None when it does not).
+    meta:    ``meta.json`` (method, budget, seed, signal, params, parent, chain), or {} when
+             missing/unreadable.
     table:   ``selection.parquet`` as read (id, selected, rank, cluster, reason, ...).
     row:     int64 (n,): the row of ``table`` for each run id, -1 where the id is not in it.
     state:   int8 (n,): 1 kept, 0 dropped, -1 not in this selection.
@@ -111,7 +59,7 @@ class SelectionView:
     """
 
     name: str
-    path: Path
+    file: Path | None
     mtime: float
     meta: dict[str, Any]
     table: pa.Table
@@ -138,6 +86,10 @@ class SelectionView:
     def signal(self) -> str | None:
         return selection_signal(self.meta)
 
+    @property
+    def chain(self) -> str | None:
+        return chain_text(self.meta)
+
 
 def selection_signal(meta: dict[str, Any]) -> str | None:
     """The score column a selection ranked by: meta ``signal``, else ``params.signal``, else what
@@ -159,46 +111,39 @@ def selection_signal(meta: dict[str, Any]) -> str | None:
     return s if isinstance(s, str) and s else None
 
 
-def list_selections(path: Path) -> list[tuple[str, Path, float]]:
-    """(name, folder, mtime of selection.parquet) of every selection folder holding one,
-    oldest first (ties by name)."""
-    folder = path / "selections"
-    if not folder.is_dir():
-        return []
-    found = []
-    for p in folder.iterdir():
-        f = p / SELECTION_FILE
-        if p.is_dir() and not p.name.startswith(".") and f.is_file():
-            found.append((p.name, p, f.stat().st_mtime))
-    return sorted(found, key=lambda t: (t[2], t[0]))
+def chain_text(meta: dict[str, Any]) -> str | None:
+    """The steps of a selection made from another one (``--from``), first to last, as one line:
+    ``top ppl middle 0.9 (900 kept) -> lp_app 0.3 (300 kept)``; None for a selection from the whole pool.
+
+    Reads meta.json's ``chain`` (the steps ``stages.select`` records, the last being the selection
+    itself); a meta.json that names a ``parent`` but holds no readable chain gives ``from PARENT``.
+    """
+    chain = meta.get("chain")
+    steps = [s for s in chain if isinstance(s, dict)] if isinstance(chain, list) else []
+    if len(steps) < 2:
+        parent = meta.get("parent")
+        return f"from {parent}" if isinstance(parent, str) and parent else None
+    parts = []
+    for step in steps:
+        params = step.get("params") if isinstance(step.get("params"), dict) else {}
+        what = describe_step(str(step.get("method") or "unknown"), step.get("budget"), params)
+        n_kept = step.get("n_kept")
+        parts.append(f"{what} ({n_kept:,} kept)" if isinstance(n_kept, int) and not isinstance(n_kept, bool)
+                     else what)
+    return " -> ".join(parts)
 
 
-def read_meta(folder: Path) -> tuple[dict[str, Any], str | None]:
-    """(meta.json as a dict, a note when it is missing or unreadable)."""
-    f = folder / META_FILE
-    if not f.is_file():
-        return {}, f"selection '{folder.name}' has no {META_FILE}: method and budget unknown"
-    try:
-        meta = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        return {}, f"selection '{folder.name}': cannot read {META_FILE} ({err})"
-    if not isinstance(meta, dict):
-        return {}, f"selection '{folder.name}': {META_FILE} is not a JSON object"
-    return meta, None
+def require_selection(run: RunFolder, name: str, names: list[str]) -> None:
+    """UsageError (exit code 2) unless ``name`` is a safe selection name among ``names`` (the run's)."""
+    check_name(name, "selection name")
+    if name not in names:
+        have = ", ".join(names) or "none"
+        raise UsageError(f"no selection '{name}' in run folder {run.path} (selections: {have})")
 
 
-def read_selection_table(folder: Path) -> pa.Table:
-    """``selection.parquet`` with its required columns checked (ProxyselError otherwise)."""
-    table = pq.read_table(folder / SELECTION_FILE)
-    missing = [c for c in SELECTION_COLUMNS if c not in table.column_names]
-    if missing:
-        raise ProxyselError(f"{folder / SELECTION_FILE} lacks the column(s) {missing}")
-    return table
-
-
-def load_selection(path: Path, name: str, folder: Path, mtime: float, ids: pa.Array) -> SelectionView:
-    table = read_selection_table(folder)
-    meta, note = read_meta(folder)
+def load_selection(record: SelectionRecord, ids: pa.Array) -> SelectionView:
+    """``record`` (``RunFolder.read_selection``) aligned to the run ids ``ids``."""
+    table = record.table
     row = index_in(ids, table.column("id").combine_chunks())
     present = row >= 0
     take = np.where(present, row, 0)
@@ -209,13 +154,14 @@ def load_selection(path: Path, name: str, folder: Path, mtime: float, ids: pa.Ar
 
     selected = col("selected", False).astype(bool)
     state = np.where(present, selected.astype(np.int8), np.int8(-1)).astype(np.int8)
-    view = SelectionView(name=name, path=folder, mtime=mtime, meta=meta, table=table, row=row, state=state,
-                         rank=col("rank", -1).astype(np.int64), cluster=col("cluster", -1).astype(np.int64))
-    if note:
-        view.notes.append(note)
+    view = SelectionView(name=record.name, file=record.file, mtime=record.mtime, meta=record.meta,
+                         table=table, row=row, state=state, rank=col("rank", -1).astype(np.int64),
+                         cluster=col("cluster", -1).astype(np.int64))
+    if record.note:
+        view.notes.append(record.note)
     extra = table.num_rows - int(present.sum())
     if extra > 0:
-        view.notes.append(f"selection '{name}' holds {extra:,} ids that are not in scores.parquet")
+        view.notes.append(f"selection '{record.name}' holds {extra:,} ids that are not in scores.parquet")
     return view
 
 
@@ -235,21 +181,33 @@ class PoolView:
     notes: list[str] = field(default_factory=list)
 
 
-def load_pool(manifest: dict[str, Any], run_dir: Path, ids: list[str], data: str | Path | None) -> tuple[PoolView | None, str | None]:
+def _data_path(run: RunFolder, where: str) -> Path:
+    """``where`` as given, else (a relative path that is not there) as a path inside the run folder."""
+    path = Path(where)
+    if path.exists() or path.is_absolute():
+        return path
+    try:
+        inside = run.recorded_path(where, "the input data")
+    except ProxyselError:  # it points outside the run: only the path as given counts
+        return path
+    return inside if inside.exists() else path
+
+
+def load_pool(run: RunFolder, ids: list[str], data: str | Path | None) -> tuple[PoolView | None, str | None]:
     """Read the run's input records (``manifest["data"]["path"]`` or ``data``), or say why not."""
+    manifest = run.manifest
     info = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
     where = data if data is not None else info.get("path")
     if not where:
         return None, "the manifest names no input data"
-    path = Path(str(where))
-    if not path.exists() and not path.is_absolute() and (run_dir / path).exists():
-        path = run_dir / path
+    path = _data_path(run, str(where))
     if not path.exists():
         return None, f"the input data is no longer at {where}"
     # Read as the run read it (``select`` records the read_pool options), but never stop the report
     # for a bad record.
     opts = dict(info.get("read_options") or {}) if isinstance(info.get("read_options"), dict) else {}
-    opts = {k: v for k, v in opts.items() if k in ("format", "columns", "limit", "dedupe", "max_record_bytes")}
+    opts = {k: v for k, v in opts.items()
+            if k in ("format", "columns", "limit", "dedupe", "max_record_bytes")}
     opts["on_bad_record"] = "skip"
     try:
         pool = read_pool(path, **opts)
@@ -304,9 +262,11 @@ class RunView:
     source:     object (n,) of str or None: a ``source`` string column of scores.parquet, else the
                 records' ``source`` field (when the input records were read), else None.
     embeddings: float32 (n, dim) aligned rows plus a bool (n,) mask of rows that have one; or None.
-    selections: every selection, oldest first; ``selection``: the one the report shows.
+    selections: (name, mtime) of every selection, oldest first; ``selection``: the one the report shows.
+    run:        the run folder, for reading more of it (every selection's meta.json and counts).
     """
 
+    run: RunFolder
     path: Path
     manifest: dict[str, Any]
     ids: pa.Array
@@ -317,7 +277,7 @@ class RunView:
     source: np.ndarray | None
     embeddings: tuple[np.ndarray, np.ndarray] | None
     embedding_model: str | None
-    selections: list[tuple[str, Path, float]]
+    selections: list[tuple[str, float]]
     selection: SelectionView | None
     pool: PoolView | None
     notes: list[str] = field(default_factory=list)
@@ -335,16 +295,13 @@ def load_run(path: str | Path, *, selection: str | None = None, data: str | Path
     data:      read the input records from here instead of the manifest's ``data.path``.
     read_data: False skips the input records (no source/format breakdown, no text previews).
     """
-    path = check_run_dir(path)
-    manifest = read_manifest(path)
+    run = RunFolder.at(path)
+    manifest = run.manifest
     notes: list[str] = []
-    scores = read_recorded(path / SCORES, manifest.get("scores"))
-    found = list_selections(path)
+    scores = run.read_scores()
+    found = run.list_selections()
     if selection is not None:
-        check_name(selection, "selection name")
-        if selection not in [s[0] for s in found]:
-            have = ", ".join(s[0] for s in found) or "none"
-            raise UsageError(f"no selection '{selection}' in {path / 'selections'} (selections: {have})")
+        require_selection(run, selection, [name for name, _ in found])
 
     signals: dict[str, np.ndarray] = {}
     lists: dict[str, np.ndarray] = {}
@@ -364,35 +321,31 @@ def load_run(path: str | Path, *, selection: str | None = None, data: str | Path
             elif _is_number(col.type):
                 signals[name] = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
             elif _is_list(col.type) and _is_number(col.type.value_type):
-                lists[name] = list_to_2d(col)
+                lists[name] = list_matrix(col, name, ragged="pad")
     elif found:
         # No signals yet: the rows are those of the newest selection.
-        ids = read_selection_table(found[-1][1]).column("id").combine_chunks().cast(pa.string())
+        newest = run.read_selection(found[-1][0], columns=["id"]).table
+        ids = newest.column("id").combine_chunks().cast(pa.string())
         notes.append("the run has no scores.parquet: no signals to show")
     else:
         ids = pa.array([], pa.string())
 
     chosen = None
     if found:
-        name, folder, mtime = next(s for s in found if s[0] == selection) if selection else found[-1]
+        name = selection or found[-1][0]
         try:
-            chosen = load_selection(path, name, folder, mtime, ids)
+            chosen = load_selection(run.read_selection(name), ids)
         except (ProxyselError, OSError, pa.ArrowException) as err:
             if selection:
                 raise ProxyselError(f"cannot read selection '{name}': {err}") from err
             notes.append(f"cannot read selection '{name}': {err}")
 
     embeddings, emb_model = None, None
-    table = read_recorded(path / EMBEDDINGS, manifest.get("embeddings"))
-    if table is not None:
-        emb_model = (table.schema.metadata or {}).get(b"proxysel.model", b"").decode() or None
-        col = table.column("embedding").combine_chunks()
-        dim = col.type.list_size if pa.types.is_fixed_size_list(col.type) else None
-        if dim:
-            array = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
-        else:
-            array = list_to_2d(col).astype(np.float32)
-        row = index_in(ids, table.column("id").combine_chunks())
+    record = run.vector_record("embedding")
+    if record or "embedding" in run.vector_sets():  # a recorded file that is gone is an error, not "none"
+        emb_ids, array = run.read_embeddings()
+        emb_model = record.get("model") or None
+        row = index_in(ids, pa.array(emb_ids, pa.string()))
         have = row >= 0
         aligned = np.zeros((len(ids), array.shape[1]), dtype=np.float32)
         aligned[have] = array[row[have]]
@@ -400,7 +353,7 @@ def load_run(path: str | Path, *, selection: str | None = None, data: str | Path
 
     pool = None
     if read_data and len(ids):
-        pool, why = load_pool(manifest, path, ids.to_pylist(), data)
+        pool, why = load_pool(run, ids.to_pylist(), data)
         if why:
             notes.append(why)
         elif pool is not None:
@@ -409,7 +362,7 @@ def load_run(path: str | Path, *, selection: str | None = None, data: str | Path
         notes.append("input records not read (--no-data): no source or format breakdown, no text previews")
     if source is None and pool is not None:
         source = pool.source
-    return RunView(path=path, manifest=manifest, ids=ids, signals=signals, lists=lists, cluster=cluster,
-                   truncated=truncated, source=source, embeddings=embeddings, embedding_model=emb_model, selections=found,
-                   selection=chosen, pool=pool, notes=notes)
+    return RunView(run=run, path=run.path, manifest=manifest, ids=ids, signals=signals, lists=lists,
+                   cluster=cluster, truncated=truncated, source=source, embeddings=embeddings,
+                   embedding_model=emb_model, selections=found, selection=chosen, pool=pool, notes=notes)
 

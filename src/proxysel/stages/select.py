@@ -134,12 +134,13 @@ def _chain(run: Any, config: SelectConfig) -> tuple[list[dict[str, Any]], list[s
                          f"(selections: {', '.join(run.selections()) or 'none'})")
     parent = run.read_selection(config.parent)
     steps = list(parent.meta.get("chain") or [])
+    step = {"name": config.parent, "method": parent.meta.get("method"), "budget": parent.meta.get("budget"),
+            "params": parent.meta.get("params") or {}, "n_kept": len(parent.selected_ids)}
+    if not steps or steps[-1].get("name") != config.parent:  # a parent's own chain ends with the parent
+        steps.append(step)
     if any(s.get("name") == config.name for s in steps):
         raise UsageError(f"--from {config.parent}: selection '{config.name}' is itself a step of "
                          f"'{config.parent}' ({' -> '.join(s['name'] for s in steps)}): a cycle")
-    step = {"name": config.parent, "method": parent.meta.get("method"), "budget": parent.meta.get("budget"),
-            "params": parent.meta.get("params") or {}, "n_kept": len(parent.selected_ids)}
-    steps.append(step)
     number = len(steps)
     what = describe_step(str(step["method"]), step["budget"], step["params"])
     dropped = {}

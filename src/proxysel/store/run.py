@@ -177,7 +177,7 @@ class Stage:
         return f"Stage({self.name!r}, path={str(self.path)!r}, complete={self.complete})"
 
     def shard_path(self, i: int) -> Path:
-        return self.path / f"shard-{self._index(i):05d}.parquet"
+        return self.path / shard_file(self._index(i))
 
     def _marker(self, i: int) -> Path:
         return self.path / f"shard-{self._index(i):05d}.done"
@@ -294,6 +294,11 @@ class Stage:
         entry.setdefault("started", entry["completed"])
         self.run.record_stage(self.name, entry)
         atomic_write_json(self.path / COMPLETE, {"completed": entry["completed"]})
+
+
+def shard_file(i: int) -> str:
+    """The file name of shard ``i`` of a stage: ``shard-00000.parquet`` (its marker: ``Stage.marker_of``)."""
+    return f"shard-{i:05d}.parquet"
 
 
 def vectors_file(name: str) -> str:
@@ -515,6 +520,34 @@ class RunFolder:
 
     def stage_states(self) -> dict[str, StageState]:
         return {name: self.stage_state(name) for name in self.stages()}
+
+    def stage_folder(self, name: str) -> Path:
+        """``RUN/stages/<name>/`` (not created): the shards, markers and own files of stage ``name``;
+        UsageError for unsafe names or a folder that resolves outside the run."""
+        check_name(name, "stage name")
+        return self._inside(self.path / "stages" / name, "stage folder")
+
+    def read_stage_shard(self, name: str, i: int, columns: list[str] | None = None) -> pa.Table:
+        """Shard ``i`` of stage ``name`` (only ``columns`` when given), checked against its ``.done`` marker.
+
+        Raises ProxyselError naming the file when the shard is unfinished or its bytes do not match
+        its marker: a reader without the lock repairs nothing (rerunning the stage's command does).
+        """
+        path = self.stage_folder(name) / shard_file(Stage._index(i))
+        problem = marker_problem(path, Stage.marker_of(path))
+        if problem is not None:
+            raise ProxyselError(f"{path} {problem}; run the command that made stage '{name}' again: it "
+                                f"computes this shard again")
+        return pq.read_table(path, columns=columns)
+
+    def recorded_path(self, relative: Any, what: str) -> Path:
+        """The file or folder a manifest entry records by its path relative to the run folder
+        (train-proxy's ``history`` and ``final_checkpoint``). ProxyselError unless it is such a path;
+        UsageError if it resolves outside the run folder."""
+        if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
+            raise ProxyselError(f"{self.manifest_path}: {what} is {relative!r}, not a path relative to the "
+                                f"run folder")
+        return self._inside(self.path / relative, what)
 
     # ---- selections ----------------------------------------------------------------------------
 
