@@ -9,6 +9,7 @@ from proxysel import api
 from proxysel.cli.common import add_data_options, add_reference_option, add_run_options
 from proxysel.options import ReadConfig, RuntimeConfig, add_arguments, fields_of, from_args
 from proxysel.signals.config import ScoreConfig
+from proxysel.store import RunFolder
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
     out = api.score(args.data, out=args.out, config=from_args(ScoreConfig, args), reference=args.reference,
                     overwrite=args.overwrite, **fields_of(from_args(ReadConfig, args)),
                     **fields_of(from_args(RuntimeConfig, args)))
-    print(f"scores: {out / 'scores.parquet'}")
+    print(f"scores: {RunFolder(out).scores_path}")
     return 0

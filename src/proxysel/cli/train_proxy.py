@@ -9,6 +9,7 @@ import os
 from proxysel import api
 from proxysel.cli.common import add_data_options, add_run_options
 from proxysel.options import ReadConfig, RuntimeConfig, TrainProxyConfig, add_arguments, fields_of, from_args
+from proxysel.store import RunFolder
 
 #: train-proxy runs in this process or under torchrun/accelerate, not on a Ray cluster
 NOT_HERE = ("backend", "ray_address", "ray_actors", "ray_cpus_per_actor")
@@ -31,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     out = api.train_proxy(args.data, out=args.out, config=from_args(TrainProxyConfig, args),
                           overwrite=args.overwrite, **fields_of(from_args(ReadConfig, args)), **runtime)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 wrote them
-        print(f"scores: {out / 'scores.parquet'}")
+        print(f"scores: {RunFolder(out).scores_path}")
     return 0
