@@ -15,8 +15,8 @@ import pyarrow as pa
 import pytest
 
 from proxysel.cli.main import main
-from proxysel.data.example import FORMATS, Example
-from proxysel.data.formats import example_record, to_messages
+from proxysel.data.example import FORMATS
+from proxysel.data.formats import example_parts, example_record
 from proxysel.signals import available_signals, get_signal
 from proxysel.store import RunFolder
 
@@ -61,7 +61,7 @@ def test_signal_on_layout(signal, fmt, tmp_path, tiny_model_dir, capsys):
     cls = get_signal(signal)
     pool = write(tmp_path / "pool.jsonl", fmt, 0, 4)
     ref = write(tmp_path / "ref.jsonl", fmt, 10, 3)
-    fits = all(p in _parts(fmt) for p in cls.needs)
+    fits = all(p in example_parts(fmt) for p in cls.needs)
     model = ["--model", tiny_model_dir, "--max-length", "64"]
     signals = ",".join((*cls.requires, signal))
     reference = ["--reference", ref] if cls.needs_reference else []
@@ -111,9 +111,3 @@ def test_signal_on_layout(signal, fmt, tmp_path, tiny_model_dir, capsys):
         assert code == 2 and f"{fmt} record has no" in err, err
 
 
-
-def _parts(fmt: str) -> frozenset[str]:
-    """The parts (prompt, response) a record of layout ``fmt`` holds."""
-    rec = example_record(fmt)
-    return Example(id="x", messages=tuple(to_messages(rec, fmt)), format=fmt, file="", line=1, index=0, raw=None,
-                   record=rec).parts

@@ -21,3 +21,12 @@ def test_every_command_and_config_field_is_documented():
         assert f"## proxysel {name}\n" in text
     for field in ("`select[].budget`", "`train_proxy.model`", "`score.signals`", "`data.demo`"):
         assert field in text
+
+
+def test_signals_md_applicability_table_matches_the_registry():
+    from proxysel.cli.docs import applicability_table
+
+    text = (CLI_MD.parent / "signals.md").read_text(encoding="utf-8")
+    start = text.index("-->\n", text.index("<!-- applicability")) + 4
+    assert text[start:text.index("<!-- end applicability -->")] == applicability_table(), (
+        "docs/signals.md's applicability table is out of date: paste proxysel.cli.docs.applicability_table()")

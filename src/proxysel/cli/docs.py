@@ -21,7 +21,10 @@ import yaml
 from proxysel.cli.main import COMMANDS, build_parser
 from proxysel.config import RunConfig
 from proxysel.options import iter_fields
+from proxysel.data.example import FORMATS
+from proxysel.data.formats import example_parts
 from proxysel.selectors import param_fields
+from proxysel.signals import available_signals, get_signal
 
 HEADER = """\
 # Command line reference
@@ -131,6 +134,20 @@ def config_reference() -> list[str]:
         shown_name = "select[].from" if name == "select[].parent" else name
         lines.append(f"| `{shown_name}` | {_type_name(hint)} | {shown} | {_cell(help_text)} |")
     return lines
+
+
+def applicability_table() -> str:
+    """docs/signals.md's table: which signal applies to which record layout (from the registry)."""
+    rows = ["| signal | command | needs | " + " | ".join(FORMATS) + " |", "|---|---|---|" + "---|" * len(FORMATS)]
+    for name in available_signals():
+        cls = get_signal(name)
+        needs = " and ".join(cls.needs) or "any record"
+        if cls.needs_reference:
+            needs += ", a reference set"
+        cells = ["yes" if all(p in example_parts(f) for p in cls.needs) else "no (NaN, or exit 2 if none fits)"
+                 for f in FORMATS]
+        rows.append(f"| `{name}` | {cls.command} | {needs} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
 
 
 def render() -> str:

@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from proxysel.data.example import FORMATS, Message
+from proxysel.data.example import FORMATS, Example, Message
 from proxysel.errors import UsageError
 
 #: Fields a ``columns`` mapping may rename (logical name -> the record's own key).
@@ -351,3 +351,11 @@ def example_record(fmt: str, i: int = 0) -> dict[str, Any]:
     if fmt not in examples:
         raise KeyError(f"no example record for layout {fmt!r}")
     return {"id": f"{fmt}-{i}", **examples[fmt]}
+
+
+def example_parts(fmt: str) -> frozenset[str]:
+    """The parts (``prompt``, ``response``) a record of layout ``fmt`` holds (``Example.parts`` of its
+    ``example_record``): what decides which signals apply to the layout."""
+    rec = example_record(fmt)
+    return Example(id="x", messages=to_messages(rec, fmt), format=fmt, file="", line=1, index=0, raw=None,
+                   record=rec).parts
