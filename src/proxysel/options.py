@@ -92,7 +92,7 @@ class FieldError(UsageError, ValueError):
 def option(default: Any, help: str, *, choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None,
            minimum: float | None = None, maximum: float | None = None, exclusive_min: bool = False,
            exclusive_max: bool = False, flag: str | None = None, negative: str | None = None,
-           cli: bool = True, metavar: str | None = None) -> Any:
+           cli: bool = True, metavar: str | None = None, nonempty: bool = False) -> Any:
     """A dataclass field with its documentation, its checks and how it shows on the command line.
 
     choices:   allowed values (a callable is asked when checking: a registry's names).
@@ -100,10 +100,11 @@ def option(default: Any, help: str, *, choices: Sequence[Any] | Callable[[], Seq
     flag:      the command-line flag (default ``--field-name``); ``negative``: a flag that sets a
                tri-state or true-by-default bool to False (``--global`` for ``within_clusters``).
     cli:       False keeps the field out of generated command-line options.
+    nonempty:  a string that must not be empty (a column name).
     """
     meta = {"help": help, "choices": choices if callable(choices) else (tuple(choices) if choices else None),
             "min": minimum, "max": maximum, "exclusive_min": exclusive_min, "exclusive_max": exclusive_max,
-            "flag": flag, "negative": negative, "cli": cli, "metavar": metavar}
+            "flag": flag, "negative": negative, "cli": cli, "metavar": metavar, "nonempty": nonempty}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     if dataclasses.is_dataclass(default):
@@ -159,6 +160,8 @@ def check_fields(obj: Any) -> None:
             raise FieldError(f.name, problem)
         if value is None:
             continue
+        if meta.get("nonempty") and isinstance(value, str) and not value.strip():
+            raise FieldError(f.name, "must not be empty")
         choices = choices_of(f)
         values = value if isinstance(value, tuple) else (value,)
         if choices:

@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 #: module prefix -> layer; a module may import its own layer or a lower one, never a higher one.
 LAYERS = {
     "proxysel.errors": 0, "proxysel.names": 0, "proxysel.options": 0, "proxysel.logs": 0,
-    "proxysel.progress": 0,
+    "proxysel.progress": 0, "proxysel.registry": 0,
     "proxysel.store": 1, "proxysel.data": 1, "proxysel.models": 1, "proxysel.engine": 1,
     "proxysel.cluster": 1, "proxysel.backends": 1,
     "proxysel.signals": 2, "proxysel.selectors": 2, "proxysel.dynamics": 2,

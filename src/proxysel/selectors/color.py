@@ -18,7 +18,7 @@ import numpy as np
 
 from dataclasses import dataclass
 
-from proxysel.options import FieldError, option
+from proxysel.options import option
 from proxysel.selectors.base import RankingParams, RankingSelector
 from proxysel.selectors.registry import register_selector
 from proxysel.selectors.top import order_by
@@ -29,12 +29,7 @@ class ColorParams(RankingParams):
     tau: float | None = option(None, "CoLoR-Filter's candidate set: rank only a seeded random draw of round(tau x k) "
                                      "candidates and keep its top k (paper: 7 to 64); null: rank every candidate",
                                minimum=1)
-    signal: str = option("color", "the score column to rank by")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.signal:
-            raise FieldError("signal", "must be a column name")
+    signal: str = option("color", "the score column to rank by", nonempty=True)
 
 
 @register_selector("color")

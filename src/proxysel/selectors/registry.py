@@ -11,53 +11,31 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, Callable, TypeVar
+from typing import Any
 
-from proxysel.options import did_you_mean
+from proxysel.registry import Registry
 
 __all__ = ["ParamInfo", "available_selectors", "get_selector", "param_fields", "register_selector",
            "unregister_selector"]
 
-_REGISTRY: dict[str, type] = {}
-T = TypeVar("T", bound=type)
+
+def _declares_params(name: str, cls: type) -> None:
+    if not dataclasses.is_dataclass(getattr(cls, "Params", None)):
+        raise ValueError(f"selector '{name}' must declare its parameters as a dataclass `Params`")
 
 
-def register_selector(name: str) -> Callable[[T], T]:
-    """Class decorator: make the selector class available as ``name``."""
-
-    def decorate(cls: T) -> T:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"selector '{name}' is already registered by {_REGISTRY[name].__qualname__}")
-        if not dataclasses.is_dataclass(getattr(cls, "Params", None)):
-            raise ValueError(f"selector '{name}' must declare its parameters as a dataclass `Params`")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
-
-
-def unregister_selector(name: str) -> None:
-    """Remove selector ``name`` from the registry (a plugin's tests clean up after themselves)."""
-    _REGISTRY.pop(name, None)
-
-
-def get_selector(name: str) -> type:
-    """The selector class registered as ``name``; instantiate it with its parameters.
-
-    >>> get_selector("top")(signal="ask_llm", order="high").name
-    'top'
-    """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(available_selectors())
-        raise ValueError(f"unknown selector '{name}'; available: {known}{did_you_mean(name, _REGISTRY)}") from None
+_REGISTRY: Registry = Registry("selector", _declares_params)
+#: Class decorator: make the selector class available as ``name``.
+register_selector = _REGISTRY.register
+unregister_selector = _REGISTRY.unregister
+#: The selector class registered as ``name``; instantiate it with its parameters, e.g.
+#: ``get_selector("top")(signal="ask_llm", order="high")``.
+get_selector = _REGISTRY.get
 
 
 def available_selectors() -> list[str]:
     """Registered selector names, in registration order."""
-    return list(_REGISTRY)
+    return _REGISTRY.names()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +50,8 @@ class ParamInfo:
 def param_fields() -> dict[str, ParamInfo]:
     """Every parameter name any registered selector declares -> its ``ParamInfo``."""
     out: dict[str, ParamInfo] = {}
-    for name, cls in _REGISTRY.items():
+    for cls in _REGISTRY.classes():
+        name = cls.name
         hints = typing.get_type_hints(cls.Params)
         for f in dataclasses.fields(cls.Params):
             info = out.get(f.name) or ParamInfo(f, hints[f.name], ())

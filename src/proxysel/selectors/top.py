@@ -9,7 +9,7 @@ import numpy as np
 
 from dataclasses import dataclass
 
-from proxysel.options import FieldError, option
+from proxysel.options import option
 from proxysel.selectors.base import RankingParams, RankingSelector
 from proxysel.selectors.registry import register_selector
 
@@ -38,13 +38,9 @@ def order_by(values: np.ndarray, order: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TopParams(RankingParams):
-    signal: str = option("ppl", "top: the score column to rank by (ppl: the P_0 perplexity baseline)")
+    signal: str = option("ppl", "top: the score column to rank by (ppl: the P_0 perplexity baseline)",
+                         nonempty=True)
     order: str = option("low", "top: low, high, or middle (the band centred on the median)", choices=ORDERS)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.signal:
-            raise FieldError("signal", "must be a column name")
 
 
 @register_selector("top")

@@ -29,52 +29,31 @@ either backend), or, with ``sharded = False``, all at once from the outputs of `
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from proxysel.data.example import Example, Pool
 from proxysel.models.loader import load_causal_lm, resolve_model_path
 from proxysel.models.render import Renderer
-from proxysel.options import RuntimeConfig, did_you_mean
+from proxysel.options import RuntimeConfig
+from proxysel.registry import Registry
 
 __all__ = ["Signal", "available_signals", "get_signal", "producer_of", "register_signal", "score_signals",
            "unregister_signal"]
 
-_REGISTRY: dict[str, type["Signal"]] = {}
-S = TypeVar("S", bound=type)
+def _declares_columns(name: str, cls: type) -> None:
+    if not getattr(cls, "columns", None):
+        raise ValueError(f"signal '{name}' declares no columns")
 
 
-def register_signal(name: str) -> Callable[[S], S]:
-    """Class decorator: make the signal class available as ``name`` (``--signals name``)."""
-
-    def decorate(cls: S) -> S:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"signal '{name}' is already registered by {_REGISTRY[name].__qualname__}")
-        if not getattr(cls, "columns", None):
-            raise ValueError(f"signal '{name}' declares no columns")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
-
-
-def unregister_signal(name: str) -> None:
-    """Remove signal ``name`` from the registry (a plugin's tests clean up after themselves)."""
-    _REGISTRY.pop(name, None)
-
-
-def get_signal(name: str) -> type["Signal"]:
-    """The signal class registered as ``name``."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown signal '{name}'; available: {', '.join(available_signals())}"
-                         f"{did_you_mean(name, _REGISTRY)}") from None
+_REGISTRY: Registry = Registry("signal", _declares_columns)
+register_signal = _REGISTRY.register
+unregister_signal = _REGISTRY.unregister
+get_signal = _REGISTRY.get
 
 
 def available_signals(command: str | None = None) -> list[str]:
     """Registered signal names in registration order, optionally only those ``command`` computes."""
-    return [n for n, c in _REGISTRY.items() if command is None or c.command == command]
+    return [c.name for c in _REGISTRY.classes() if command is None or c.command == command]
 
 
 def score_signals() -> list[str]:
@@ -84,7 +63,7 @@ def score_signals() -> list[str]:
 
 def producer_of(column: str) -> type["Signal"] | None:
     """The signal that writes ``column`` (a scores.parquet column or a vector set), or None."""
-    for cls in _REGISTRY.values():
+    for cls in _REGISTRY.classes():
         if column in cls.columns:
             return cls
     return None
@@ -187,6 +166,11 @@ class Signal:
                               device=device or self.runtime.device or "cpu",
                               trust_remote_code=self.runtime.trust_remote_code,
                               allow_pickle=self.runtime.allow_pickle)
+
+    def load_lm_and_renderer(self, device: str | None, **renderer_options: Any) -> tuple[Any, Any]:
+        """The usual ``setup`` of a model signal: its LM and a Renderer with the score options."""
+        lm = self.load_lm(device)
+        return lm, self.renderer(lm.tokenizer, **renderer_options)
 
     def renderer(self, tokenizer: Any, **kwargs: Any) -> Any:
         return Renderer(tokenizer, max_length=self.config.max_length, template=self.config.template, **kwargs)

@@ -36,8 +36,7 @@ class IFDSignal(Signal):
     needs = ("prompt", "response")
 
     def setup(self, device: str | None) -> Any:
-        lm = self.load_lm(device)
-        return lm, self.renderer(lm.tokenizer, end_of_turn=False)
+        return self.load_lm_and_renderer(device, end_of_turn=False)
 
     def compute(self, state: Any, examples: list, bar: Any) -> Any:
 

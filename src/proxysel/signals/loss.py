@@ -29,8 +29,7 @@ class LossSignal(Signal):
     needs = ("response",)
 
     def setup(self, device: str | None) -> Any:
-        lm = self.load_lm(device)
-        return lm, self.renderer(lm.tokenizer)
+        return self.load_lm_and_renderer(device)
 
     def compute(self, state: Any, examples: list, bar: Any) -> Any:
         lm, renderer = state

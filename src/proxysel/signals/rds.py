@@ -101,8 +101,7 @@ class RdsSignal(Signal):
         return {**fp, "pooling": "weighted_mean"}
 
     def setup(self, device: str | None) -> Any:
-        lm = self.load_lm(device)
-        return lm, self.renderer(lm.tokenizer)
+        return self.load_lm_and_renderer(device)
 
     def compute(self, state: Any, examples: list, bar: Any) -> Any:
         lm, renderer = state

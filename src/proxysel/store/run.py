@@ -506,11 +506,15 @@ class RunFolder:
 
     # ---- stages --------------------------------------------------------------------------------
 
-    def stages(self) -> list[str]:
-        """Names of the stage folders present, sorted."""
-        folder = self.path / "stages"
+    def _subfolders(self, name: str) -> list[str]:
+        """Names of the folders under ``RUN/<name>/`` (hidden ones aside), sorted."""
+        folder = self.path / name
         return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
             if folder.is_dir() else []
+
+    def stages(self) -> list[str]:
+        """Names of the stage folders present, sorted."""
+        return self._subfolders("stages")
 
     def stage_state(self, name: str) -> StageState:
         """The stored fingerprint (text, "" if none) and completion of stage ``name``."""
@@ -558,9 +562,7 @@ class RunFolder:
 
     def selections(self) -> list[str]:
         """Names of the selection folders, sorted."""
-        folder = self.path / "selections"
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-            if folder.is_dir() else []
+        return self._subfolders("selections")
 
     def list_selections(self) -> list[tuple[str, float]]:
         """(name, mtime of its selection.parquet) of every complete selection, oldest first."""
