@@ -11,7 +11,9 @@ A signal is a per-example score a model gives the pool (``loss``, ``ifd``, ``ask
 - ``model_option``: the ``score`` option that names its model (``model``, ``judge``, ``embedder``);
 - ``requires``:     signals whose output it reads (``density`` reads ``embedding``);
 - ``needs_reference``: it scores the pool against a reference set (CoLoR, RDS+);
-- ``reference_vectors``: it embeds the reference set too (RDS+: vector set ``rds_reference``).
+- ``reference_vectors``: it embeds the reference set too (RDS+: vector set ``rds_reference``);
+- ``prepare_stages``: the run stages its ``prepare`` runs (CoLoR's ``color-conditional``), so that
+  the bench's compute ledger charges them to the signal.
 
 A ``score`` signal computes shard by shard (``setup(device)`` once per worker, then
 ``compute(state, examples, bar)`` per shard; ``proxysel.stages.sharded`` runs them resumably on
@@ -100,6 +102,7 @@ class Signal:
     needs_reference: ClassVar[bool] = False
     #: with a reference set, the same vectors of the reference too (vector set ``<name>_reference``)
     reference_vectors: ClassVar[bool] = False
+    prepare_stages: ClassVar[tuple[str, ...]] = ()
     sharded: ClassVar[bool] = True
     #: how the command line makes it, for error messages (``{data}`` and ``{run}`` are filled in)
     hint: ClassVar[str] = ""
