@@ -12,15 +12,17 @@ from typing import Any
 _TINY: dict[str, Any] = {
     # Seconds on one core: 2-layer width-32 target, 120 short copy/reverse tasks. The target
     # recipe (4 epochs at lr 1e-2, batch 8) is strong enough that the full pool beats a 1%
-    # random subset by a wide margin, which the tests check.
-    "data": {"kind": "synthetic", "n_pool": 120, "n_eval": 24, "families": ["copy", "reverse"],
+    # random subset by a wide margin, which the tests check. The 8 reference tasks (4 per family,
+    # clean, outside the pool and the eval set) let rds run end to end.
+    "data": {"kind": "synthetic", "n_pool": 120, "n_eval": 24, "n_reference": 8, "families": ["copy", "reverse"],
              "difficulties": [1], "noise": {"wrong": 0.1, "garbage": 0.05, "duplicate": 0.05}},
     "proxy": {"model": "scratch", "scratch": {"hidden": 16, "layers": 1, "heads": 2}, "epochs": 2,
               "checkpoints": 4, "lr": 5e-3, "batch_size": 16, "grad_accum": 1, "warmup_ratio": 0.0,
               "max_length": 64},
     "target": {"model": "scratch", "scratch": {"hidden": 32, "layers": 2, "heads": 2}, "epochs": 4,
                "lr": 1e-2, "batch_size": 8, "grad_accum": 1, "warmup_ratio": 0.0, "max_length": 64},
-    "selectors": [{"method": "lp_app", "within_clusters": False}, {"method": "s2l", "clusters": 4}],
+    "selectors": [{"method": "lp_app", "within_clusters": False}, {"method": "s2l", "clusters": 4},
+                  {"method": "rds"}],
     "budgets": [0.01, 0.3],
     "seeds": [0, 1],
     "eval": {"max_new_tokens": 12},
