@@ -38,8 +38,9 @@ def _qa(i, q, a, **extra):
 
 
 def test_leaks_match_after_case_and_whitespace_normalisation(tmp_path):
-    pool = read_pool(_write(tmp_path / "pool.jsonl", [_qa("p1", "Add: 2+2", "4"), _qa("p2", "Copy: a b", "a b"),
-                                                       _qa("p3", "What is  the Capital?", "Paris")]))
+    pool = read_pool(_write(tmp_path / "pool.jsonl", [
+        _qa("p1", "Add: 2+2", "4"), _qa("p2", "Copy: a b", "a b"),
+        _qa("p3", "What is  the Capital?", "Paris")]))
     held_out = read_pool(_write(tmp_path / "eval.jsonl", [
         _qa("e1", "what is the capital?", "  paris\n"),  # = p3 after normalisation
         _qa("e2", "Add: 2+3", "5"),                       # differs by one character: no leak
@@ -50,7 +51,8 @@ def test_leaks_match_after_case_and_whitespace_normalisation(tmp_path):
         check_leakage(pool, held_out, ref)
     assert e.value.field == "data.eval"
     assert "3 eval records" in str(e.value) and "e1 = p3, e2 = r1, e3 = p2" in str(e.value)
-    check_leakage(pool, read_pool(_write(tmp_path / "ok.jsonl", [_qa("e2", "Add: 2+3", "5")])))  # no reference
+    clean = read_pool(_write(tmp_path / "ok.jsonl", [_qa("e2", "Add: 2+3", "5")]))
+    check_leakage(pool, clean)  # without the reference set, e2 leaks nothing
 
 
 def test_a_leaking_files_bench_exits_2_before_any_work(tmp_path, capsys):
@@ -71,9 +73,11 @@ def test_a_leaking_files_bench_exits_2_before_any_work(tmp_path, capsys):
 
 @pytest.mark.parametrize("yaml_text, words", [
     # rds declares needs_reference; color's selector does not, but the signal it reads does
-    ("selectors: [{method: rds}]", "selector rds (rds) selects against a reference set; give data.n_reference > 0"),
+    ("selectors: [{method: rds}]",
+     "selector rds (rds) selects against a reference set; give data.n_reference > 0"),
     ("selectors: [{method: color, name: cf}]", "selector cf (color)"),
-    ("data: {kind: files, pool: p.jsonl, eval: e.jsonl}\nselectors: [{method: color}]", "give data.reference (a path)"),
+    ("data: {kind: files, pool: p.jsonl, eval: e.jsonl}\nselectors: [{method: color}]",
+     "give data.reference (a path)"),
 ])
 def test_a_selector_that_needs_a_reference_set_is_refused_naming_the_field(tmp_path, yaml_text, words):
     path = tmp_path / "b.yaml"
@@ -99,7 +103,8 @@ def test_baselines_and_cluster_random_options():
     assert tiny.baseline_choices()[2].options == {}
     assert [c.name for c in load_bench_config(preset="tiny", overrides=["baselines=[random]"]).choices()] == [
         "random", "lp_app", "s2l", "rds"]
-    for bad, words in (("baselines=[longest]", "including random"), ("selectors=[{method: longest}]", "reserved")):
+    for bad, words in (("baselines=[longest]", "including random"),
+                       ("selectors=[{method: longest}]", "reserved")):
         with pytest.raises(ConfigError, match=words):
             load_bench_config(preset="tiny", overrides=[bad])
 
@@ -198,13 +203,15 @@ def test_group_pooled_and_macro_metrics_by_hand():
     # group a: (1*1 + 3*3) / (1 + 3) = 2.5; group b: 10. Pooled: (1 + 9 + 20) / 6 = 5.
     assert m["per_group"] == {"a": {"n": 2, "eval_loss": 2.5, "exact_match": 0.5},
                               "b": {"n": 1, "eval_loss": 10.0, "exact_match": 1.0}}
-    assert (m["eval_loss"], m["eval_loss_macro"], m["eval_loss_example"]) == (5.0, 6.25, pytest.approx(14 / 3))
+    assert (m["eval_loss"], m["eval_loss_macro"]) == (5.0, 6.25)
+    assert m["eval_loss_example"] == pytest.approx(14 / 3)
     assert (m["exact_match"], m["exact_match_macro"]) == (pytest.approx(2 / 3), 0.75)
     # a truncated example (NaN loss) is left out of the loss, counted, and kept for exact match
     t = _cell("full", None, 0, [1, np.nan, 10], [1, 0, 1])["metrics"]
     assert (t["eval_loss"], t["eval_loss_macro"], t["eval_truncated"]) == (7.0, 5.5, 1)
     rec = _cell("full", None, 0, [1, np.nan, 10])["per_example"]
-    assert rec["loss"] == [1.0, None, 10.0] and example_arrays({"per_example": rec}).tokens.tolist() == [1, 3, 2]
+    assert rec["loss"] == [1.0, None, 10.0]
+    assert example_arrays({"per_example": rec}).tokens.tolist() == [1, 3, 2]
 
 
 def test_macro_metrics_through_the_bench_aggregation_and_tables():
@@ -219,7 +226,8 @@ def test_macro_metrics_through_the_bench_aggregation_and_tables():
     md = results_markdown(cfg, aggregate(rows), rows, None)
     assert "| full | 1 (full) | 10 | 10 | 1 | 1 | 2 | 62.5 ± 17.7 | 66.7 ± 0.0 |" in md
     # per-group table of the loss: a (2.5 + 2) / 2, b (10 + 4) / 2, macro (2.25 + 7) / 2
-    assert "| full | 1 (full) | 2.2500 | 7.0000 | 4.6250 |" in md and "| full | 1 (full) | 75.0 | 50.0 | 62.5 |" in md
+    assert "| full | 1 (full) | 2.2500 | 7.0000 | 4.6250 |" in md
+    assert "| full | 1 (full) | 75.0 | 50.0 | 62.5 |" in md
 
 
 # --------------------------------------------------------------------------- paired statistics
@@ -230,8 +238,9 @@ def test_comparisons_pair_cells_by_seed_and_eval_example():
     for s, base in enumerate((2.0, 4.0)):
         rows += [_cell("random", 0.3, s, [base] * 3), _cell("sel", 0.3, s, [base - 0.5] * 3),
                  _cell("full", None, s, [base - 1.0] * 3)]
-    rows.append({**_cell("old", 0.3, 0, [0.0] * 3), "per_example": None})  # written before the arrays: left out
-    out = {(c["selector"], c["baseline"]): c for c in comparisons(rows, GROUPS, IDS, metric="eval_loss", n_boot=200)}
+    rows.append({**_cell("old", 0.3, 0, [0.0] * 3), "per_example": None})  # written before the arrays
+    found = comparisons(rows, GROUPS, IDS, metric="eval_loss", n_boot=200)
+    out = {(c["selector"], c["baseline"]): c for c in found}
     assert set(out) == {("random", "full"), ("sel", "random"), ("sel", "full")}
     c = out[("sel", "random")]
     # paired by seed: -0.5 in both (a mismatched pairing would give -2.5 and +1.5)
@@ -296,11 +305,13 @@ def test_ledger_through_the_bench_outputs(tmp_path):
     assert "Sets: pool 20, reference 2, eval 3" in md
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["headline"] == {"metric": "eval_loss_macro", "higher_is_better": False}
-    c = next(c for c in stats["comparisons"]["eval_loss"] if (c["selector"], c["baseline"]) == ("lp_app", "random"))
+    c = next(c for c in stats["comparisons"]["eval_loss"]
+             if (c["selector"], c["baseline"]) == ("lp_app", "random"))
     # seed 0: a (1 + 9) / 4 - (2 + 9) / 4 = -0.25, b 0 -> macro -0.125; seed 1: a 0, b 4 - 5 = -1 -> -0.5
     assert c["deltas"] == [-0.125, -0.5] and c["wins"] == 2
     assert "| lp_app | 0.3 | -0.3125 ± 0.27 | 2 of 2 |" in md  # std: 0.375 / sqrt(2)
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
-    assert header[:13] == ["selector", "budget", "seed", "n_selected", "n_train", "epochs", "steps", "eval_loss",
-                           "eval_loss_example", "exact_match", "win_rate", "train_seconds", "eval_seconds"]
+    assert header[:13] == ["selector", "budget", "seed", "n_selected", "n_train", "epochs", "steps",
+                           "eval_loss", "eval_loss_example", "exact_match", "win_rate", "train_seconds",
+                           "eval_seconds"]
     assert {"eval_loss_macro", "exact_match_macro", "tokens_trained", "train_flops"} <= set(header)

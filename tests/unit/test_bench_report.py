@@ -43,7 +43,8 @@ def test_aggregate_mean_and_sample_std_per_selector_and_budget():
     assert full["mean"] == 2.0 and np.isclose(full["std"], 1.0) and (full["min"], full["max"]) == (1.0, 3.0)
     assert "exact_match" not in aggs[0] and aggs[1]["exact_match"]["mean"] == 0.5
     cfg = load_bench_config(preset="tiny")
-    loss_rows = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if not k.startswith("exact")}} for r in rows]
+    loss_rows = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if not k.startswith("exact")}}
+                 for r in rows]
     md = results_markdown(cfg, aggregate(loss_rows), loss_rows, None)
     assert "**Headline: macro held-out loss**" in md
     # macro | pooled | delta of the macro vs random | vs full
@@ -52,7 +53,8 @@ def test_aggregate_mean_and_sample_std_per_selector_and_budget():
     assert "| full | 1 (full) |" in md and "| random | 0.1 |" in md
     assert "2.0000 ± 1.0000" in md and "noise=clean" in md
     md = results_markdown(cfg, aggregate(rows), rows, None)  # exact match measured: it is the headline
-    assert "**Headline: macro exact match %**" in md and "| s2l | 0.3 | 10 | 10 | 3 | 3 | 3 | 50.0 ± 0.0 |" in md
+    assert "**Headline: macro exact match %**" in md
+    assert "| s2l | 0.3 | 10 | 10 | 3 | 3 | 3 | 50.0 ± 0.0 |" in md
 
 
 def test_write_outputs_writes_every_file(tmp_path):

@@ -56,9 +56,9 @@ class ExampleArrays:
 
 def example_record(arrays: ExampleArrays) -> dict[str, Any]:
     """The compact JSON of ``arrays`` kept in result.json (losses to 6 significant digits)."""
-    out: dict[str, Any] = {"id": list(arrays.ids),
-                           "loss": [None if not math.isfinite(v) else float(f"{v:.6g}") for v in arrays.loss.tolist()],
-                           "tokens": [int(t) for t in arrays.tokens.tolist()]}
+    loss = [None if not math.isfinite(v) else float(f"{v:.6g}") for v in arrays.loss.tolist()]
+    tokens = [int(t) for t in arrays.tokens.tolist()]
+    out: dict[str, Any] = {"id": list(arrays.ids), "loss": loss, "tokens": tokens}
     if arrays.exact is not None:
         out["exact"] = [int(v) for v in arrays.exact.tolist()]
     return out
@@ -156,20 +156,22 @@ def comparisons(rows: Sequence[Mapping[str, Any]], groups: Sequence[str], eval_i
         if a is not None and a.ids == ids and _values(a, metric) is not None:
             cells[(r["selector"], r["budget"], r["seed"])] = a
     higher = metric == "exact_match"
-    pairs = sorted({(s, b) for s, b, _ in cells if b is not None}, key=lambda k: (k[1], k[0] != "random", k[0]))
+    pairs = sorted({(s, b) for s, b, _ in cells if b is not None},
+                   key=lambda k: (k[1], k[0] != "random", k[0]))
     out = []
     for selector, budget in pairs:
         for baseline, b_budget in (("random", budget), ("full", None)):
             if selector == baseline:
                 continue
-            seeds = sorted(s for (x, b, s) in cells if (x, b) == (selector, budget) and (baseline, b_budget, s) in cells)
+            seeds = sorted(s for (x, b, s) in cells
+                           if (x, b) == (selector, budget) and (baseline, b_budget, s) in cells)
             if not seeds:
                 continue
             sel = np.stack([_values(cells[(selector, budget, s)], metric) for s in seeds])
             base = np.stack([_values(cells[(baseline, b_budget, s)], metric) for s in seeds])
             weights = cells[(selector, budget, seeds[0])].tokens if metric == "eval_loss" else None
-            entry: dict[str, Any] = {"selector": selector, "budget": budget, "baseline": baseline, "metric": metric,
-                                     "seeds": seeds}
+            entry: dict[str, Any] = {"selector": selector, "budget": budget, "baseline": baseline,
+                                     "metric": metric, "seeds": seeds}
             try:
                 entry.update(paired_comparison(sel, base, groups, higher_is_better=higher, weights=weights,
                                                n_boot=n_boot, level=level, seed=seed).to_dict())

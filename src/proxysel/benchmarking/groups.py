@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable, Sequence
 
-__all__ = ["CATEGORY_RULES", "GROUP_RULES", "ONE_GROUP", "CODE_LINE", "eval_groups", "find_leaks", "has_code", "normalise",
-           "normalised_text", "texts_have_code"]
+__all__ = ["CATEGORY_RULES", "CODE_LINE", "GROUP_RULES", "ONE_GROUP", "eval_groups", "find_leaks", "has_code",
+           "normalise", "normalised_text", "texts_have_code"]
 
 #: ``data.group_by`` value for one group
 ONE_GROUP = "all"

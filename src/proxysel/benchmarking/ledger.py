@@ -38,8 +38,8 @@ __all__ = ["COMPUTE_STAGES", "cost_share", "forward_flops", "model_params", "pro
            "selection_cost", "train_flops"]
 
 #: the run stages that run a model over the pool (select:* and report stages cost next to nothing)
-COMPUTE_STAGES = ("train-proxy", "loss", "ifd", "ask_llm", "embedding", "density", "color-conditional", "color",
-                  "rds", "rds_reference")
+COMPUTE_STAGES = ("train-proxy", "loss", "ifd", "ask_llm", "embedding", "density", "color-conditional",
+                  "color", "rds", "rds_reference")
 
 
 def model_params(model: Any) -> int:

@@ -15,8 +15,9 @@ _TINY: dict[str, Any] = {
     # recipe (4 epochs at lr 1e-2, batch 8) is strong enough that the full pool beats a 1%
     # random subset by a wide margin, which the tests check. The 8 reference tasks (4 per family,
     # clean, outside the pool and the eval set) let rds run end to end.
-    "data": {"kind": "synthetic", "n_pool": 120, "n_eval": 24, "n_reference": 8, "families": ["copy", "reverse"],
-             "difficulties": [1], "noise": {"wrong": 0.1, "garbage": 0.05, "duplicate": 0.05}},
+    "data": {"kind": "synthetic", "n_pool": 120, "n_eval": 24, "n_reference": 8,
+             "families": ["copy", "reverse"], "difficulties": [1],
+             "noise": {"wrong": 0.1, "garbage": 0.05, "duplicate": 0.05}},
     "proxy": {"model": "scratch", "scratch": {"hidden": 16, "layers": 1, "heads": 2}, "epochs": 2,
               "checkpoints": 4, "lr": 5e-3, "batch_size": 16, "grad_accum": 1, "warmup_ratio": 0.0,
               "max_length": 64},
@@ -88,8 +89,8 @@ _CPU_TARGETED: dict[str, Any] = {
               "grad_accum": 8, "max_length": 512, "dtype": "bfloat16"},
     "target": {"model": "gemma3-270m", "lora": True, "lora_r": 16, "lora_alpha": 32, "epochs": 1, "lr": 2e-4,
                "batch_size": 4, "grad_accum": 4, "max_length": 512, "dtype": "bfloat16"},
-    "selectors": [{"method": "lp_app", "clusters": 20}, {"method": "s2l", "clusters": 20}, {"method": "color"},
-                  {"method": "rds"}],
+    "selectors": [{"method": "lp_app", "clusters": 20}, {"method": "s2l", "clusters": 20},
+                  {"method": "color"}, {"method": "rds"}],
     "budgets": [0.3],
     "seeds": [0, 1, 2],
     "eval": {"exact_match": False},

@@ -23,7 +23,8 @@ from proxysel.benchmarking.analysis import comparisons, headline_of, ledger_rows
 METRICS = ("eval_loss", "eval_loss_macro", "exact_match", "exact_match_macro", "win_rate")
 PERCENT = ("exact_match", "exact_match_macro", "win_rate")  # shown in %
 #: the plot's panels: the macro metric (the pooled one for cells written before the macro was kept)
-PLOT_METRICS = (("eval_loss_macro", "eval_loss"), ("exact_match_macro", "exact_match"), ("win_rate", "win_rate"))
+PLOT_METRICS = (("eval_loss_macro", "eval_loss"), ("exact_match_macro", "exact_match"),
+                ("win_rate", "win_rate"))
 YLABELS = {"eval_loss": "held-out loss, pooled (nats, lower is better)",
            "eval_loss_macro": "macro held-out loss over groups (nats, lower is better)",
            "exact_match": "exact match %, pooled (higher is better)",
@@ -68,9 +69,9 @@ def _keep_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         if r["budget"] is None:
             continue
-        for field, values in (r.get("keep_rates") or {}).items():
+        for name, values in (r.get("keep_rates") or {}).items():
             for value, c in values.items():
-                out.append({"selector": r["selector"], "budget": r["budget"], "seed": r["seed"], "field": field,
+                out.append({"selector": r["selector"], "budget": r["budget"], "seed": r["seed"], "field": name,
                             "value": value, "n_pool": c["n"], "n_kept": c["kept"], "rate": round(c["rate"], 6)})
     return out
 
@@ -129,6 +130,30 @@ def _delta(a: dict[str, Any], ref: dict[str, Any] | None, m: str, pct: bool) -> 
     return f"{100 * d:+.1f}" if pct else f"{d:+.4f}"
 
 
+def _headline_note(cfg: Any, head: Any, rows: Sequence[dict[str, Any]], context: Context | None,
+                   has_em: bool) -> str:
+    """The paragraph above the main table: what the headline is and how to read the columns."""
+    n_groups = len(set(context.groups)) if context is not None else 0
+    if n_groups > 1:
+        groups = f" over {n_groups} eval groups ({context.grouping}); the pooled value ignores the groups"
+    elif context is not None:
+        groups = f" (one eval group, {context.grouping}: the macro mean is the pooled mean over the eval set)"
+    else:
+        groups = ""
+    what = "exact match" if head.percent else "token-weighted loss"
+    em = " (exact match: the greedy answer equals the reference)" if has_em else ""
+    points = " (in points)" if head.percent else ""
+    n_eval = rows[0]["metrics"].get("eval_examples")
+    return (f"**Headline: macro {head.label}**: the unweighted mean over groups of each group's {what}"
+            f"{groups}. Held-out loss: mean response-token cross-entropy (nats) on {n_eval} eval "
+            f"examples{em}; mean ± sample std over seeds {list(cfg.seeds)} (min-max in results.csv). "
+            f"Δ columns: the macro headline against random at the same budget and against full "
+            f"data{points}. Recipe: target.epochs={cfg.target.epochs}, match={cfg.match}. 'trained': the "
+            f"selected examples that fit target.max_length (the others keep no response token and train "
+            f"nothing). 'base': the target before any training; a trained row with a higher loss made the "
+            f"target worse on this metric.")
+
+
 def main_table(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
                context: Context | None) -> list[str]:
     """The headline table: per (selector, budget) the macro headline metric, its pooled value, the
@@ -137,49 +162,27 @@ def main_table(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[dict[str
     head = headline_of(rows)
     has_em = any("exact_match" in a for a in aggs)
     has_wr = any("win_rate" in a for a in aggs)
-    metrics = [("exact_match", True)] if head.metric == "exact_match" else []
-    metrics += [("eval_loss", False)]
-    n_groups = len(set(context.groups)) if context is not None else None
-    groups = "" if context is None else (
-        f" over {n_groups} eval groups ({context.grouping}); the pooled value ignores the groups"
-        if n_groups > 1 else f" (one eval group, {context.grouping}: the macro mean is the pooled mean over the "
-                             f"whole eval set)")
+    others = [m for m in ("exact_match", "eval_loss") if m != head.metric and (m != "exact_match" or has_em)]
+    cols = [f"**macro {head.label}**", f"{head.label} (pooled)", "Δ vs random", "Δ vs full"]
+    for m in others:
+        label = "exact match %" if m == "exact_match" else "held-out loss"
+        cols += [f"macro {label}", f"{label} (pooled)"]
+    cols += ["win rate vs full %"] if has_wr else []
     random = {a["budget"]: a for a in aggs if a["selector"] == "random"}
     full = next((a for a in aggs if a["selector"] == "full"), None)
-    n_eval = rows[0]["metrics"].get("eval_examples")
-    lines = [f"**Headline: macro {head.label}**: the unweighted mean over groups of each group's "
-             f"{'exact match' if head.percent else 'token-weighted loss'}{groups}. Held-out loss: mean "
-             f"response-token cross-entropy (nats) on {n_eval} eval examples"
-             + (" (exact match: greedy answer equals the reference)" if has_em else "")
-             + f"; mean ± sample std over seeds {list(cfg.seeds)} (min-max in results.csv). Δ columns: the macro "
-             f"headline against random at the same budget and against full data"
-             + (" (in points)" if head.percent else "") + f". Recipe: target.epochs={cfg.target.epochs}, "
-             f"match={cfg.match}. 'trained': the selected examples that fit target.max_length (the others keep no "
-             f"response token and train nothing). 'base': the target before any training; a trained row with a "
-             f"higher loss made the target worse on this metric.", ""]
-    cols = [f"**macro {head.label}**", f"{head.label} (pooled)", "Δ vs random", "Δ vs full"]
-    if has_em and head.metric != "exact_match":
-        cols += ["macro exact match %", "exact match % (pooled)"]
-    if head.metric == "exact_match":
-        cols += ["macro held-out loss", "held-out loss (pooled)"]
-    if has_wr:
-        cols.append("win rate vs full %")
-    lines += ["| selector | budget | examples | trained | epochs | steps | seeds | " + " | ".join(cols) + " |",
-              "|---|---|---|---|---|---|---|" + "---|" * len(cols)]
+    lines = [_headline_note(cfg, head, rows, context, has_em), "",
+             "| selector | budget | examples | trained | epochs | steps | seeds | " + " | ".join(cols) + " |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(cols)]
     for a in aggs:
         cells = [_fmt(a, head.macro, head.percent), _fmt(a, head.metric, head.percent),
                  _delta(a, random.get(a["budget"]), head.macro, head.percent),
                  _delta(a, full, head.macro, head.percent)]
-        other = [m for m, _ in (("exact_match", True), ("eval_loss", False)) if m != head.metric]
-        for m in other:
-            if m == "exact_match" and not has_em:
-                continue
-            pct = m == "exact_match"
-            cells += [_fmt(a, f"{m}_macro", pct), _fmt(a, m, pct)]
-        if has_wr:
-            cells.append(_fmt(a, "win_rate", True))
-        lines.append(f"| {a['selector']} | {_budget_label(a['selector'], a['budget'])} | {a['n_selected']} | "
-                     f"{a['n_train']} | {a['epochs']} | {a['steps']} | {a['n_seeds']} | " + " | ".join(cells) + " |")
+        for m in others:
+            cells += [_fmt(a, f"{m}_macro", m == "exact_match"), _fmt(a, m, m == "exact_match")]
+        cells += [_fmt(a, "win_rate", True)] if has_wr else []
+        lead = [a["selector"], _budget_label(a["selector"], a["budget"]), a["n_selected"], a["n_train"],
+                a["epochs"], a["steps"], a["n_seeds"]]
+        lines.append("| " + " | ".join(str(c) for c in [*lead, *cells]) + " |")
     return lines
 
 
@@ -189,11 +192,12 @@ def verdict_table(stats: Sequence[dict[str, Any]], head: Any, level: float) -> l
     by: dict[tuple[str, float], dict[str, dict[str, Any]]] = {}
     for c in stats:
         by.setdefault((c["selector"], c["budget"]), {})[c["baseline"]] = c
-    scale, unit = (100.0, " points") if head.percent else (1.0, " nats")
-    lines = [f"Verdicts on the macro {head.label} (selector minus baseline, per seed paired on the same seed; "
-             f"{'higher' if head.higher_is_better else 'lower'} is better). Interval: paired bootstrap over eval "
-             f"examples ({int(100 * level)}%, resampled within each group; {unit.strip()}). *beats* / *trails*: the "
-             f"interval excludes 0 on the good / bad side; *ties*: it contains 0. Wins: seeds on the good side.", "",
+    scale, unit = (100.0, "points") if head.percent else (1.0, "nats")
+    better = "higher" if head.higher_is_better else "lower"
+    lines = [f"Verdicts on the macro {head.label} (selector minus baseline, paired on the same seed; "
+             f"{better} is better). Interval: paired bootstrap over eval examples ({100 * level:g}%, "
+             f"resampled within each group; {unit}). *beats* / *trails*: the interval excludes 0 on the "
+             f"good / bad side; *ties*: it contains 0. Wins: seeds on the good side.", "",
              "| selector | budget | Δ vs random (mean ± std) | wins | interval | verdict vs random "
              "| Δ vs full (mean ± std) | wins | interval | verdict vs full |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -218,26 +222,27 @@ def group_tables(rows: Sequence[dict[str, Any]], head: Any) -> list[str]:
     names = sorted({g for r in per_group for g in r["metrics"]["per_group"]})
     if len(names) < 2:
         return []
+    sizes = {n: per_group[0]["metrics"]["per_group"].get(n, {}).get("n", "?") for n in names}
     out: list[str] = []
     for m in dict.fromkeys([head.metric, "eval_loss", "exact_match"]):
         pct = m == "exact_match"
         if not any(m in v for r in per_group for v in r["metrics"]["per_group"].values()):
             continue
-        label = "exact match %" if pct else "held-out loss (token-weighted)"
+        label = "Exact match %" if pct else "Held-out loss (token-weighted)"
         out += ["", f"{label} per eval group (mean over seeds; n = eval examples):", "",
-                "| selector | budget | " + " | ".join(f"{n} (n={per_group[0]['metrics']['per_group'].get(n, {}).get('n', '?')})"
-                                                    for n in names) + " | macro |",
+                "| selector | budget | " + " | ".join(f"{n} (n={sizes[n]})" for n in names) + " | macro |",
                 "|---|---|" + "---|" * (len(names) + 1)]
         acc: dict[tuple[str, Any], dict[str, list[float]]] = {}
         for r in per_group:
+            cell = acc.setdefault((r["selector"], r["budget"]), {})
             for n in names:
                 v = r["metrics"]["per_group"].get(n, {}).get(m)
-                acc.setdefault((r["selector"], r["budget"]), {}).setdefault(n, []).append(math.nan if v is None else v)
+                cell.setdefault(n, []).append(math.nan if v is None else v)
         for (sel, budget), vals in sorted(acc.items(), key=lambda t: _table_order(t[0])):
             means = [float(np.mean(vals[n])) for n in names]
-            shown = [f"{100 * v:.1f}" if pct else f"{v:.4f}" for v in means + [float(np.mean(means))]]
-            lines_row = f"| {sel} | {_budget_label(sel, budget)} | " + " | ".join(shown) + " |"
-            out.append(lines_row.replace("nan", "–"))
+            shown = [("–" if math.isnan(v) else f"{100 * v:.1f}" if pct else f"{v:.4f}")
+                     for v in [*means, float(np.mean(means))]]
+            out.append(f"| {sel} | {_budget_label(sel, budget)} | " + " | ".join(shown) + " |")
     return out
 
 
@@ -247,40 +252,43 @@ def ledger_table(ledger: Sequence[dict[str, Any]], full_flops: float | None) -> 
     if not ledger:
         return []
     full = f"{full_flops:.3g} FLOPs" if full_flops else "not trained yet"
-    lines = [f"Compute ledger (Kaplan: training 6·N·T, LoRA 4·N·T, a scoring pass 2·N·T; N, T: docs/bench.md). "
-             f"Selection cost as % of the full-data target run ({full}, mean over seeds). Each selector is charged "
-             f"for every proxy-run stage whose columns it reads, the whole stage (the proxy is trained once for all "
-             f"selectors).", "",
+    lines = [f"Compute ledger (Kaplan: training 6·N·T, LoRA 4·N·T, a scoring pass 2·N·T; N and T: "
+             f"docs/bench.md). Selection cost as % of the full-data target run ({full}, mean over "
+             f"seeds). Each selector is charged for every proxy-run stage whose columns it reads, the "
+             f"whole stage (the proxy is trained once for all selectors).", "",
              "| selector | stages | proxy training tokens | training FLOPs | scoring FLOPs | seconds "
-             "| selection cost % of full target FLOPs | % of its seconds | not counted |",
+             "| selection cost, % of full target FLOPs | seconds, % of full target seconds | not counted |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in ledger:
         share = "–" if r["share_pct"] is None else f"{r['share_pct']:.3g}"
         secs = "–" if r["seconds_share_pct"] is None else f"{r['seconds_share_pct']:.3g}"
-        lines.append(f"| {r['selector']} | {', '.join(r['stages']) or 'none'} | {r['train_tokens']:,} | "
-                     f"{r['train_flops']:.3g} | {r['forward_flops']:.3g} | {r['seconds']:.1f} | {share} | {secs} | "
-                     f"{'; '.join(r['unknown']) or '–'} |")
+        cells = [r["selector"], ", ".join(r["stages"]) or "none", f"{r['train_tokens']:,}",
+                 f"{r['train_flops']:.3g}", f"{r['forward_flops']:.3g}", f"{r['seconds']:.1f}", share, secs,
+                 "; ".join(r["unknown"]) or "–"]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def keep_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Keep rates per (selector, budget), mean over seeds: noise, family, difficulty, then the rest."""
     keep = _keep_rows(rows)
     if not keep:
         return []
     fields: dict[str, list[str]] = {}
     for k in keep:
-        fields.setdefault(k["field"], [])
-        if k["value"] not in fields[k["field"]]:
-            fields[k["field"]].append(k["value"])
-    order = [f for f in ("noise", "family", "difficulty") if f in fields] + [f for f in fields
-                                                                              if f not in ("noise", "family", "difficulty")]
+        values = fields.setdefault(k["field"], [])
+        if k["value"] not in values:
+            values.append(k["value"])
+    first = ("noise", "family", "difficulty")
+    order = [f for f in first if f in fields] + [f for f in fields if f not in first]
     cols = [(f, v) for f in order for v in fields[f]]
     lines = ["Keep rates (share of each group of the pool that the selection kept; mean over seeds):", "",
              "| selector | budget | " + " | ".join(f"{f}={v}" for f, v in cols) + " |",
              "|---|---|" + "---|" * len(cols)]
     table: dict[tuple[str, float], dict[tuple[str, str], list[float]]] = {}
     for k in keep:
-        table.setdefault((k["selector"], k["budget"]), {}).setdefault((k["field"], k["value"]), []).append(k["rate"])
+        cell = table.setdefault((k["selector"], k["budget"]), {})
+        cell.setdefault((k["field"], k["value"]), []).append(k["rate"])
     for (sel, budget), vals in sorted(table.items(), key=lambda t: _table_order(t[0])):
         cells = [f"{np.mean(vals[c]):.2f}" if c in vals else "–" for c in cols]
         lines.append(f"| {sel} | {budget:g} | " + " | ".join(cells) + " |")
@@ -302,8 +310,8 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
              f"stopped (rerun the same command to resume).**", ""] if pending else []
     if context is not None:
         ref = f", reference {context.n_reference}" if context.n_reference else ", no reference set"
-        lines += [f"Sets: pool {context.n_pool}{ref}, eval {context.n_eval} (disjoint; no selector reads the eval "
-                  f"set).", ""]
+        lines += [f"Sets: pool {context.n_pool}{ref}, eval {context.n_eval} (disjoint; no selector reads the "
+                  f"eval set).", ""]
     lines += main_table(cfg, aggs, rows, context)
     if stats:
         lines += ["", *verdict_table(stats, head, context.level if context else 0.95)]
@@ -457,7 +465,8 @@ def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer:
                      "eval_loss_example": m.get("eval_loss_example"), "exact_match": m.get("exact_match", ""),
                      "win_rate": m.get("win_rate", ""),
                      "train_seconds": r["train_seconds"], "eval_seconds": m.get("eval_seconds"),
-                     "eval_loss_macro": m.get("eval_loss_macro", ""), "exact_match_macro": m.get("exact_match_macro", ""),
+                     "eval_loss_macro": m.get("eval_loss_macro", ""),
+                     "exact_match_macro": m.get("exact_match_macro", ""),
                      "tokens_trained": r.get("tokens_trained", ""), "train_flops": r.get("train_flops", "")})
     # the first 13 columns are those of benches before the macro metrics, in the same order
     columns = ["selector", "budget", "seed", "n_selected", "n_train", "epochs", "steps", "eval_loss",
@@ -470,8 +479,9 @@ def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer:
             out / "keep_rates.csv", _csv(keep, ["selector", "budget", "seed", "field", "value", "n_pool", "n_kept", "rate"]))
     aggs = aggregate(rows)
     stats = bench_stats(rows, context)
+    full_flops, full_seconds = _full_mean(rows, "train_flops"), _full_mean(rows, "train_seconds")
     ledger = [] if context is None else ledger_rows(context.stages, context.records, context.n_params,
-                                                     _full_mean(rows, "train_flops"), _full_mean(rows, "train_seconds"))
+                                                     full_flops, full_seconds)
     head = stats.get("comparisons", {}).get(headline_of(rows).metric, [])
     paths["results.md"] = atomic_write_text(out / "results.md", results_markdown(
         cfg, aggs, rows, transfer, pending, context=context, stats=head, ledger=ledger))
@@ -481,9 +491,8 @@ def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer:
         paths["stats.json"] = atomic_write_json(out / "stats.json", stats)
     if ledger:
         paths["ledger.json"] = atomic_write_json(out / "ledger.json", {
-            "full_target_train_flops": _full_mean(rows, "train_flops"),
-            "full_target_train_seconds": _full_mean(rows, "train_seconds"), "selectors": ledger,
-            "stages": context.records, "n_params": context.n_params})
+            "full_target_train_flops": full_flops, "full_target_train_seconds": full_seconds,
+            "selectors": ledger, "stages": context.records, "n_params": context.n_params})
     judged = {r["cell"]: r["winrate"] for r in rows if r.get("winrate")}
     if judged:
         paths["winrate.json"] = atomic_write_json(out / "winrate.json", judged)

@@ -41,8 +41,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from proxysel.benchmarking import winrate
-from proxysel.benchmarking.analysis import (choice_stages, example_arrays, example_metrics, example_record,
-                                            ledger_rows)
+from proxysel.benchmarking.analysis import (choice_stages, example_arrays, example_metrics, example_record)
 from proxysel.benchmarking.config import BenchConfig, bench_config_dict, needs_reference
 from proxysel.benchmarking.datasets import check_leakage, prepare_data
 from proxysel.benchmarking.groups import GROUP_RULES, eval_groups
@@ -203,8 +202,8 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
     t0 = time.perf_counter()
     proxy_run = out / "proxy"
     runtime = RuntimeConfig(device=cfg.device)
-    train_proxy(data.pool_path, out=proxy_run, config=cfg.proxy.train_proxy_config(proxy_spec), read=ReadConfig(),
-                runtime=runtime, overwrite=overwrite)
+    train_proxy(data.pool_path, out=proxy_run, config=cfg.proxy.train_proxy_config(proxy_spec),
+                read=ReadConfig(), runtime=runtime, overwrite=overwrite)
     add_epoch_columns(proxy_run)
     score_proxy_signals(cfg, data, proxy_spec, proxy_run, runtime, overwrite=overwrite)
     say(f"proxy signals ready in {time.perf_counter() - t0:.0f}s ({proxy_run})")
@@ -217,22 +216,24 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
             continue
         c = choices[cell.selector]
         parent = None if c.parent is None else Cell(c.parent, cell.budget, cell.seed).name
-        select_run(proxy_run, SelectConfig(method=c.method, options=c.params(), parent=parent, budget=cell.budget,
-                                           seed=cell.seed, name=cell.name), overwrite=overwrite)
+        select = SelectConfig(method=c.method, options=c.params(), parent=parent, budget=cell.budget,
+                              seed=cell.seed, name=cell.name)
+        select_run(proxy_run, select, overwrite=overwrite)
 
     # 3-5. train and evaluate the target on every subset (cached per cell); the tables are rewritten
     # after every cell so that a bench stopped by a time limit still leaves them
     context = bench_context(cfg, out, data, proxy_spec, choices)
     by_id = {e.id: e for e in pool.examples}
     labels = pool_labels(pool, [r for r in (cfg.data.group_by, cfg.data.category) if r in GROUP_RULES])
-    subsets = {c.name: None if c.budget is None else RunFolder(proxy_run).selection_ids(c.name) for c in cells}
+    subsets = {c.name: None if c.budget is None else RunFolder(proxy_run).selection_ids(c.name)
+               for c in cells}
     for cell in cells:  # a changed recipe is refused before any cell is trained or a table rewritten
-        cached_result(out, cell, plan_cell(cfg, cell, target_spec, data, subsets[cell.name], by_id).fingerprint,
-                      overwrite=overwrite)
+        plan = plan_cell(cfg, cell, target_spec, data, subsets[cell.name], by_id)
+        cached_result(out, cell, plan.fingerprint, overwrite=overwrite)
     rows = []
     for k, cell in enumerate(cells, 1):
-        row = run_cell(cfg, out, cell, target_spec, data, subsets[cell.name], by_id, labels, overwrite=overwrite,
-                       prefix=f"[{k}/{len(cells)}]", say=say)
+        row = run_cell(cfg, out, cell, target_spec, data, subsets[cell.name], by_id, labels,
+                       overwrite=overwrite, prefix=f"[{k}/{len(cells)}]", say=say)
         rows.append(row)
         if k < len(cells) or cfg.transfer.enabled or cfg.winrate.enabled:  # else the final write follows at once
             write_outputs(cfg, out, rows, None, pool, pending=len(cells) - k, context=context)
@@ -274,8 +275,9 @@ def score_proxy_signals(cfg: BenchConfig, data: BenchData, proxy_spec: str, prox
     for with_ref in (False, True):
         names = tuple(n for n in signals if get_signal(n).needs_reference == with_ref)
         if names:
-            config = ScoreConfig(signals=names, model=proxy_spec, embedder=cfg.embedder, max_length=p.max_length,
-                                 template=p.template)
+            config = ScoreConfig(signals=names, model=proxy_spec, embedder=cfg.embedder,
+                                 max_length=p.max_length, template=p.template, dtype=p.dtype,
+                                 batch_tokens=p.batch_tokens)
             score(data.pool_path, out=proxy_run, config=config, read=ReadConfig(), runtime=runtime,
                   reference=data.reference_path if with_ref else None, overwrite=overwrite)
     if data.reference is not None and any(needs_reference(c) for c in cfg.choices()):
@@ -307,7 +309,8 @@ def bench_context(cfg: BenchConfig, out: Path, data: BenchData, proxy_spec: str,
                    n_pool=len(data.pool.examples), n_eval=len(data.eval.examples),
                    n_reference=0 if data.reference is None else len(data.reference.examples),
                    stages={name: choice_stages(c) for name, c in choices.items()}, records=records,
-                   n_params={proxy_spec: proxy_params(out, proxy_spec)}, n_boot=cfg.eval.n_boot, level=cfg.eval.level)
+                   n_params={proxy_spec: proxy_params(out, proxy_spec)}, n_boot=cfg.eval.n_boot,
+                   level=cfg.eval.level)
 
 
 def add_epoch_columns(run_dir: Path) -> list[str]:
@@ -340,7 +343,8 @@ def pool_labels(pool: Any, rules: list[str]) -> dict[str, list[str | None]]:
     and the given rules of ``groups.GROUP_RULES`` (a rule's value is its group, e.g. ``code``)."""
     labels: dict[str, list[str | None]] = {}
     for f in GROUP_FIELDS:
-        values = [str(e.record[f]) if isinstance(e.record, dict) and f in e.record else None for e in pool.examples]
+        values = [str(e.record[f]) if isinstance(e.record, dict) and f in e.record else None
+                  for e in pool.examples]
         if any(v is not None for v in values):
             labels[f] = values
     for rule in dict.fromkeys(rules):
@@ -409,7 +413,8 @@ def plan_cell(cfg: BenchConfig, cell: Cell, target_spec: str, data: BenchData, i
     return CellPlan(examples, epochs, exact, fingerprint)
 
 
-def cached_result(out: Path, cell: Cell, fingerprint: dict[str, Any], *, overwrite: bool) -> dict[str, Any] | None:
+def cached_result(out: Path, cell: Cell, fingerprint: dict[str, Any], *,
+                  overwrite: bool) -> dict[str, Any] | None:
     """The cell's stored result when its fingerprint matches, else None; a result trained with other
     settings is refused (RunConflictError, naming what changed) unless ``overwrite``."""
     path = out / "cells" / cell.name / "result.json"
@@ -425,9 +430,9 @@ def cached_result(out: Path, cell: Cell, fingerprint: dict[str, Any], *, overwri
     return None
 
 
-def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, data: BenchData, ids: list[str] | None,
-             by_id: dict[str, Any], labels: dict[str, list[str | None]], *, overwrite: bool, prefix: str,
-             say: Callable[[str], None]) -> dict[str, Any]:
+def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, data: BenchData,
+             ids: list[str] | None, by_id: dict[str, Any], labels: dict[str, list[str | None]], *,
+             overwrite: bool, prefix: str, say: Callable[[str], None]) -> dict[str, Any]:
     """Train + evaluate one cell, or read its cached result. Returns the result dict."""
     pool, held_out = data.pool, data.eval
     base = cell.selector == "base"
@@ -454,9 +459,10 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, data: Be
         trained = train_target(target_spec, cfg.target, examples, epochs=epochs, seed=cell.seed,
                                state_dir=folder / "state", device=cfg.device, batch_tokens=cfg.eval.batch_tokens)
     if cached is None:
+        e = cfg.eval
         metrics, arrays = evaluate_target(trained, held_out.examples, exact_match=exact,
-                                          max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
-                                          batch_tokens=cfg.eval.batch_tokens, groups=data.groups)
+                                          max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
+                                          batch_tokens=e.batch_tokens, groups=data.groups)
         result = {"cell": cell.name, "selector": cell.selector, "budget": cell.budget, "seed": cell.seed,
                   "fingerprint": fingerprint, "n_train": trained.n_train, "n_selected": len(examples),
                   "epochs": epochs, "steps": trained.steps, "train_seconds": round(trained.seconds, 2),

@@ -29,10 +29,8 @@ import numpy as np
 from proxysel.benchmarking.analysis import ExampleArrays, example_metrics
 from proxysel.benchmarking.ledger import model_params
 from proxysel.data.example import Example
-from proxysel.dynamics.schedule import make_plan
 from proxysel.dynamics.train import fine_tune
 from proxysel.engine import score_losses
-from proxysel.errors import UsageError
 from proxysel.models.loader import load_causal_lm
 from proxysel.models.render import Renderer
 from proxysel.options import TrainProxyConfig, TrainRecipe
@@ -146,7 +144,8 @@ def greedy_answers(lm: Any, renderer: Any, examples: Sequence[Example], *, max_n
 
 
 def evaluate_target(trained: Trained, examples: Sequence[Example], *, exact_match: bool, max_new_tokens: int,
-                    batch_size: int, batch_tokens: int, groups: Sequence[str]) -> tuple[dict[str, Any], ExampleArrays]:
+                    batch_size: int, batch_tokens: int,
+                    groups: Sequence[str]) -> tuple[dict[str, Any], ExampleArrays]:
     """(the eval metrics of ``trained``, its per-example arrays). Metrics: ``analysis.example_metrics``
     (``groups``: one per example), ``samples`` (the first 8 greedy answers, with exact match) and
     ``eval_seconds``."""
