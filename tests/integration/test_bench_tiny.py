@@ -119,6 +119,18 @@ def test_rerun_reads_every_cell_from_the_cache(bench, capsys):
     assert before == {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*/result.json")}
 
 
+def test_a_cell_written_before_per_example_arrays_is_trained_again(bench, capsys):
+    out, _ = bench
+    path = out / "cells" / "base" / "result.json"
+    old = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in old.items() if k != "per_example"}))
+    assert main(["bench", "--preset", "tiny", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("training it again") == 1 and "base: its result has no per-example arrays" in text
+    new = json.loads(path.read_text())
+    assert new["per_example"] == old["per_example"] and new["metrics"]["eval_loss"] == old["metrics"]["eval_loss"]
+
+
 def test_changed_recipe_is_refused_without_overwrite(bench, capsys):
     out, _ = bench
     assert main(["-q", "bench", "--preset", "tiny", "--out", str(out), "target.lr=0.02"]) == 2

@@ -165,7 +165,7 @@ def test_eval_groups_from_a_field_a_rule_or_one_group():
     mixed = [_Ex("1", {"family": "add"}), _Ex("2", {}, ("q", "import os"))]
     assert eval_groups(mixed, None)[0] == ["all", "all"]
     assert eval_groups(mixed, "has_code") == (["no code", "code"], "rule has_code")
-    assert eval_groups(fam, "all") == (["all", "all"], "one group")
+    assert eval_groups(fam, "all") == (["all", "all"], "group_by all")
     with pytest.raises(ValueError, match="1 eval records have no field 'family' \\(first: \\['2'\\]\\)"):
         eval_groups(mixed, "family")
 
@@ -315,3 +315,13 @@ def test_ledger_through_the_bench_outputs(tmp_path):
                            "eval_loss", "eval_loss_example", "exact_match", "win_rate", "train_seconds",
                            "eval_seconds"]
     assert {"eval_loss_macro", "exact_match_macro", "tokens_trained", "train_flops"} <= set(header)
+
+
+def test_the_score_signals_a_bench_computes_come_from_the_registries():
+    from proxysel.benchmarking.runner import score_signals_needed
+
+    # cluster_random reads embedding, rds its vectors; longest's token counts come with train-proxy
+    assert score_signals_needed(load_bench_config(preset="tiny")) == ["embedding", "rds"]
+    assert score_signals_needed(load_bench_config(preset="cpu-targeted")) == ["embedding", "color", "rds"]
+    assert score_signals_needed(load_bench_config(preset="tiny", overrides=[
+        "baselines=[random]", "selectors=[{method: top, signal: loss}]"])) == ["loss"]

@@ -94,9 +94,9 @@ def eval_groups(examples: Sequence[Any], group_by: str | None) -> tuple[list[str
         if examples and all(_field_value(e, "family") is not None for e in examples):
             group_by = "family"
         else:
-            return [ONE_GROUP] * len(examples), "one group (the eval records have no family field)"
+            return [ONE_GROUP] * len(examples), "the eval records have no family field"
     if group_by == ONE_GROUP:
-        return [ONE_GROUP] * len(examples), "one group"
+        return [ONE_GROUP] * len(examples), "group_by all"
     if group_by in GROUP_RULES:
         rule = GROUP_RULES[group_by]
         return [rule(e) for e in examples], f"rule {group_by}"

@@ -19,6 +19,7 @@ Layout of the bench folder ``OUT/``:
                            per-group tables, the compute ledger, keep rates, transfer
     stats.json             the paired comparisons (vs random, vs full) behind the verdicts
     ledger.json            the compute ledger per selector
+    ledger-params.json     N of the proxy model (ledger.model_params), by spec and revision
     keep_rates.csv         per selector, budget, seed: kept share of every family / difficulty / noise type
     plot.png               macro eval loss (and exact match) against budget, one line per selector
 
@@ -55,7 +56,7 @@ from proxysel.models.loader import resolve_model_path
 from proxysel.models.scratch import build_llama, build_tokenizer, llama_parameters
 from proxysel.options import ConfigError, ReadConfig, RuntimeConfig
 from proxysel.selectors.config import SelectConfig
-from proxysel.signals import get_signal, producer_of
+from proxysel.signals import available_signals, get_signal, producer_of
 from proxysel.signals.config import ScoreConfig
 from proxysel.signals.lp import lp, lp_app
 from proxysel.stages.compare import compare_runs
@@ -254,10 +255,15 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
 
 def score_signals_needed(cfg: BenchConfig) -> list[str]:
     """The ``score`` signals the selectors and baselines read (the signal registry says which signal
-    writes a column)."""
+    writes a column), leaving out columns the proxy's train-proxy run writes anyway (``longest``'s
+    ``n_response_tokens``, which the ``loss`` signal writes too)."""
+    from_train_proxy = {col for n in available_signals("train-proxy") if get_signal(n).provided_by(cfg.proxy)
+                        for col in get_signal(n).columns}
     needed: list[str] = []
     for choice in cfg.choices():
         for col in choice.selector().reads():
+            if col in from_train_proxy:
+                continue
             producer = producer_of(col)
             if producer is not None and producer.command == "score":
                 needed += [*producer.requires, producer.name]
@@ -444,6 +450,11 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, data: Be
     answers_key = winrate.answers_key(cfg.winrate) if cfg.winrate.enabled and not base else None
     cached = None
     old = cached_result(out, cell, fingerprint, overwrite=overwrite)
+    if old is not None and old.get("per_example") is None:
+        # written before the per-example arrays were kept: the verdicts need them, and only a
+        # trained model can give them, so the cell is trained again with the same settings
+        say(f"{prefix} {cell.name}: its result has no per-example arrays; training it again")
+        old = None
     if old is not None:
         if answers_key is None or (old.get("answers") or {}).get("key") == answers_key:
             old = _regrouped(old, data)
