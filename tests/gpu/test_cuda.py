@@ -19,10 +19,10 @@ pytestmark = [pytest.mark.gpu,
 
 import proxysel  # noqa: E402
 from conftest import plain_loss, write_qa_pool  # noqa: E402
-from proxysel.benchmarking.runner import _selected_ids  # noqa: E402
 from proxysel.cli.main import main  # noqa: E402
 from proxysel.data import read_pool  # noqa: E402
 from proxysel.models.render import Renderer  # noqa: E402
+from proxysel.store import RunFolder  # noqa: E402
 
 TINY = dict(epochs=2, checkpoints=4, batch_size=2, grad_accum=4, lr=1e-2, max_length=64, shard_size=16)
 
@@ -59,9 +59,9 @@ def test_train_proxy_on_cuda_follows_the_cpu_run(tmp_path, tiny_model_dir):
             for dev in ("cpu", "cuda")}
     for col in ("lp_app", "lp"):
         np.testing.assert_allclose(_column(runs["cuda"], col), _column(runs["cpu"], col), rtol=2e-3, atol=2e-3)
-    picked = {dev: set(_selected_ids(proxysel.select(run, method="lp_app", budget=0.3, name="s",
-                                                     within_clusters=False)))
-              for dev, run in runs.items()}
+    for run in runs.values():
+        proxysel.select(run, method="lp_app", budget=0.3, name="s", within_clusters=False)
+    picked = {dev: set(RunFolder(run).selection_ids("s")) for dev, run in runs.items()}
     assert len(picked["cuda"] & picked["cpu"]) >= 0.9 * len(picked["cpu"])
 
 

@@ -1,4 +1,5 @@
-"""`proxysel bench --preset tiny` end to end: table, plot, keep rates, transfer, resume, sanity."""
+"""`proxysel bench --preset tiny` end to end: table, plot, keep rates, transfer, resume, sanity; the
+reference set and rds, the baselines, per-example arrays, verdicts and the ledger."""
 
 from __future__ import annotations
 
@@ -38,23 +39,28 @@ def test_tiny_runs_end_to_end_quickly(bench):
     assert -1 <= transfer["lp_app"]["spearman"] <= 1 and transfer["lp_app"]["n"] == 120
 
 
+def _main_table(md):
+    """The rows of results.md's first table (header first)."""
+    lines = md.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| selector | budget | examples"))
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+    return lines[start], lines[start + 2:end]
+
+
 def test_every_cell_has_a_row_and_the_table_aggregates_seeds(bench):
     out, _ = bench
     cfg = load_bench_config(preset="tiny")
     rows = _rows(out)
     assert sorted((r["selector"], r["budget"], r["seed"]) for r in rows) == sorted(
         (c.selector, "" if c.budget is None else str(c.budget), str(c.seed)) for c in plan_cells(cfg))
-    md = (out / "results.md").read_text()
-    table = [ln for ln in md.splitlines() if ln.startswith("| ") and " ± " in ln and "loss" not in ln]
-    keys = {tuple(c.strip() for c in ln.split("|")[1:3]) for ln in table}
-    expected = {("full", "1 (full)")} | {(s, f"{b:g}") for b in cfg.budgets
-                                         for s in ["random", *[x.name for x in cfg.selectors]]}
-    assert expected <= keys
-    header = next(ln for ln in md.splitlines() if ln.startswith("| selector | budget | examples"))
+    header, table = _main_table((out / "results.md").read_text())
+    keys = [tuple(c.strip() for c in ln.split("|")[1:3]) for ln in table]
+    expected = [("base", "0 (untrained)"), ("full", "1 (full)")] + [
+        (s, f"{b:g}") for b in cfg.budgets
+        for s in ["random", "cluster_random", "longest", "lp_app", "rds", "s2l"]]
+    assert keys == expected  # base, full, then per budget random first and the rest by name
     col = [c.strip() for c in header.split("|")].index("seeds")
-    assert table[0].startswith("| base | 0 (untrained) |")
-    seeds = {ln.split("|")[col].strip() for ln in table[1:len(expected) + 1]}
-    assert seeds == {str(len(cfg.seeds))}
+    assert {ln.split("|")[col].strip() for ln in table[1:]} == {str(len(cfg.seeds))}
     # every tiny example fits max_length: 'trained' equals 'examples' on every row
     ex, tr = (([c.strip() for c in header.split("|")]).index(k) for k in ("examples", "trained"))
     assert all(ln.split("|")[ex].strip() == ln.split("|")[tr].strip() for ln in table)
@@ -113,6 +119,18 @@ def test_rerun_reads_every_cell_from_the_cache(bench, capsys):
     assert before == {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*/result.json")}
 
 
+def test_a_cell_written_before_per_example_arrays_is_trained_again(bench, capsys):
+    out, _ = bench
+    path = out / "cells" / "base" / "result.json"
+    old = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in old.items() if k != "per_example"}))
+    assert main(["bench", "--preset", "tiny", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("training it again") == 1 and "base: its result has no per-example arrays" in text
+    new = json.loads(path.read_text())
+    assert new["per_example"] == old["per_example"] and new["metrics"]["eval_loss"] == old["metrics"]["eval_loss"]
+
+
 def test_changed_recipe_is_refused_without_overwrite(bench, capsys):
     out, _ = bench
     assert main(["-q", "bench", "--preset", "tiny", "--out", str(out), "target.lr=0.02"]) == 2
@@ -122,10 +140,100 @@ def test_changed_recipe_is_refused_without_overwrite(bench, capsys):
 def test_match_steps_gives_subsets_the_full_runs_steps(tmp_path):
     out = tmp_path / "steps"
     assert main(["-q", "bench", "--preset", "tiny", "--out", str(out), "--match", "steps", "seeds=[0]",
-                 "budgets=[0.3]", "selectors=[]", "transfer.enabled=false"]) == 0
+                 "budgets=[0.3]", "selectors=[]", "baselines=[random]", "transfer.enabled=false"]) == 0
     rows = {r["selector"]: r for r in _rows(out)}
     assert int(rows["random"]["epochs"]) > int(rows["full"]["epochs"])
     assert abs(int(rows["random"]["steps"]) - int(rows["full"]["steps"])) <= 3
+
+
+def test_reference_set_reaches_rds_and_stays_out_of_the_eval_set(bench):
+    from proxysel.data import read_pool
+    from proxysel.store import Run
+
+    out, _ = bench
+    ref, held_out = read_pool(out / "data" / "reference.jsonl"), read_pool(out / "data" / "eval.jsonl")
+    assert len(ref.examples) == 8 and len(held_out.examples) == 24
+    with Run.open(out / "proxy", create=False) as run:
+        assert run.manifest["reference"]["fingerprint"] == ref.fingerprint
+        assert {"rds", "rds_reference"} <= set(run.vector_sets())
+        meta = run.read_selection("rds-0.3-s0").meta
+    assert meta["reference_fingerprint"] == ref.fingerprint and meta["n_selected"] == 36
+    assert "Sets: pool 120, reference 8, eval 24" in (out / "results.md").read_text()
+
+
+def test_longest_and_cluster_random_cells_are_trained(bench):
+    import pyarrow.parquet as pq
+
+    from proxysel.store import RunFolder
+
+    out, _ = bench
+    rows = _rows(out)
+    for name in ("longest", "cluster_random"):
+        assert sorted((r["budget"], r["seed"]) for r in rows if r["selector"] == name) == [
+            ("0.01", "0"), ("0.01", "1"), ("0.3", "0"), ("0.3", "1")]
+    scores = pq.read_table(out / "proxy" / "scores.parquet", columns=["id", "n_response_tokens"]).to_pydict()
+    n = dict(zip(scores["id"], scores["n_response_tokens"]))
+    longest = RunFolder(out / "proxy").selection_ids("longest-0.3-s0")
+    others = sorted((n[i] for i in n if i not in set(longest)), reverse=True)
+    assert len(longest) == 36 and min(n[i] for i in longest) >= others[0]
+
+
+def test_cells_keep_per_example_arrays_and_the_macro_metrics(bench):
+    from proxysel.benchmarking.stats import group_metric
+
+    out, _ = bench
+    result = json.loads((out / "cells" / "rds-0.3-s0" / "result.json").read_text())
+    ex, m = result["per_example"], result["metrics"]
+    assert ex["id"] == [f"t{i:05d}" for i in range(24)] and len(ex["loss"]) == len(ex["tokens"]) == 24
+    families = [json.loads(ln)["family"] for ln in (out / "data" / "eval.jsonl").read_text().splitlines()]
+    loss = group_metric(ex["loss"], families, weights=ex["tokens"])
+    assert m["eval_loss"] == pytest.approx(loss.pooled) and m["eval_loss_macro"] == pytest.approx(loss.macro)
+    assert set(m["per_group"]) == {"copy", "reverse"} and m["exact_match_macro"] == 0.0
+    row = next(r for r in _rows(out) if r["selector"] == "rds" and r["budget"] == "0.3" and r["seed"] == "0")
+    assert float(row["eval_loss_macro"]) == pytest.approx(loss.macro)
+
+
+def test_the_full_runs_flops_are_6_n_t_with_t_counted_independently(bench):
+    from transformers import AutoTokenizer
+
+    from proxysel.benchmarking.ledger import model_params, train_flops
+    from proxysel.data import read_pool
+    from proxysel.models.loader import load_causal_lm
+    from proxysel.models.render import Renderer
+
+    out, _ = bench
+    full = json.loads((out / "cells" / "full-s0" / "result.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(out / "models" / "target")
+    renderer = Renderer(tokenizer, max_length=64, template="auto")
+    tokens = sum(renderer.encode(e).n_tokens for e in read_pool(out / "data" / "pool.jsonl").examples)
+    assert full["tokens_trained"] == 4 * tokens  # 4 epochs over every pool example, padding excluded
+    n = model_params(load_causal_lm(str(out / "models" / "target")).model)
+    assert full["n_params"] == n and full["train_flops"] == train_flops(n, 4 * tokens) == 6 * n * 4 * tokens
+
+
+def test_verdicts_stats_and_ledger(bench):
+    out, _ = bench
+    md = (out / "results.md").read_text()
+    assert "**Headline: macro exact match %**" in md and "Verdicts on the macro exact match %" in md
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["groups"] == {"copy": 12, "reverse": 12}
+    assert set(stats["comparisons"]) == {"exact_match", "eval_loss"}
+    pairs = {(c["selector"], c["budget"], c["baseline"]) for c in stats["comparisons"]["eval_loss"]}
+    for b in (0.01, 0.3):
+        assert ("random", b, "full") in pairs and ("random", b, "random") not in pairs
+        assert {(s, b, base) for s in ("longest", "cluster_random", "lp_app", "s2l", "rds")
+                for base in ("random", "full")} <= pairs
+    # the full pool beats a 1% random subset by far: every 1% selection trails full data on the loss
+    tiny_vs_full = [c for c in stats["comparisons"]["eval_loss"]
+                    if (c["budget"], c["baseline"]) == (0.01, "full")]
+    assert {c["verdict"] for c in tiny_vs_full} == {"trails"}
+    ledger = {r["selector"]: r for r in json.loads((out / "ledger.json").read_text())["selectors"]}
+    assert ledger["random"]["flops"] == ledger["longest"]["flops"] == 0
+    assert ledger["cluster_random"]["stages"] == ["embedding"]
+    assert ledger["rds"]["stages"] == ["rds", "rds_reference"]
+    assert ledger["lp_app"]["stages"] == ["train-proxy"] and ledger["lp_app"]["train_tokens"] > 0
+    assert 0 < ledger["lp_app"]["share_pct"]
+    assert "selection cost as % of the full-data target run" in md.lower()
 
 
 def test_variants_add_cells_and_reuse_the_cached_ones(bench, capsys):
@@ -141,7 +249,8 @@ def test_variants_add_cells_and_reuse_the_cached_ones(bench, capsys):
     assert "random-0.3-s0: cached" in text
     cols = pq.read_table(out / "proxy" / "scores.parquet").column_names
     assert {"ppl_0", "ppl_2", "lp_1", "lp_app_2"} <= set(cols)
-    assert {r["selector"] for r in _rows(out)} == {"base", "full", "random", "middle", "lp_app-i2"}
+    assert {r["selector"] for r in _rows(out)} == {"base", "full", "random", "longest", "cluster_random",
+                                                   "middle", "lp_app-i2"}
 
 
 def test_a_stopped_bench_leaves_a_partial_table_and_resumes(tmp_path, monkeypatch):

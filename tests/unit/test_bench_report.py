@@ -11,9 +11,9 @@ from proxysel.benchmarking.target import matched_epochs, steps_for
 
 
 def _row(selector, budget, seed, loss, em=None):
-    metrics = {"eval_loss": loss, "eval_examples": 10}
+    metrics = {"eval_loss": loss, "eval_loss_macro": loss, "eval_examples": 10}
     if em is not None:
-        metrics["exact_match"] = em
+        metrics["exact_match"] = metrics["exact_match_macro"] = em
     return {"selector": selector, "budget": budget, "seed": seed, "n_selected": 10, "n_train": 10, "epochs": 3,
             "steps": 3, "train_seconds": 1.0, "metrics": metrics,
             "keep_rates": {"noise": {"clean": {"n": 8, "kept": 2, "rate": 0.25}}} if budget else {}}
@@ -23,8 +23,11 @@ def test_plan_has_every_cell_once():
     cfg = load_bench_config(preset="tiny", overrides=["seeds=[0,1,2]"])
     cells = plan_cells(cfg)
     names = [c.name for c in cells]
-    assert len(names) == len(set(names)) == 1 + 3 + len(cfg.budgets) * 3 * (1 + len(cfg.selectors))
+    per_budget_seed = len(cfg.baselines) + len(cfg.selectors)
+    assert cfg.baselines == ("random", "longest", "cluster_random")
+    assert len(names) == len(set(names)) == 1 + 3 + len(cfg.budgets) * 3 * per_budget_seed
     assert names[:4] == ["base", "full-s0", "full-s1", "full-s2"]
+    assert names[4:7] == ["random-0.01-s0", "longest-0.01-s0", "cluster_random-0.01-s0"]
 
 
 def test_aggregate_mean_and_sample_std_per_selector_and_budget():
@@ -40,10 +43,18 @@ def test_aggregate_mean_and_sample_std_per_selector_and_budget():
     assert full["mean"] == 2.0 and np.isclose(full["std"], 1.0) and (full["min"], full["max"]) == (1.0, 3.0)
     assert "exact_match" not in aggs[0] and aggs[1]["exact_match"]["mean"] == 0.5
     cfg = load_bench_config(preset="tiny")
-    md = results_markdown(cfg, aggregate(rows), rows, None)
-    assert "| base | 0 (untrained) | " in md and "| 5.0000 ± 0.0000 | – | +3.0000 |" in md
-    assert "| full | 1 (full) |" in md and "| s2l | 0.3 |" in md and "| random | 0.1 |" in md
+    loss_rows = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if not k.startswith("exact")}}
+                 for r in rows]
+    md = results_markdown(cfg, aggregate(loss_rows), loss_rows, None)
+    assert "**Headline: macro held-out loss**" in md
+    # macro | pooled | delta of the macro vs random | vs full
+    assert "| base | 0 (untrained) | " in md and "| 5.0000 ± 0.0000 | 5.0000 ± 0.0000 | – | +3.0000 |" in md
+    assert "| s2l | 0.3 | 10 | 10 | 3 | 3 | 3 | 3.3000 ± 1.0000 | 3.3000 ± 1.0000 | +0.0000 | +1.3000 |" in md
+    assert "| full | 1 (full) |" in md and "| random | 0.1 |" in md
     assert "2.0000 ± 1.0000" in md and "noise=clean" in md
+    md = results_markdown(cfg, aggregate(rows), rows, None)  # exact match measured: it is the headline
+    assert "**Headline: macro exact match %**" in md
+    assert "| s2l | 0.3 | 10 | 10 | 3 | 3 | 3 | 50.0 ± 0.0 |" in md
 
 
 def test_write_outputs_writes_every_file(tmp_path):

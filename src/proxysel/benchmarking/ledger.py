@@ -43,7 +43,8 @@ __all__ = ["COMPUTE_STAGES", "cost_share", "forward_flops", "model_params", "pro
            "selection_cost", "train_flops"]
 
 #: the run stages that run a model over the pool (select:* and report stages cost next to nothing)
-COMPUTE_STAGES = ("train-proxy", "loss", "ifd", "ask_llm", "embedding", "density")
+COMPUTE_STAGES = ("train-proxy", "loss", "ifd", "ask_llm", "embedding", "density", "color-conditional",
+                  "color", "rds", "rds_reference")
 
 
 def model_params(model: Any) -> int:
@@ -142,14 +143,19 @@ def _signal_record(run: RunFolder, name: str, entry: Mapping[str, Any]) -> dict[
     if entry.get("shards_computed", entry.get("shards")) != entry.get("shards"):
         missing.append("seconds of the shards computed by an earlier process")
     forward_tokens: int | None = None
-    if name == "loss":
-        forward_tokens = _scored_tokens(run, name, range(int(entry["shards"])))
+    passes = 0
+    if name in ("loss", "color"):
+        # color scores every row twice, with the prior and with the conditional model (the same N)
+        passes = 2 if name == "color" else 1
+        forward_tokens = passes * _scored_tokens(run, name, range(int(entry["shards"])))
+    elif name == "color-conditional":
+        missing.append("its fine-tuning tokens on the reference set (not recorded; seconds only)")
     elif name == "density":
         missing.append("its k-NN arithmetic (no model pass; seconds only)")
     else:
         missing.append("forward_tokens (the stage does not record its token counts)")
     return {"model": fp.get("embedder", fp.get("model")), "lora": False, "train_tokens": 0,
-            "forward_tokens": forward_tokens, "passes": 1 if forward_tokens is not None else 0,
+            "forward_tokens": forward_tokens, "passes": passes,
             "seconds": entry.get("seconds"), "missing": missing}
 
 
@@ -163,8 +169,10 @@ def proxy_costs_from_run(run_dir: str | Path) -> dict[str, dict[str, Any]]:
                       including the steps of interrupted earlier processes); 0 for scoring stages.
       forward_tokens: tokens run through the model in scoring passes: for ``train-proxy`` the
                       passes (``plan.pass_steps``) times the untruncated rows' ``n_tokens``; for
-                      ``loss`` the same over its shards; None where the stage records no token
-                      counts (``embedding``, ``ifd``, ``ask_llm``, ``density``).
+                      ``loss`` the same over its shards, for ``color`` twice that (prior and
+                      conditional model); None where the stage records no token counts
+                      (``embedding``, ``ifd``, ``ask_llm``, ``density``, ``rds``, ``rds_reference``,
+                      ``color-conditional``).
       passes:         scoring passes over the pool.
       seconds:        wall seconds the manifest records (of the last process only).
       missing:        what the record cannot account for, in words.

@@ -1,7 +1,10 @@
-"""results.csv, keep_rates.csv, results.md and plot.png from the cell results of a bench.
+"""results.csv, keep_rates.csv, results.md, stats.json, ledger.json and plot.png from the cell
+results of a bench.
 
 Aggregation: for every (selector, budget), and for ``full``, the mean, the sample standard
-deviation (ddof=1; 0 with one seed) and the min and max over seeds of each metric.
+deviation (ddof=1; 0 with one seed) and the min and max over seeds of each metric. The paired
+comparisons and verdicts (``analysis.comparisons``) and the ledger (``analysis.ledger_rows``) are
+computed from the cells' per-example arrays and the proxy run's records.
 """
 
 from __future__ import annotations
@@ -9,16 +12,27 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from proxysel.store.atomic import atomic_write_json, atomic_write_text
 
-METRICS = ("eval_loss", "exact_match", "win_rate")
-PERCENT = ("exact_match", "win_rate")  # shown in %
-YLABELS = {"eval_loss": "held-out loss (nats, lower is better)", "exact_match": "exact match % (higher is better)",
+from proxysel.benchmarking.analysis import comparisons, headline_of, ledger_rows
+
+METRICS = ("eval_loss", "eval_loss_macro", "exact_match", "exact_match_macro", "win_rate")
+PERCENT = ("exact_match", "exact_match_macro", "win_rate")  # shown in %
+#: the plot's panels: the macro metric (the pooled one for cells written before the macro was kept)
+PLOT_METRICS = (("eval_loss_macro", "eval_loss"), ("exact_match_macro", "exact_match"),
+                ("win_rate", "win_rate"))
+YLABELS = {"eval_loss": "held-out loss, pooled (nats, lower is better)",
+           "eval_loss_macro": "macro held-out loss over groups (nats, lower is better)",
+           "exact_match": "exact match %, pooled (higher is better)",
+           "exact_match_macro": "macro exact match % over groups (higher is better)",
            "win_rate": "win rate vs full data % (50 = even)"}
+#: the baselines' lines are dashed (random grey)
+BASELINE_NAMES = ("random", "longest", "cluster_random")
 
 
 def _table_order(key: tuple[str, float | None]) -> tuple[Any, ...]:
@@ -56,9 +70,9 @@ def _keep_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         if r["budget"] is None:
             continue
-        for field, values in (r.get("keep_rates") or {}).items():
+        for name, values in (r.get("keep_rates") or {}).items():
             for value, c in values.items():
-                out.append({"selector": r["selector"], "budget": r["budget"], "seed": r["seed"], "field": field,
+                out.append({"selector": r["selector"], "budget": r["budget"], "seed": r["seed"], "field": name,
                             "value": value, "n_pool": c["n"], "n_kept": c["kept"], "rate": round(c["rate"], 6)})
     return out
 
@@ -87,69 +101,228 @@ def _budget_label(selector: str, budget: float | None) -> str:
     return "0 (untrained)" if selector == "base" else "1 (full)"
 
 
+@dataclass
+class Context:
+    """What the report needs beyond the cells (``runner.bench_context``).
+
+    groups:   the eval examples' groups, aligned with ``eval_ids`` (the eval set's order).
+    grouping: how the groups were made, in words ("record field family", "rule has_code", ...).
+    stages:   selector or baseline name -> the proxy-run stages its selection uses.
+    records:  stage -> its cost record (``ledger.proxy_costs_from_run``); n_params: model spec -> N.
+    """
+
+    groups: list[str]
+    eval_ids: list[str]
+    grouping: str
+    n_pool: int
+    n_eval: int
+    n_reference: int = 0
+    stages: dict[str, list[str]] = field(default_factory=dict)
+    records: dict[str, Any] = field(default_factory=dict)
+    n_params: dict[str, int] = field(default_factory=dict)
+    n_boot: int = 2000
+    level: float = 0.95
+
+
+def _delta(a: dict[str, Any], ref: dict[str, Any] | None, m: str, pct: bool) -> str:
+    if ref is None or a is ref or m not in a or m not in ref:
+        return "–"
+    d = a[m]["mean"] - ref[m]["mean"]
+    return f"{100 * d:+.1f}" if pct else f"{d:+.4f}"
+
+
+def _headline_note(cfg: Any, head: Any, rows: Sequence[dict[str, Any]], context: Context | None,
+                   has_em: bool) -> str:
+    """The paragraph above the main table: what the headline is and how to read the columns."""
+    n_groups = len(set(context.groups)) if context is not None else 0
+    if n_groups > 1:
+        groups = f" over {n_groups} eval groups ({context.grouping}); the pooled value ignores the groups"
+    elif context is not None:
+        groups = f" (one eval group, {context.grouping}: the macro mean is the pooled mean over the eval set)"
+    else:
+        groups = ""
+    what = "exact match" if head.percent else "token-weighted loss"
+    em = " (exact match: the greedy answer equals the reference)" if has_em else ""
+    points = " (in points)" if head.percent else ""
+    n_eval = rows[0]["metrics"].get("eval_examples")
+    return (f"**Headline: macro {head.label}**: the unweighted mean over groups of each group's {what}"
+            f"{groups}. Held-out loss: mean response-token cross-entropy (nats) on {n_eval} eval "
+            f"examples{em}; mean ± sample std over seeds {list(cfg.seeds)} (min-max in results.csv). "
+            f"Δ columns: the macro headline against random at the same budget and against full "
+            f"data{points}. Recipe: target.epochs={cfg.target.epochs}, match={cfg.match}. 'trained': the "
+            f"selected examples that fit target.max_length (the others keep no response token and train "
+            f"nothing). 'base': the target before any training; a trained row with a higher loss made the "
+            f"target worse on this metric.")
+
+
+def main_table(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
+               context: Context | None) -> list[str]:
+    """The headline table: per (selector, budget) the macro headline metric, its pooled value, the
+    deltas of the macro metric against random (same budget) and full data, the other metric and the
+    win rate."""
+    head = headline_of(rows)
+    has_em = any("exact_match" in a for a in aggs)
+    has_wr = any("win_rate" in a for a in aggs)
+    others = [m for m in ("exact_match", "eval_loss") if m != head.metric and (m != "exact_match" or has_em)]
+    cols = [f"**macro {head.label}**", f"{head.label} (pooled)", "Δ vs random", "Δ vs full"]
+    for m in others:
+        label = "exact match %" if m == "exact_match" else "held-out loss"
+        cols += [f"macro {label}", f"{label} (pooled)"]
+    cols += ["win rate vs full %"] if has_wr else []
+    random = {a["budget"]: a for a in aggs if a["selector"] == "random"}
+    full = next((a for a in aggs if a["selector"] == "full"), None)
+    lines = [_headline_note(cfg, head, rows, context, has_em), "",
+             "| selector | budget | examples | trained | epochs | steps | seeds | " + " | ".join(cols) + " |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(cols)]
+    for a in aggs:
+        cells = [_fmt(a, head.macro, head.percent), _fmt(a, head.metric, head.percent),
+                 _delta(a, random.get(a["budget"]), head.macro, head.percent),
+                 _delta(a, full, head.macro, head.percent)]
+        for m in others:
+            cells += [_fmt(a, f"{m}_macro", m == "exact_match"), _fmt(a, m, m == "exact_match")]
+        cells += [_fmt(a, "win_rate", True)] if has_wr else []
+        lead = [a["selector"], _budget_label(a["selector"], a["budget"]), a["n_selected"], a["n_train"],
+                a["epochs"], a["steps"], a["n_seeds"]]
+        lines.append("| " + " | ".join(str(c) for c in [*lead, *cells]) + " |")
+    return lines
+
+
+def verdict_table(stats: Sequence[dict[str, Any]], head: Any, level: float) -> list[str]:
+    """Per (selector, budget): the paired deltas against random and against full data, wins, the
+    bootstrap interval and the verdict (``analysis.comparisons``)."""
+    by: dict[tuple[str, float], dict[str, dict[str, Any]]] = {}
+    for c in stats:
+        by.setdefault((c["selector"], c["budget"]), {})[c["baseline"]] = c
+    scale, unit = (100.0, "points") if head.percent else (1.0, "nats")
+    better = "higher" if head.higher_is_better else "lower"
+    lines = [f"Verdicts on the macro {head.label} (selector minus baseline, paired on the same seed; "
+             f"{better} is better). Interval: paired bootstrap over eval examples ({100 * level:g}%, "
+             f"resampled within each group; {unit}). *beats* / *trails*: the interval excludes 0 on the "
+             f"good / bad side; *ties*: it contains 0. Wins: seeds on the good side.", "",
+             "| selector | budget | Δ vs random (mean ± std) | wins | interval | verdict vs random "
+             "| Δ vs full (mean ± std) | wins | interval | verdict vs full |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def part(c: dict[str, Any] | None) -> str:
+        if c is None:
+            return "– | – | – | –"
+        if "error" in c:
+            return f"– | – | – | ({c['error']})"
+        return (f"{scale * c['mean']:+.4g} ± {scale * c['std']:.2g} | {c['wins']} of {c['n_seeds']} | "
+                f"[{scale * c['lo']:+.4g}, {scale * c['hi']:+.4g}] | **{c['verdict']}**")
+
+    for (sel, budget), cs in sorted(by.items(), key=lambda t: _table_order(t[0])):
+        lines.append(f"| {sel} | {budget:g} | {part(cs.get('random'))} | {part(cs.get('full'))} |")
+    return lines
+
+
+def group_tables(rows: Sequence[dict[str, Any]], head: Any) -> list[str]:
+    """Per metric (the headline's first), the mean over seeds of every group's value per (selector,
+    budget), and the macro mean; empty with one group."""
+    per_group = [r for r in rows if r["metrics"].get("per_group")]
+    names = sorted({g for r in per_group for g in r["metrics"]["per_group"]})
+    if len(names) < 2:
+        return []
+    sizes = {n: per_group[0]["metrics"]["per_group"].get(n, {}).get("n", "?") for n in names}
+    out: list[str] = []
+    for m in dict.fromkeys([head.metric, "eval_loss", "exact_match"]):
+        pct = m == "exact_match"
+        if not any(m in v for r in per_group for v in r["metrics"]["per_group"].values()):
+            continue
+        label = "Exact match %" if pct else "Held-out loss (token-weighted)"
+        out += ["", f"{label} per eval group (mean over seeds; n = eval examples):", "",
+                "| selector | budget | " + " | ".join(f"{n} (n={sizes[n]})" for n in names) + " | macro |",
+                "|---|---|" + "---|" * (len(names) + 1)]
+        acc: dict[tuple[str, Any], dict[str, list[float]]] = {}
+        for r in per_group:
+            cell = acc.setdefault((r["selector"], r["budget"]), {})
+            for n in names:
+                v = r["metrics"]["per_group"].get(n, {}).get(m)
+                cell.setdefault(n, []).append(math.nan if v is None else v)
+        for (sel, budget), vals in sorted(acc.items(), key=lambda t: _table_order(t[0])):
+            means = [float(np.mean(vals[n])) for n in names]
+            shown = [("–" if math.isnan(v) else f"{100 * v:.1f}" if pct else f"{v:.4f}")
+                     for v in [*means, float(np.mean(means))]]
+            out.append(f"| {sel} | {_budget_label(sel, budget)} | " + " | ".join(shown) + " |")
+    return out
+
+
+def ledger_table(ledger: Sequence[dict[str, Any]], full_flops: float | None) -> list[str]:
+    """Per selector: what its selection cost (proxy training, scoring passes, seconds) and that as a
+    share of the full-data target run's training."""
+    if not ledger:
+        return []
+    full = f"{full_flops:.3g} FLOPs" if full_flops else "not trained yet"
+    lines = [f"Compute ledger (Kaplan: training 6·N·T, LoRA 4·N·T, a scoring pass 2·N·T; N and T: "
+             f"docs/bench.md). Selection cost as % of the full-data target run ({full}, mean over "
+             f"seeds). Each selector is charged for every proxy-run stage whose columns it reads, the "
+             f"whole stage (the proxy is trained once for all selectors).", "",
+             "| selector | stages | proxy training tokens | training FLOPs | scoring FLOPs | seconds "
+             "| selection cost, % of full target FLOPs | seconds, % of full target seconds | not counted |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in ledger:
+        share = "–" if r["share_pct"] is None else f"{r['share_pct']:.3g}"
+        secs = "–" if r["seconds_share_pct"] is None else f"{r['seconds_share_pct']:.3g}"
+        cells = [r["selector"], ", ".join(r["stages"]) or "none", f"{r['train_tokens']:,}",
+                 f"{r['train_flops']:.3g}", f"{r['forward_flops']:.3g}", f"{r['seconds']:.1f}", share, secs,
+                 "; ".join(r["unknown"]) or "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def keep_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Keep rates per (selector, budget), mean over seeds: noise, family, difficulty, then the rest."""
+    keep = _keep_rows(rows)
+    if not keep:
+        return []
+    fields: dict[str, list[str]] = {}
+    for k in keep:
+        values = fields.setdefault(k["field"], [])
+        if k["value"] not in values:
+            values.append(k["value"])
+    first = ("noise", "family", "difficulty")
+    order = [f for f in first if f in fields] + [f for f in fields if f not in first]
+    cols = [(f, v) for f in order for v in fields[f]]
+    lines = ["Keep rates (share of each group of the pool that the selection kept; mean over seeds):", "",
+             "| selector | budget | " + " | ".join(f"{f}={v}" for f, v in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    table: dict[tuple[str, float], dict[tuple[str, str], list[float]]] = {}
+    for k in keep:
+        cell = table.setdefault((k["selector"], k["budget"]), {})
+        cell.setdefault((k["field"], k["value"]), []).append(k["rate"])
+    for (sel, budget), vals in sorted(table.items(), key=lambda t: _table_order(t[0])):
+        cells = [f"{np.mean(vals[c]):.2f}" if c in vals else "–" for c in cols]
+        lines.append(f"| {sel} | {budget:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
-                     transfer: dict[str, Any] | None, pending: int = 0) -> str:
-    """The results table (plus keep rates, per-family accuracy and transfer where present).
+                     transfer: dict[str, Any] | None, pending: int = 0, context: Context | None = None,
+                     stats: Sequence[dict[str, Any]] = (), ledger: Sequence[dict[str, Any]] = ()) -> str:
+    """results.md: the headline table, verdicts, per-group tables, the ledger, keep rates, win rate
+    and transfer, each where there is something to show.
 
     ``pending`` > 0 marks a table written while the bench still runs: it then starts with a line
     saying how many cells are still to come, so a bench stopped by a time limit leaves a readable
     partial table rather than only ``cells/*/result.json``.
     """
-    has_em = any("exact_match" in a for a in aggs)
-    has_wr = any("win_rate" in a for a in aggs)
-    random_loss = {a["budget"]: a["eval_loss"]["mean"] for a in aggs if a["selector"] == "random"}
-    full = next((a for a in aggs if a["selector"] == "full"), None)
+    head = headline_of(rows)
     lines = [f"**Partial: {len(rows)} of {len(rows) + pending} cells done; the bench is still running or was "
              f"stopped (rerun the same command to resume).**", ""] if pending else []
-    lines += [f"Held-out loss: mean response-token cross-entropy (nats) on {rows[0]['metrics']['eval_examples']} "
-             f"held-out examples; mean ± sample std over seeds {list(cfg.seeds)} (min-max in results.csv). "
-             f"Recipe: target.epochs={cfg.target.epochs}, match={cfg.match}. 'trained': the selected examples "
-             f"that fit target.max_length (the others keep no response token and train nothing). 'base': "
-             f"the target before any training; a trained row with a higher loss made the target worse on this metric.", "",
-             "| selector | budget | examples | trained | epochs | steps | seeds | held-out loss | Δ vs random "
-             "| Δ vs full |" + (" exact match % |" if has_em else "") + (" win rate vs full % |" if has_wr else ""),
-             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if has_em else "") + ("---|" if has_wr else "")]
-    for a in aggs:
-        loss = a["eval_loss"]["mean"]
-        d_rand = f"{loss - random_loss[a['budget']]:+.4f}" if a["budget"] in random_loss else "–"
-        d_full = f"{loss - full['eval_loss']['mean']:+.4f}" if full is not None and a is not full else "–"
-        budget = _budget_label(a["selector"], a["budget"])
-        lines.append(f"| {a['selector']} | {budget} | {a['n_selected']} | {a['n_train']} | {a['epochs']} | {a['steps']} | "
-                     f"{a['n_seeds']} | {_fmt(a, 'eval_loss')} | {d_rand} | {d_full} |"
-                     + (f" {_fmt(a, 'exact_match', True)} |" if has_em else "")
-                     + (f" {_fmt(a, 'win_rate', True)} |" if has_wr else ""))
-    keep = _keep_rows(rows)
+    if context is not None:
+        ref = f", reference {context.n_reference}" if context.n_reference else ", no reference set"
+        lines += [f"Sets: pool {context.n_pool}{ref}, eval {context.n_eval} (disjoint; no selector reads the "
+                  f"eval set).", ""]
+    lines += main_table(cfg, aggs, rows, context)
+    if stats:
+        lines += ["", *verdict_table(stats, head, context.level if context else 0.95)]
+    lines += group_tables(rows, head)
+    if ledger:
+        lines += ["", *ledger_table(ledger, _full_mean(rows, "train_flops"))]
+    keep = keep_table(rows)
     if keep:
-        fields = {}
-        for k in keep:
-            fields.setdefault(k["field"], [])
-            if k["value"] not in fields[k["field"]]:
-                fields[k["field"]].append(k["value"])
-        cols = [(f, v) for f in ("noise", "family", "difficulty") for v in fields.get(f, [])]
-        lines += ["", "Keep rates (share of each group of the pool that the selection kept; mean over seeds):", "",
-                  "| selector | budget | " + " | ".join(f"{f}={v}" for f, v in cols) + " |",
-                  "|---|---|" + "---|" * len(cols)]
-        table: dict[tuple[str, float], dict[tuple[str, str], list[float]]] = {}
-        for k in keep:
-            table.setdefault((k["selector"], k["budget"]), {}).setdefault((k["field"], k["value"]), []) \
-                .append(k["rate"])
-        for (sel, budget), vals in sorted(table.items(), key=lambda t: _table_order(t[0])):
-            cells = [f"{np.mean(vals[c]):.2f}" if c in vals else "–" for c in cols]
-            lines.append(f"| {sel} | {budget:g} | " + " | ".join(cells) + " |")
-    per_group = [r for r in rows if r["metrics"].get("per_group")]
-    if per_group and has_em:
-        names = sorted(per_group[0]["metrics"]["per_group"])
-        lines += ["", "Exact match % per held-out family (mean over seeds):", "",
-                  "| selector | budget | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-        acc: dict[tuple[str, Any], dict[str, list[float]]] = {}
-        for r in per_group:
-            for n in names:
-                acc.setdefault((r["selector"], r["budget"]), {}).setdefault(n, []).append(
-                    r["metrics"]["per_group"][n].get("exact_match", math.nan))
-        for (sel, budget), vals in sorted(acc.items(), key=lambda t: _table_order(t[0])):
-            b = _budget_label(sel, budget)
-            lines.append(f"| {sel} | {b} | " + " | ".join(f"{100 * np.mean(vals[n]):.1f}" for n in names) + " |")
-    if has_wr:
+        lines += ["", *keep]
+    if any("win_rate" in a for a in aggs):
         lines += ["", *_winrate_section(cfg, rows)]
     if transfer:
         lines += ["", "Transfer (proxy vs target signals on the pool, `proxysel compare`):", "",
@@ -159,6 +332,12 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
             lines.append(f"| {s} | {r['n']} | {r['spearman']:+.3f} | {r['kendall']:+.3f} | "
                          f"{ov.get(0.1, math.nan):.2f} | {ov.get(0.3, math.nan):.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def _full_mean(rows: Sequence[dict[str, Any]], key: str) -> float | None:
+    """The mean over the full-data cells of ``key`` (None when none has it)."""
+    vals = [r[key] for r in rows if r["selector"] == "full" and r.get(key)]
+    return float(np.mean(vals)) if vals else None
 
 
 def _winrate_section(cfg: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -191,7 +370,8 @@ def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in METRICS if any(m in a for a in aggs)]
+    metrics = [next(m for m in pair if any(m in a for a in aggs)) for pair in PLOT_METRICS
+               if any(m in a for m in pair for a in aggs)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.2 * len(metrics), 4.4), squeeze=False)
     budgets = sorted({a["budget"] for a in aggs if a["budget"] is not None})
     selectors = list(dict.fromkeys(a["selector"] for a in aggs if a["budget"] is not None))
@@ -207,7 +387,8 @@ def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
             mean = np.array([p[1]["mean"] for p in pts]) * scale
             lo = mean - np.array([p[1]["min"] for p in pts]) * scale
             hi = np.array([p[1]["max"] for p in pts]) * scale - mean
-            style = {"linestyle": "--", "color": "grey"} if sel == "random" else {}
+            style = {"linestyle": "--", "color": "grey"} if sel == "random" else \
+                {"linestyle": "--"} if sel in BASELINE_NAMES else {}
             ax.errorbar(x, mean, yerr=[lo, hi], marker="o", capsize=3, label=sel, **style)
         if full is not None and m in full:
             f = full[m]
@@ -215,7 +396,7 @@ def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
             ax.axhspan(f["min"] * scale, f["max"] * scale, color="black", alpha=0.08)
         if base is not None and m in base:
             _base_line(ax, base[m]["mean"] * scale, [a[m]["mean"] * scale for a in aggs if m in a and a is not base])
-        if m == "exact_match":
+        if m.startswith("exact_match"):
             top = max([a[m]["max"] for a in aggs if m in a] + [0.0]) * scale
             ax.set_ylim(0, max(5.0, 1.1 * top))
         if m == "win_rate":  # full data against itself is even by definition
@@ -252,11 +433,28 @@ def _base_line(ax: Any, value: float, others: Sequence[float]) -> None:
                     xycoords="axes fraction", va="top", fontsize=8)
 
 
+def bench_stats(rows: Sequence[dict[str, Any]], context: Context | None) -> dict[str, Any]:
+    """stats.json: the headline and every paired comparison of the headline metric (and, when the
+    headline is exact match, of the loss too); empty without a context (no eval groups known)."""
+    if context is None:
+        return {}
+    head = headline_of(rows)
+    out: dict[str, Any] = {"headline": {"metric": head.macro, "higher_is_better": head.higher_is_better},
+                           "grouping": context.grouping,
+                           "groups": {g: context.groups.count(g) for g in sorted(set(context.groups))},
+                           "n_boot": context.n_boot, "level": context.level, "comparisons": {}}
+    for metric in dict.fromkeys([head.metric, "eval_loss"]):
+        out["comparisons"][metric] = comparisons(rows, context.groups, context.eval_ids, metric=metric,
+                                                 n_boot=context.n_boot, level=context.level)
+    return out
+
+
 def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer: dict[str, Any] | None,
-                  pool: Any, pending: int = 0) -> dict[str, Path]:
-    """Write results.csv, keep_rates.csv, results.md, winrate.json, transfer.json and plot.png; with ``pending`` > 0
-    (cells still to train) only the two tables and results.md, marked partial (the plot is drawn once, at
-    the end)."""
+                  pool: Any, pending: int = 0, context: Context | None = None) -> dict[str, Path]:
+    """Write results.csv, keep_rates.csv, results.md, stats.json, ledger.json, winrate.json, transfer.json and
+    plot.png; with ``pending`` > 0 (cells still to train) only the two tables and results.md, marked partial
+    (the plot is drawn once, at the end). ``context`` (eval groups, ledger inputs) adds the verdicts and
+    the ledger."""
     flat = []
     for r in rows:
         m = r["metrics"]
@@ -265,18 +463,35 @@ def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer:
                      "epochs": r["epochs"], "steps": r["steps"], "eval_loss": m.get("eval_loss"),
                      "eval_loss_example": m.get("eval_loss_example"), "exact_match": m.get("exact_match", ""),
                      "win_rate": m.get("win_rate", ""),
-                     "train_seconds": r["train_seconds"], "eval_seconds": m.get("eval_seconds")})
+                     "train_seconds": r["train_seconds"], "eval_seconds": m.get("eval_seconds"),
+                     "eval_loss_macro": m.get("eval_loss_macro", ""),
+                     "exact_match_macro": m.get("exact_match_macro", ""),
+                     "tokens_trained": r.get("tokens_trained", ""), "train_flops": r.get("train_flops", "")})
+    # the first 13 columns are those of benches before the macro metrics, in the same order
     columns = ["selector", "budget", "seed", "n_selected", "n_train", "epochs", "steps", "eval_loss",
-               "eval_loss_example", "exact_match", "win_rate", "train_seconds", "eval_seconds"]
+               "eval_loss_example", "exact_match", "win_rate", "train_seconds", "eval_seconds",
+               "eval_loss_macro", "exact_match_macro", "tokens_trained", "train_flops"]
     paths = {"results.csv": atomic_write_text(out / "results.csv", _csv(flat, columns))}
     keep = _keep_rows(rows)
     if keep:
         paths["keep_rates.csv"] = atomic_write_text(
             out / "keep_rates.csv", _csv(keep, ["selector", "budget", "seed", "field", "value", "n_pool", "n_kept", "rate"]))
     aggs = aggregate(rows)
-    paths["results.md"] = atomic_write_text(out / "results.md", results_markdown(cfg, aggs, rows, transfer, pending))
+    stats = bench_stats(rows, context)
+    full_flops, full_seconds = _full_mean(rows, "train_flops"), _full_mean(rows, "train_seconds")
+    ledger = [] if context is None else ledger_rows(context.stages, context.records, context.n_params,
+                                                     full_flops, full_seconds)
+    head = stats.get("comparisons", {}).get(headline_of(rows).metric, [])
+    paths["results.md"] = atomic_write_text(out / "results.md", results_markdown(
+        cfg, aggs, rows, transfer, pending, context=context, stats=head, ledger=ledger))
     if pending:
         return paths
+    if stats:
+        paths["stats.json"] = atomic_write_json(out / "stats.json", stats)
+    if ledger:
+        paths["ledger.json"] = atomic_write_json(out / "ledger.json", {
+            "full_target_train_flops": full_flops, "full_target_train_seconds": full_seconds,
+            "selectors": ledger, "stages": context.records, "n_params": context.n_params})
     judged = {r["cell"]: r["winrate"] for r in rows if r.get("winrate")}
     if judged:
         paths["winrate.json"] = atomic_write_json(out / "winrate.json", judged)

@@ -1,26 +1,31 @@
-"""``proxysel bench``: proxy signals once, every (selector, budget, seed) subset, a target trained on
-each, evaluated on held-out data, tabulated and plotted. Every step resumes.
+"""``proxysel bench``: proxy signals once, every (selector or baseline, budget, seed) subset, a target
+trained on each, evaluated on the eval set, tabulated, compared and plotted. Every step resumes.
 
 Layout of the bench folder ``OUT/``:
 
     config.yaml            the resolved config
-    data/pool.jsonl        the pool (generated, or copied from ShareGPT); data/eval.jsonl the held-out set
+    data/                  generated kinds: pool.jsonl, eval.jsonl and (with one) reference.jsonl
     models/proxy, target   scratch models (random init + a tokenizer trained on the pool)
-    proxy/                 the proxy's run folder (api.train_proxy, + embeddings for lp/lp_app);
-                           its selections/NAME/ are the subsets
-    cells/NAME/result.json one trained target: fingerprint, counts, steps, metrics, keep rates.
+    proxy/                 the proxy's run folder (train-proxy, + the score signals the selectors read,
+                           e.g. embedding, color, rds); its selections/NAME/ are the subsets
+    cells/NAME/result.json one trained target: fingerprint, counts, steps, metrics (per group, pooled,
+                           macro), per-example eval arrays, keep rates, its training tokens and FLOPs.
                            A rerun skips every cell whose result is there with the same fingerprint
     winrate/NAME.json      (winrate.enabled) the judge's verdicts on cell NAME's answers against full-s<seed>'s,
                            both orders, and their summary; cells/NAME/result.json then holds the answers
     target-signals/        the transfer check: api.train_proxy with the target model
     results.csv            one row per cell (seed level)
-    results.md             mean and spread over seeds per (selector, budget), plus full; keep rates;
-                           transfer
+    results.md             the headline (macro) and pooled metrics per (selector, budget), verdicts,
+                           per-group tables, the compute ledger, keep rates, transfer
+    stats.json             the paired comparisons (vs random, vs full) behind the verdicts
+    ledger.json            the compute ledger per selector
+    ledger-params.json     N of the proxy model (ledger.model_params), by spec and revision
     keep_rates.csv         per selector, budget, seed: kept share of every family / difficulty / noise type
-    plot.png               held-out loss (and exact match) against budget, one line per selector
+    plot.png               macro eval loss (and exact match) against budget, one line per selector
 
-Cell names: ``full-s0``, ``random-0.1-s0``, ``lp_app-0.1-s0``. Seed s seeds the selection and
-the target's data order; a scratch target starts from the same initial weights in every cell.
+Cell names: ``full-s0``, ``random-0.1-s0``, ``longest-0.1-s0``, ``lp_app-0.1-s0``. Seed s seeds the
+selection and the target's data order; a scratch target starts from the same initial weights in
+every cell.
 """
 
 from __future__ import annotations
@@ -37,19 +42,21 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from proxysel.benchmarking import winrate
-from proxysel.benchmarking.config import BenchConfig, bench_config_dict
-from proxysel.benchmarking.report import write_outputs
-from proxysel.benchmarking.synthetic import make_pool, make_test_set
+from proxysel.benchmarking.analysis import (choice_stages, example_arrays, example_metrics, example_record)
+from proxysel.benchmarking.config import BenchConfig, bench_config_dict, needs_reference
+from proxysel.benchmarking.datasets import check_leakage, prepare_data
+from proxysel.benchmarking.groups import GROUP_RULES, eval_groups
+from proxysel.benchmarking.ledger import proxy_costs_from_run, train_flops
+from proxysel.benchmarking.report import Context, write_outputs
 from proxysel.benchmarking.target import evaluate_target, matched_epochs, train_target, untrained_target
 from proxysel.config import dump_config
 from proxysel.data import read_pool
-from proxysel.data.sharegpt_demo import sharegpt_pairs
-from proxysel.errors import RunConflictError, UsageError
+from proxysel.errors import RunConflictError
 from proxysel.models.loader import resolve_model_path
 from proxysel.models.scratch import build_llama, build_tokenizer, llama_parameters
-from proxysel.options import ReadConfig, RuntimeConfig
+from proxysel.options import ConfigError, ReadConfig, RuntimeConfig
 from proxysel.selectors.config import SelectConfig
-from proxysel.signals import get_signal, producer_of
+from proxysel.signals import available_signals, get_signal, producer_of
 from proxysel.signals.config import ScoreConfig
 from proxysel.signals.lp import lp, lp_app
 from proxysel.stages.compare import compare_runs
@@ -57,17 +64,21 @@ from proxysel.stages.score import score
 from proxysel.stages.select import select_run
 from proxysel.stages.train_proxy import train_proxy
 from proxysel.store import Run, RunFolder
+from proxysel.stages.inputs import record_reference
 from proxysel.store.atomic import atomic_write_json, atomic_write_text
 from proxysel.store.run import content_hash, fingerprint_diff
+from proxysel.benchmarking.ledger import model_params
+from proxysel.models.loader import load_causal_lm
 
 log = logging.getLogger(__name__)
 
+#: record fields whose values get keep rates (plus the rule of data.group_by or data.category)
 GROUP_FIELDS = ("family", "difficulty", "noise")
 
 
 @dataclass(frozen=True)
 class Cell:
-    selector: str  # "base" (the untrained target), "full", "random" or a SelectorSpec name
+    selector: str  # "base" (the untrained target), "full", a baseline or a SelectorSpec name
     budget: float | None  # None for base and full
     seed: int
 
@@ -80,40 +91,41 @@ class Cell:
 
 def plan_cells(cfg: BenchConfig) -> list[Cell]:
     """The untrained target (one evaluation, no seed to vary), full data (the reference), then per
-    budget and seed: random, then each selector."""
+    budget and seed: the baselines (random first), then each selector."""
     cells = [Cell("base", None, cfg.seeds[0])] + [Cell("full", None, s) for s in cfg.seeds]
     for b in cfg.budgets:
         for s in cfg.seeds:
-            cells.append(Cell("random", b, s))
-            cells += [Cell(sel.name, b, s) for sel in cfg.selectors]
+            cells += [Cell(choice.name, b, s) for choice in cfg.choices()]
     return cells
 
 
 # ------------------------------------------------------------------------------------------ data
 
 
-def prepare_data(cfg: BenchConfig, out: Path) -> tuple[Path, Path]:
-    """Write (or find) data/pool.jsonl and data/eval.jsonl; paths of ``files`` data are used as they are."""
-    d = cfg.data
-    if d.kind == "files":
-        for p in (d.pool, d.eval):
-            if not Path(p).exists():
-                raise UsageError(f"config field 'data.{'pool' if p == d.pool else 'eval'}': {p} not found")
-        return Path(d.pool), Path(d.eval)
-    pool_path, eval_path = out / "data" / "pool.jsonl", out / "data" / "eval.jsonl"
-    if d.kind == "synthetic":
-        noise = {"wrong": d.noise.wrong, "garbage": d.noise.garbage, "duplicate": d.noise.duplicate}
-        pool = make_pool(d.n_pool, families=d.families, difficulties=d.difficulties, noise=noise, seed=d.seed)
-        test = make_test_set(d.n_eval, pool, families=d.families, difficulties=d.difficulties, seed=d.seed)
-    else:  # sharegpt: the first n_pool qualifying pairs, then the next n_eval (disjoint)
-        pairs = sharegpt_pairs(d.n_pool + d.n_eval, max_chars=d.max_chars)  # one pass over the 125 MB file
-        pool, test = pairs[:d.n_pool], pairs[d.n_pool:]
-    for path, records in ((pool_path, pool), (eval_path, test)):
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, text)
-    return pool_path, eval_path
+@dataclass
+class BenchData:
+    """The three sets as read, their paths, and the eval groups (one per eval example)."""
+
+    pool: Any
+    eval: Any
+    reference: Any | None
+    pool_path: Path
+    reference_path: Path | None
+    groups: list[str]
+    grouping: str
+
+
+def load_data(cfg: BenchConfig, out: Path) -> BenchData:
+    """Write (or find) the three sets, read them, refuse leakage (exit 2) and group the eval set."""
+    paths = prepare_data(cfg.data, out)
+    pool, held_out = read_pool(paths.pool), read_pool(paths.eval)
+    reference = read_pool(paths.reference) if paths.reference is not None else None
+    check_leakage(pool, held_out, reference)
+    try:
+        groups, grouping = eval_groups(held_out.examples, cfg.data.group_by)
+    except ValueError as e:
+        raise ConfigError("data.group_by", str(e)) from None
+    return BenchData(pool, held_out, reference, paths.pool, paths.reference, groups, grouping)
 
 
 def prepare_models(cfg: BenchConfig, out: Path, pool: Any) -> tuple[str, str]:
@@ -182,54 +194,52 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
     atomic_write_text(out / "config.yaml", dump_config(cfg, "proxysel bench: the resolved config"))
     t_start = time.perf_counter()
 
-    pool_path, eval_path = prepare_data(cfg, out)
-    pool = read_pool(pool_path)
-    held_out = read_pool(eval_path)
+    data = load_data(cfg, out)
+    pool, held_out = data.pool, data.eval
     proxy_spec, target_spec = prepare_models(cfg, out, pool)
-    say(f"bench {out}: pool {len(pool.examples)}, held-out {len(held_out.examples)}, proxy {proxy_spec}, "
-        f"target {target_spec}")
+    ref = f", reference {len(data.reference.examples)}" if data.reference is not None else ""
+    say(f"bench {out}: pool {len(pool.examples)}{ref}, eval {len(held_out.examples)} "
+        f"({len(set(data.groups))} group(s): {data.grouping}), proxy {proxy_spec}, target {target_spec}")
 
     # 1. proxy signals, once (train-proxy resumes; a finished stage recomputes nothing)
     t0 = time.perf_counter()
     proxy_run = out / "proxy"
     runtime = RuntimeConfig(device=cfg.device)
-    train_proxy(pool_path, out=proxy_run, config=cfg.proxy.train_proxy_config(proxy_spec), read=ReadConfig(),
-                runtime=runtime, overwrite=overwrite)
+    train_proxy(data.pool_path, out=proxy_run, config=cfg.proxy.train_proxy_config(proxy_spec),
+                read=ReadConfig(), runtime=runtime, overwrite=overwrite)
     add_epoch_columns(proxy_run)
-    signals = score_signals_needed(cfg)
-    if signals:
-        p = cfg.proxy
-        score(pool_path, out=proxy_run, config=ScoreConfig(signals=tuple(signals), model=proxy_spec,
-                                                           embedder=cfg.embedder, max_length=p.max_length,
-                                                           template=p.template),
-              read=ReadConfig(), runtime=runtime, overwrite=overwrite)
+    score_proxy_signals(cfg, data, proxy_spec, proxy_run, runtime, overwrite=overwrite)
     say(f"proxy signals ready in {time.perf_counter() - t0:.0f}s ({proxy_run})")
 
     # 2. every selection (a selector's `from` is the same budget and seed's cell of that selector)
-    specs = {s.name: s for s in cfg.selectors}
+    choices = {c.name: c for c in cfg.choices()}
     cells = plan_cells(cfg)
     for cell in cells:
         if cell.budget is None:
             continue
-        spec = specs.get(cell.selector)
-        choice = {"method": "random"} if spec is None else \
-            {"method": spec.method, "options": spec.params(),
-             "parent": None if spec.parent is None else Cell(spec.parent, cell.budget, cell.seed).name}
-        select_run(proxy_run, SelectConfig(**choice, budget=cell.budget, seed=cell.seed, name=cell.name),
-                   overwrite=overwrite)
+        c = choices[cell.selector]
+        parent = None if c.parent is None else Cell(c.parent, cell.budget, cell.seed).name
+        select = SelectConfig(method=c.method, options=c.params(), parent=parent, budget=cell.budget,
+                              seed=cell.seed, name=cell.name)
+        select_run(proxy_run, select, overwrite=overwrite)
 
     # 3-5. train and evaluate the target on every subset (cached per cell); the tables are rewritten
     # after every cell so that a bench stopped by a time limit still leaves them
+    context = bench_context(cfg, out, data, proxy_spec, choices)
     by_id = {e.id: e for e in pool.examples}
-    groups = _eval_groups(held_out)
+    labels = pool_labels(pool, [r for r in (cfg.data.group_by, cfg.data.category) if r in GROUP_RULES])
+    subsets = {c.name: None if c.budget is None else RunFolder(proxy_run).selection_ids(c.name)
+               for c in cells}
+    for cell in cells:  # a changed recipe is refused before any cell is trained or a table rewritten
+        plan = plan_cell(cfg, cell, target_spec, data, subsets[cell.name], by_id)
+        cached_result(out, cell, plan.fingerprint, overwrite=overwrite)
     rows = []
     for k, cell in enumerate(cells, 1):
-        ids = None if cell.budget is None else RunFolder(proxy_run).selection_ids(cell.name)
-        row = run_cell(cfg, out, cell, target_spec, pool, held_out, ids, by_id, groups, overwrite=overwrite,
-                       prefix=f"[{k}/{len(cells)}]", say=say)
+        row = run_cell(cfg, out, cell, target_spec, data, subsets[cell.name], by_id, labels,
+                       overwrite=overwrite, prefix=f"[{k}/{len(cells)}]", say=say)
         rows.append(row)
         if k < len(cells) or cfg.transfer.enabled or cfg.winrate.enabled:  # else the final write follows at once
-            write_outputs(cfg, out, rows, None, pool, pending=len(cells) - k)
+            write_outputs(cfg, out, rows, None, pool, pending=len(cells) - k, context=context)
 
     # 6. win rate against full data (opt-in), transfer check, tables and plot
     if cfg.winrate.enabled:
@@ -238,22 +248,74 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
             if r["cell"] in judged:  # copies: the cells' result.json files stay as they are
                 rows[i] = {**r, "winrate": judged[r["cell"]],
                            "metrics": {**r["metrics"], "win_rate": judged[r["cell"]]["win_rate"]}}
-    transfer = run_transfer(cfg, out, pool_path, target_spec, overwrite=overwrite, say=say) \
+    transfer = run_transfer(cfg, out, data.pool_path, target_spec, overwrite=overwrite, say=say) \
         if cfg.transfer.enabled else None
-    write_outputs(cfg, out, rows, transfer, pool)
+    write_outputs(cfg, out, rows, transfer, pool, context=context)
     say(f"bench done in {time.perf_counter() - t_start:.0f}s: {out / 'results.md'}, {out / 'plot.png'}")
     return out
 
 
 def score_signals_needed(cfg: BenchConfig) -> list[str]:
-    """The ``score`` signals the selectors read (the signal registry says which signal writes a column)."""
+    """The ``score`` signals the selectors and baselines read (the signal registry says which signal
+    writes a column), leaving out columns the proxy's train-proxy run writes anyway (``longest``'s
+    ``n_response_tokens``, which the ``loss`` signal writes too)."""
+    from_train_proxy = {col for n in available_signals("train-proxy") if get_signal(n).provided_by(cfg.proxy)
+                        for col in get_signal(n).columns}
     needed: list[str] = []
-    for spec in cfg.selectors:
-        for col in spec.selector().reads():
+    for choice in cfg.choices():
+        for col in choice.selector().reads():
+            if col in from_train_proxy:
+                continue
             producer = producer_of(col)
             if producer is not None and producer.command == "score":
                 needed += [*producer.requires, producer.name]
     return [n for n in dict.fromkeys(needed) if get_signal(n).command == "score"]
+
+
+def score_proxy_signals(cfg: BenchConfig, data: BenchData, proxy_spec: str, proxy_run: Path,
+                        runtime: RuntimeConfig, *, overwrite: bool) -> None:
+    """Compute the score signals the selections read with the proxy: first those that need no
+    reference set, then (against ``data.reference``) those that do, so that a change of the
+    reference set recomputes only the latter. The reference set is recorded in the proxy run for
+    every reference-aware selector."""
+    signals = score_signals_needed(cfg)
+    p = cfg.proxy
+    for with_ref in (False, True):
+        names = tuple(n for n in signals if get_signal(n).needs_reference == with_ref)
+        if names:
+            config = ScoreConfig(signals=names, model=proxy_spec, embedder=cfg.embedder,
+                                 max_length=p.max_length, template=p.template, dtype=p.dtype,
+                                 batch_tokens=p.batch_tokens)
+            score(data.pool_path, out=proxy_run, config=config, read=ReadConfig(), runtime=runtime,
+                  reference=data.reference_path if with_ref else None, overwrite=overwrite)
+    if data.reference is not None and any(needs_reference(c) for c in cfg.choices()):
+        with Run.open(proxy_run, create=False) as run:
+            record_reference(run, data.reference_path, data.reference, ReadConfig())
+
+
+def proxy_params(out: Path, spec: str) -> int:
+    """The ledger's N of the proxy model ``spec`` (``ledger.model_params``), cached in OUT/ledger-params.json
+    by spec and revision (counting loads the model once)."""
+    _, revision = resolve_model_path(spec)
+    path = out / "ledger-params.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    key = f"{spec}@{revision}"
+    if key not in cache:
+        cache[key] = model_params(load_causal_lm(spec, dtype="float32", device="cpu").model)
+        atomic_write_json(path, cache)
+    return int(cache[key])
+
+
+def bench_context(cfg: BenchConfig, out: Path, data: BenchData, proxy_spec: str,
+                  choices: dict[str, Any]) -> Context:
+    """What the report needs beyond the cells: the eval groups and the ledger's inputs."""
+    records = proxy_costs_from_run(out / "proxy")
+    return Context(groups=data.groups, eval_ids=[e.id for e in data.eval.examples], grouping=data.grouping,
+                   n_pool=len(data.pool.examples), n_eval=len(data.eval.examples),
+                   n_reference=0 if data.reference is None else len(data.reference.examples),
+                   stages={name: choice_stages(c) for name, c in choices.items()}, records=records,
+                   n_params={proxy_spec: proxy_params(out, proxy_spec)}, n_boot=cfg.eval.n_boot,
+                   level=cfg.eval.level)
 
 
 def add_epoch_columns(run_dir: Path) -> list[str]:
@@ -280,65 +342,124 @@ def add_epoch_columns(run_dir: Path) -> list[str]:
     return names
 
 
-def _eval_groups(held_out: Any) -> list[str] | None:
-    fams = [e.record.get("family") if isinstance(e.record, dict) else None for e in held_out.examples]
-    return None if any(f is None for f in fams) else [str(f) for f in fams]
+
+def pool_labels(pool: Any, rules: list[str]) -> dict[str, list[str | None]]:
+    """field -> one value per pool example (None where the record lacks it), for ``GROUP_FIELDS``
+    and the given rules of ``groups.GROUP_RULES`` (a rule's value is its group, e.g. ``code``)."""
+    labels: dict[str, list[str | None]] = {}
+    for f in GROUP_FIELDS:
+        values = [str(e.record[f]) if isinstance(e.record, dict) and f in e.record else None
+                  for e in pool.examples]
+        if any(v is not None for v in values):
+            labels[f] = values
+    for rule in dict.fromkeys(rules):
+        labels[rule] = [GROUP_RULES[rule](e) for e in pool.examples]
+    return labels
 
 
-def keep_rates(pool: Any, ids: list[str] | None) -> dict[str, dict[str, dict[str, float]]]:
-    """{field: {value: {"n": pool count, "kept": selected count, "rate": kept / n}}} for GROUP_FIELDS."""
+def keep_rates(pool: Any, ids: list[str] | None, labels: dict[str, list[str | None]]
+               ) -> dict[str, dict[str, dict[str, float]]]:
+    """{field: {value: {"n": pool count, "kept": selected count, "rate": kept / n}}} for every field
+    of ``labels`` (``pool_labels``)."""
     chosen = set(ids) if ids is not None else None
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for f in GROUP_FIELDS:
+    for f, values in labels.items():
         counts: dict[str, list[int]] = {}
-        for e in pool.examples:
-            rec = e.record if isinstance(e.record, dict) else {}
-            if f not in rec:
+        for e, v in zip(pool.examples, values):
+            if v is None:
                 continue
-            c = counts.setdefault(str(rec[f]), [0, 0])
+            c = counts.setdefault(v, [0, 0])
             c[0] += 1
             c[1] += int(chosen is None or e.id in chosen)
-        if counts:
-            out[f] = {v: {"n": n, "kept": kept, "rate": kept / n} for v, (n, kept) in sorted(counts.items())}
+        out[f] = {v: {"n": n, "kept": kept, "rate": kept / n} for v, (n, kept) in sorted(counts.items())}
     return out
 
 
-def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: Any, held_out: Any,
-             ids: list[str] | None, by_id: dict[str, Any], groups: list[str] | None, *, overwrite: bool,
-             prefix: str, say: Callable[[str], None]) -> dict[str, Any]:
-    """Train + evaluate one cell, or read its cached result. Returns the result dict."""
+def _regrouped(result: dict[str, Any], data: BenchData) -> dict[str, Any]:
+    """A cached result with its group metrics recomputed from its per-example arrays for the current
+    eval groups (``data.group_by`` may have changed; the arrays do not depend on it)."""
+    arrays = example_arrays(result)
+    if arrays is None or arrays.ids != [e.id for e in data.eval.examples]:
+        return result
+    return {**result, "metrics": {**result["metrics"], **example_metrics(arrays, data.groups)}}
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """What a cell trains on and how, and the fingerprint its cached result must carry."""
+
+    examples: list[Any]
+    epochs: int
+    exact: bool
+    fingerprint: dict[str, Any]
+
+
+def plan_cell(cfg: BenchConfig, cell: Cell, target_spec: str, data: BenchData, ids: list[str] | None,
+              by_id: dict[str, Any]) -> CellPlan:
+    pool = data.pool
     base = cell.selector == "base"
     examples = [] if base else pool.examples if ids is None else [by_id[i] for i in ids]
     eff = cfg.target.batch_size * cfg.target.grad_accum
     epochs = 0 if base else cfg.target.epochs
     if cfg.match == "steps" and ids is not None:
         epochs = matched_epochs(len(examples), len(pool.examples), eff, cfg.target.epochs)
-    exact = cfg.eval.exact_match if cfg.eval.exact_match is not None else cfg.data.kind == "synthetic"
+    exact = cfg.eval.exact_match if cfg.eval.exact_match is not None else cfg.data.exact_answers
     _, revision = resolve_model_path(target_spec)
-    # the untrained target depends on no training setting, only on how the held-out set is rendered
+    # the untrained target depends on no training setting, only on how the eval set is rendered
     recipe = {k: getattr(cfg.target, k) for k in ("max_length", "template")} if base \
         else bench_config_dict(cfg.target)
+    # the bootstrap's settings change the verdicts, not the cell
+    evaluation = {k: v for k, v in bench_config_dict(cfg.eval).items() if k not in ("n_boot", "level")}
     fingerprint = {"target": target_spec, "revision": revision, "recipe": recipe,
                    "epochs": epochs, "seed": None if base else cell.seed,
                    "train_ids": content_hash([e.id for e in examples]),
-                   "eval_data": held_out.fingerprint, "exact_match": exact,
-                   "eval": bench_config_dict(cfg.eval), "device": cfg.device}
+                   "eval_data": data.eval.fingerprint, "exact_match": exact,
+                   "eval": evaluation, "device": cfg.device}
+    return CellPlan(examples, epochs, exact, fingerprint)
+
+
+def cached_result(out: Path, cell: Cell, fingerprint: dict[str, Any], *,
+                  overwrite: bool) -> dict[str, Any] | None:
+    """The cell's stored result when its fingerprint matches, else None; a result trained with other
+    settings is refused (RunConflictError, naming what changed) unless ``overwrite``."""
+    path = out / "cells" / cell.name / "result.json"
+    if not path.exists():
+        return None
+    old = json.loads(path.read_text())
+    if old.get("fingerprint") == fingerprint:
+        return old
+    if not overwrite:
+        diff = "; ".join(fingerprint_diff(old.get("fingerprint", {}), fingerprint)[:4])
+        raise RunConflictError(f"cell {cell.name} in {out} was trained with other settings ({diff}); "
+                               "use another --out or pass --overwrite")
+    return None
+
+
+def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, data: BenchData,
+             ids: list[str] | None, by_id: dict[str, Any], labels: dict[str, list[str | None]], *,
+             overwrite: bool, prefix: str, say: Callable[[str], None]) -> dict[str, Any]:
+    """Train + evaluate one cell, or read its cached result. Returns the result dict."""
+    pool, held_out = data.pool, data.eval
+    base = cell.selector == "base"
+    plan = plan_cell(cfg, cell, target_spec, data, ids, by_id)
+    examples, epochs, exact, fingerprint = plan.examples, plan.epochs, plan.exact, plan.fingerprint
     folder = out / "cells" / cell.name
     result_path = folder / "result.json"
-    # the win rate needs every trained target's answers to the first winrate.n held-out prompts
+    # the win rate needs every trained target's answers to the first winrate.n eval prompts
     answers_key = winrate.answers_key(cfg.winrate) if cfg.winrate.enabled and not base else None
     cached = None
-    if result_path.exists():
-        old = json.loads(result_path.read_text())
-        if old.get("fingerprint") == fingerprint:
-            if answers_key is None or (old.get("answers") or {}).get("key") == answers_key:
-                say(f"{prefix} {cell.name}: cached (held-out loss {old['metrics']['eval_loss']:.4f})")
-                return old
-            cached = old  # trained before the win rate was asked for: train again, only to answer
-        elif not overwrite:
-            diff = "; ".join(fingerprint_diff(old.get("fingerprint", {}), fingerprint)[:4])
-            raise RunConflictError(f"cell {cell.name} in {out} was trained with other settings ({diff}); "
-                                   "use another --out or pass --overwrite")
+    old = cached_result(out, cell, fingerprint, overwrite=overwrite)
+    if old is not None and old.get("per_example") is None:
+        # written before the per-example arrays were kept: the verdicts need them, and only a
+        # trained model can give them, so the cell is trained again with the same settings
+        say(f"{prefix} {cell.name}: its result has no per-example arrays; training it again")
+        old = None
+    if old is not None:
+        if answers_key is None or (old.get("answers") or {}).get("key") == answers_key:
+            old = _regrouped(old, data)
+            say(f"{prefix} {cell.name}: cached (held-out loss {old['metrics']['eval_loss']:.4f})")
+            return old
+        cached = old  # trained before the win rate was asked for: train again, only to answer
     if base:
         say(f"{prefix} base: the target before training")
         trained = untrained_target(target_spec, cfg.target, device=cfg.device)
@@ -348,14 +469,18 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
         trained = train_target(target_spec, cfg.target, examples, epochs=epochs, seed=cell.seed,
                                state_dir=folder / "state", device=cfg.device, batch_tokens=cfg.eval.batch_tokens)
     if cached is None:
-        metrics = evaluate_target(trained, held_out.examples, exact_match=exact,
-                                  max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
-                                  batch_tokens=cfg.eval.batch_tokens, groups=groups)
+        e = cfg.eval
+        metrics, arrays = evaluate_target(trained, held_out.examples, exact_match=exact,
+                                          max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
+                                          batch_tokens=e.batch_tokens, groups=data.groups)
         result = {"cell": cell.name, "selector": cell.selector, "budget": cell.budget, "seed": cell.seed,
                   "fingerprint": fingerprint, "n_train": trained.n_train, "n_selected": len(examples),
                   "epochs": epochs, "steps": trained.steps, "train_seconds": round(trained.seconds, 2),
                   "train_loss_last": trained.train_loss_last, "metrics": metrics,
-                  "keep_rates": {} if base else keep_rates(pool, ids)}
+                  "n_params": trained.n_params, "tokens_trained": trained.tokens_trained,
+                  "train_flops": train_flops(trained.n_params, trained.tokens_trained, lora=cfg.target.lora),
+                  "keep_rates": {} if base else keep_rates(pool, ids, labels),
+                  "per_example": example_record(arrays)}
     else:
         result, metrics = cached, cached["metrics"]
         was, now = cached.get("train_loss_last"), trained.train_loss_last
@@ -369,7 +494,7 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result_path, result)
     shutil.rmtree(folder / "state", ignore_errors=True)
-    em = f", exact match {metrics['exact_match']:.1%}" if "exact_match" in metrics else ""
+    em = f", exact match {metrics['exact_match']:.1%}" if metrics.get("exact_match") is not None else ""
     say(f"{prefix} {cell.name}: {trained.steps} steps in {trained.seconds:.0f}s -> held-out loss "
         f"{metrics['eval_loss']:.4f}{em}")
     return result

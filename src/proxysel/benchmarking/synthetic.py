@@ -133,9 +133,14 @@ def make_pool(n: int, *, families: Sequence[str] = FAMILIES, difficulties: Seque
 
 
 def make_test_set(n: int, pool: Sequence[dict[str, Any]], *, families: Sequence[str] = FAMILIES,
-                  difficulties: Sequence[int] = (1, 2, 3), seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` clean records balanced over family x difficulty, none with an instruction of ``pool``."""
-    rng = np.random.default_rng([seed, 2])
+                  difficulties: Sequence[int] = (1, 2, 3), seed: int = 0, stream: int = 2,
+                  prefix: str = "t") -> list[dict[str, Any]]:
+    """``n`` clean records balanced over family x difficulty, none with an instruction of ``pool``.
+
+    stream: the random stream under ``seed`` (2: the held-out set; the bench's reference set is
+    stream 3, drawn outside the pool and the held-out set). prefix: of the ids (``t00000``).
+    """
+    rng = np.random.default_rng([seed, stream])
     taken = {r["instruction"] for r in pool}
     cells = [(f, d) for f in families for d in difficulties]
     out = []
@@ -148,6 +153,6 @@ def make_test_set(n: int, pool: Sequence[dict[str, Any]], *, families: Sequence[
         else:
             raise ValueError(f"cannot draw a {family} test task of difficulty {difficulty} outside the pool")
         taken.add(instruction)
-        out.append({"id": f"t{k:05d}", "instruction": instruction, "output": answer, "family": family,
+        out.append({"id": f"{prefix}{k:05d}", "instruction": instruction, "output": answer, "family": family,
                     "difficulty": difficulty, "noise": "clean"})
     return out

@@ -1,16 +1,18 @@
-"""Train a target on one subset with the bench's fixed recipe, and measure it on the held-out set.
+"""Train a target on one subset with the bench's fixed recipe, and measure it on the eval set.
 
 Training is the proxy's own loop (``proxysel.dynamics.train.train``): same optimizer, schedule,
 loss normalisation and data order rules, with no scoring passes (the ``evaluate`` hook does
-nothing) and no trajectory. The held-out measures:
+nothing) and no trajectory. The eval measures, per example (``analysis.ExampleArrays``) and
+from those per group, pooled and macro (``analysis.example_metrics``):
 
-- ``eval_loss``: mean cross-entropy (nats) over *all* response tokens of the held-out set
+- ``eval_loss``: mean cross-entropy (nats) over *all* response tokens of the eval set
   (token-weighted, so a long answer counts by its tokens), from ``engine.score_losses``;
+  ``eval_loss_macro``: the unweighted mean over groups of each group's token-weighted loss;
 - ``eval_loss_example``: the mean over examples of each example's mean token loss;
-- ``exact_match``: the share of held-out examples whose greedy continuation of the prompt
+- ``exact_match``: the share of eval examples whose greedy continuation of the prompt
   (the chat template's generation prompt, or the Alpaca ``### Response:``), decoded up to the
   end-of-turn token (or, for Alpaca, the next ``### Instruction:/Input:/Response:`` header) and
-  stripped, equals the stripped reference answer.
+  stripped, equals the stripped reference answer; ``exact_match_macro`` over groups.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from proxysel.benchmarking.analysis import ExampleArrays, example_metrics
+from proxysel.benchmarking.ledger import model_params
 from proxysel.data.example import Example
-from proxysel.dynamics.schedule import make_plan
 from proxysel.dynamics.train import fine_tune
 from proxysel.engine import score_losses
-from proxysel.errors import UsageError
 from proxysel.models.loader import load_causal_lm
 from proxysel.models.render import Renderer
 from proxysel.options import DEFAULT_BATCH_TOKENS, TrainProxyConfig, TrainRecipe
@@ -37,6 +39,10 @@ from proxysel.engine import evaluating
 
 @dataclass
 class Trained:
+    """A target after training. n_params: the ledger's N of the model as loaded (before any LoRA
+    adapters; ``ledger.model_params``). tokens_trained: input tokens of every optimizer step (the
+    training log's, steps of an interrupted earlier process included)."""
+
     lm: Any  # LoadedModel
     renderer: Any
     steps: int
@@ -44,6 +50,8 @@ class Trained:
     n_train: int
     seconds: float
     train_loss_last: float | None
+    n_params: int = 0
+    tokens_trained: int = 0
 
 
 def steps_for(n_trainable: int, effective_batch: int, epochs: int) -> int:
@@ -62,7 +70,8 @@ def untrained_target(spec: str, recipe: Any, *, device: str | None = None) -> Tr
     bench's ``base`` row, which shows whether training on any subset helped the held-out loss."""
     lm = load_causal_lm(spec, dtype="float32", device=device or "cpu")
     renderer = Renderer(lm.tokenizer, max_length=recipe.max_length, template=recipe.template)
-    return Trained(lm=lm, renderer=renderer, steps=0, epochs=0, n_train=0, seconds=0.0, train_loss_last=None)
+    return Trained(lm=lm, renderer=renderer, steps=0, epochs=0, n_train=0, seconds=0.0, train_loss_last=None,
+                   n_params=model_params(lm.model))
 
 
 def train_target(spec: str, recipe: Any, examples: Sequence[Example], *, epochs: int, seed: int,
@@ -80,7 +89,8 @@ def train_target(spec: str, recipe: Any, examples: Sequence[Example], *, epochs:
                              state_dir=state_dir, max_length_name=f"target.max_length {recipe.max_length}")
     last = result.history[-1]["loss"] if result.history else None
     return Trained(lm=lm, renderer=renderer, steps=plan.total_steps, epochs=epochs, n_train=len(plan.trainable),
-                   seconds=time.perf_counter() - t0, train_loss_last=last)
+                   seconds=time.perf_counter() - t0, train_loss_last=last, n_params=base.n_params,
+                   tokens_trained=sum(int(h["tokens"]) for h in result.history))
 
 
 def _reference(example: Example) -> str:
@@ -133,36 +143,26 @@ def greedy_answers(lm: Any, renderer: Any, examples: Sequence[Example], *, max_n
 
 
 def evaluate_target(trained: Trained, examples: Sequence[Example], *, exact_match: bool, max_new_tokens: int,
-                    batch_size: int, batch_tokens: int, groups: Sequence[str] | None = None) -> dict[str, Any]:
-    """Held-out loss (and exact match) of ``trained``; per group too when ``groups`` (one per example)."""
+                    batch_size: int, batch_tokens: int,
+                    groups: Sequence[str]) -> tuple[dict[str, Any], ExampleArrays]:
+    """(the eval metrics of ``trained``, its per-example arrays). Metrics: ``analysis.example_metrics``
+    (``groups``: one per example), ``samples`` (the first 8 greedy answers, with exact match) and
+    ``eval_seconds``."""
     lm, renderer = trained.lm, trained.renderer
     t0 = time.perf_counter()
     encoded = [renderer.encode(e) for e in examples]
     res = score_losses(lm.model, encoded, pad_id=lm.tokenizer.pad_token_id, batch_tokens=batch_tokens)
-    ok = ~res.truncated
-    n_resp = res.n_response_tokens.astype(np.float64)
-
-    def token_mean(mask: np.ndarray) -> float | None:
-        m = mask & ok
-        return float(np.sum(res.loss[m] * n_resp[m]) / np.sum(n_resp[m])) if m.any() else None
-
-    metrics: dict[str, Any] = {"eval_loss": token_mean(np.ones(len(examples), dtype=bool)),
-                               "eval_loss_example": float(np.mean(res.loss[ok])) if ok.any() else None,
-                               "eval_examples": int(ok.sum()), "eval_truncated": int((~ok).sum())}
-    correct = None
+    loss = np.where(res.truncated, np.nan, np.asarray(res.loss, dtype=np.float64))
+    exact = None
+    samples = None
     if exact_match:
         answers = greedy_answers(lm, renderer, examples, max_new_tokens=max_new_tokens, batch_size=batch_size)
-        correct = np.array([a == _reference(e).strip() for a, e in zip(answers, examples)], dtype=bool)
-        metrics["exact_match"] = float(correct.mean())
-        metrics["samples"] = [{"id": e.id, "answer": a, "reference": _reference(e).strip()}
-                              for e, a in list(zip(examples, answers))[:8]]
-    if groups is not None:
-        g = np.asarray(groups, dtype=object)
-        per: dict[str, Any] = {}
-        for name in sorted(set(g.tolist())):
-            mask = g == name
-            per[name] = {"eval_loss": token_mean(mask),
-                         **({"exact_match": float(correct[mask].mean())} if correct is not None else {})}
-        metrics["per_group"] = per
+        exact = np.array([a == _reference(e).strip() for a, e in zip(answers, examples)], dtype=np.float64)
+        samples = [{"id": e.id, "answer": a, "reference": _reference(e).strip()}
+                   for e, a in list(zip(examples, answers))[:8]]
+    arrays = ExampleArrays([e.id for e in examples], loss, res.n_response_tokens.astype(np.float64), exact)
+    metrics = example_metrics(arrays, groups)
+    if samples is not None:
+        metrics["samples"] = samples
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
-    return metrics
+    return metrics, arrays

@@ -13,12 +13,15 @@ from proxysel.errors import UsageError
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "bench", help="train a target on every selection and compare held-out loss (table + plot)",
+        "bench", help="train a target on every selection and compare it with the baselines (tables + plot)",
         description="For every selector x budget x seed, select from the proxy's signals, train the target "
-                    "with one fixed recipe, evaluate it on held-out data; full-data and random baselines are "
-                    "always trained. Writes results.csv, results.md, keep_rates.csv and plot.png into --out. "
-                    "Rerun the same command to resume: finished cells are read from OUT/cells/. "
-                    "Presets: tiny (seconds), synthetic (~30 min), cpu (~80 min), gpu. See docs/bench.md.")
+                    "with one fixed recipe, evaluate it on the eval set (per group, pooled and macro); full "
+                    "data and the baselines random, longest and cluster_random are always trained, and every "
+                    "selection gets a paired verdict against random and full data and a compute ledger. "
+                    "Writes results.md, results.csv, stats.json, ledger.json, keep_rates.csv and plot.png "
+                    "into --out. Rerun the same command to resume: finished cells are read from OUT/cells/. "
+                    "Presets: tiny (seconds), synthetic (~30 min), cpu (~80 min), cpu-targeted, gpu. See "
+                    "docs/bench.md.")
     p.add_argument("config", nargs="?", metavar="CONFIG.yaml",
                    help="a bench config (merged over --preset's sections when both are given)")
     add_overrides(p, "target.epochs=5 seeds=[0] budgets=[0.1,0.3]",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from proxysel.data.formats import blank, find_lone_surrogate
 from proxysel.data.readers import iter_json_array
@@ -59,6 +59,24 @@ def _pair(record: Any) -> dict[str, Any] | None:
     return None if find_lone_surrogate(out) else out
 
 
+def iter_pairs() -> Iterator[dict[str, Any]]:
+    """Every qualifying record of the file (the module rule, steps 1-3), trimmed, in file order."""
+    with _dataset().dataset_path() as path:
+        for item in iter_json_array(Path(path)):
+            if item.problem is not None:
+                if item.fatal:
+                    break
+                continue
+            pair = _pair(item.value)
+            if pair is not None:
+                yield pair
+
+
+def pair_chars(pair: dict[str, Any]) -> int:
+    """Characters of the human and gpt values together (what ``max_chars`` limits)."""
+    return sum(len(t["value"]) for t in pair["conversations"])
+
+
 def sharegpt_pairs(n: int, skip: int = 0, max_chars: int | None = None) -> list[dict[str, Any]]:
     """The qualifying records ``skip .. skip + n - 1`` (0-based, see the module rule) as dicts.
 
@@ -72,21 +90,14 @@ def sharegpt_pairs(n: int, skip: int = 0, max_chars: int | None = None) -> list[
     seen = 0
     if n == 0:
         return out
-    with _dataset().dataset_path() as path:
-        for item in iter_json_array(Path(path)):
-            if item.problem is not None:
-                if item.fatal:
-                    break
-                continue
-            pair = _pair(item.value)
-            if pair is None or (max_chars is not None
-                                and sum(len(t["value"]) for t in pair["conversations"]) > max_chars):
-                continue
-            seen += 1
-            if seen > skip:
-                out.append(pair)
-                if len(out) == n:
-                    return out
+    for pair in iter_pairs():
+        if max_chars is not None and pair_chars(pair) > max_chars:
+            continue
+        seen += 1
+        if seen > skip:
+            out.append(pair)
+            if len(out) == n:
+                return out
     limit = "" if max_chars is None else f" of at most {max_chars} characters"
     raise UsageError(f"the ShareGPT file has only {seen} qualifying records{limit}; "
                      f"asked for {n} after skipping {skip}")

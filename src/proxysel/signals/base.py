@@ -13,7 +13,9 @@ A signal is a per-example score a model gives the pool (``loss``, ``ifd``, ``ask
 - ``needs``:        the parts of a record it needs (``prompt``, ``response``: IFD needs both; a ``text``
                     record has no prompt), the record layouts it applies to;
 - ``needs_reference``: it scores the pool against a reference set (CoLoR, RDS+);
-- ``reference_vectors``: it embeds the reference set too (RDS+: vector set ``rds_reference``).
+- ``reference_vectors``: it embeds the reference set too (RDS+: vector set ``rds_reference``);
+- ``prepare_stages``: the run stages its ``prepare`` runs (CoLoR's ``color-conditional``), so that
+  the bench's compute ledger charges them to the signal.
 
 A ``score`` signal computes shard by shard (``setup(device)`` once per worker, then
 ``compute(state, examples, bar)`` per shard; ``proxysel.stages.sharded`` runs them resumably on
@@ -90,6 +92,7 @@ class Signal:
     needs: ClassVar[tuple[str, ...]] = ()
     #: with a reference set, the same vectors of the reference too (vector set ``<name>_reference``)
     reference_vectors: ClassVar[bool] = False
+    prepare_stages: ClassVar[tuple[str, ...]] = ()
     sharded: ClassVar[bool] = True
     #: how the command line makes it, for error messages (``{data}`` and ``{run}`` are filled in)
     hint: ClassVar[str] = ""

@@ -128,6 +128,7 @@ class ColorSignal(Signal):
     columns = ("color", "color_loss_prior", "color_loss_conditional")
     needs = ("response",)
     needs_reference = True
+    prepare_stages = ("color-conditional",)
 
     def _prior_spec(self, run: Any) -> tuple[str, str]:
         """(the prior's model spec, what it is, for the manifest)."""
@@ -149,7 +150,7 @@ class ColorSignal(Signal):
                                   dtype="bfloat16" if self.config.dtype == "bfloat16" else "float32", checkpoints=0)
         base = super().fingerprint(self.reference, {})
         fingerprint = {**base, "model": prior, "prior": c.prior, "recipe": dataclasses.asdict(recipe)}
-        stage = run.stage("color-conditional", fingerprint)
+        stage = run.stage(self.prepare_stages[0], fingerprint)
         self.prior_spec, self.conditional_path = prior, stage.path / "model"
         if not stage.complete:
             t0 = time.perf_counter()
