@@ -33,7 +33,7 @@ from proxysel.options import (ConfigError, FieldError, ReadConfig, ReportConfig,
                               build_config, config_to_dict, did_you_mean, dump_yaml, iter_fields, option,
                               read_yaml_mapping)
 from proxysel.options import apply_overrides as _apply_overrides
-from proxysel.selectors.config import SelectConfig
+from proxysel.selectors.config import SelectConfig, check_chains, ordered_by_parent
 from proxysel.signals.config import ScoreConfig
 
 __all__ = ["ConfigError", "DataConfig", "ReportConfig", "RunConfig", "RuntimeConfig", "ScoreConfig", "SelectConfig",
@@ -88,27 +88,10 @@ class RunConfig:
         dups = sorted({n for n in names if names.count(n) > 1})
         if dups:
             raise FieldError("select", f"two selections are named {dups[0]!r}; give each a distinct name")
-        self._check_chains(names)
+        check_chains(self.select, "select")
         if self.report.selection is not None and self.report.selection not in names:
             raise FieldError("report.selection", f"{self.report.selection!r} is not one of the selections "
                                                  f"{names}{did_you_mean(self.report.selection, names)}")
-
-    def _check_chains(self, names: list[str]) -> None:
-        """Every ``from`` names another selection of this config, and no chain loops back."""
-        parents = {s.name: s.parent for s in self.select}
-        for i, s in enumerate(self.select):
-            where = "select" if len(self.select) == 1 else f"select.{i}"
-            if s.parent is None:
-                continue
-            if s.parent not in parents:
-                raise FieldError(f"{where}.from", f"{s.parent!r} is not one of the selections {names}"
-                                                  f"{did_you_mean(s.parent, names)}")
-            seen, node = [s.name], s.parent
-            while node is not None:
-                if node in seen:
-                    raise FieldError(f"{where}.from", f"the chain {' -> '.join([*seen, node])} is a cycle")
-                seen.append(node)
-                node = parents.get(node)
 
     @property
     def selections(self) -> dict[str, SelectConfig]:
@@ -116,19 +99,7 @@ class RunConfig:
 
     def ordered_selections(self) -> list[SelectConfig]:
         """The selections in an order where every ``from`` comes before the selections that read it."""
-        done: list[SelectConfig] = []
-        by_name = self.selections
-
-        def visit(s: SelectConfig) -> None:
-            if s in done:
-                return
-            if s.parent is not None:
-                visit(by_name[s.parent])
-            done.append(s)
-
-        for s in self.select:
-            visit(s)
-        return done
+        return ordered_by_parent(self.select)
 
 
 def config_from_dict(raw: Mapping[str, Any] | None, source: str | None = None) -> RunConfig:

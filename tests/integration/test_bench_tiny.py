@@ -278,3 +278,24 @@ def test_a_stopped_bench_leaves_a_partial_table_and_resumes(tmp_path, monkeypatc
     assert main(args) == 0
     assert "Partial" not in (out / "results.md").read_text()
     assert len(_rows(out)) == n_cells and (out / "plot.png").is_file()
+
+
+def test_a_filter_and_a_chain_in_a_bench(tmp_path):
+    """A selector with its own budget is a filter (selected per seed, not trained); one that starts
+    `from` it keeps a subset of its kept set at every budget, and pays for its signals in the ledger."""
+    from proxysel.store import RunFolder
+
+    out = tmp_path / "chain"
+    selectors = ("[{name: mid, method: top, signal: ppl_0, order: middle, budget: 0.9}, "
+                 "{name: mid-lp_app, method: lp_app, within_clusters: false, from: mid}]")
+    assert main(["-q", "bench", "--preset", "tiny", "--out", str(out), "seeds=[0]", "budgets=[0.3]",
+                 f"selectors={selectors}", "transfer.enabled=false", "baselines=[random]"]) == 0
+    cells = sorted(p.name for p in (out / "cells").iterdir())
+    assert "mid-lp_app-0.3-s0" in cells and not any(c.startswith("mid-0") for c in cells)
+    proxy = RunFolder(out / "proxy")
+    parent, child = set(proxy.selection_ids("mid-0.9-s0")), set(proxy.selection_ids("mid-lp_app-0.3-s0"))
+    assert len(parent) == 108 and len(child) == 36 and child <= parent
+    meta = proxy.read_selection("mid-lp_app-0.3-s0").meta
+    assert [s["name"] for s in meta["chain"]] == ["mid-0.9-s0", "mid-lp_app-0.3-s0"]
+    with pytest.raises(Exception, match="selectors.from.: .nope. is not one of the selections"):
+        load_bench_config(preset="tiny", overrides=["selectors=[{method: lp_app, from: nope}]"])

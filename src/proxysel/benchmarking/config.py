@@ -30,7 +30,8 @@ from proxysel.errors import UsageError
 from proxysel.options import (DEFAULT_BATCH_TOKENS, DEFAULT_PROXY, ConfigError, FieldError, TrainProxyConfig, TrainRecipe,
                               apply_overrides, build_config, check_fields, config_to_dict, did_you_mean, option,
                               read_yaml_mapping)
-from proxysel.selectors.config import SelectorChoice
+from proxysel.selectors.base import parse_budget
+from proxysel.selectors.config import SelectorChoice, check_chains
 from proxysel.signals import available_signals, get_signal, producer_of
 from proxysel.benchmarking.presets import PRESETS, preset_dict
 
@@ -161,10 +162,21 @@ class ProxyRecipe(TrainProxyConfig):
 
 @dataclass(frozen=True)
 class SelectorSpec(SelectorChoice):
-    """One selector of the table: a registered method and its parameters, as in ``proxysel select``
-    (``from: NAME`` starts it from another selector's subset of the same budget and seed)."""
+    """One selector of the table: a registered method and its parameters, as in ``proxysel select``.
+
+    ``from: NAME`` starts it from another selector's subset of the same seed: of the same budget, or
+    of the other selector's own ``budget`` when it has one. A selector with a ``budget`` is a filter:
+    selected once per seed at that budget for the selectors that start from it, and not trained
+    (``{name: mid, method: top, signal: ppl, order: middle, budget: 0.9}``, then
+    ``{name: mid-lp_app, method: lp_app, from: mid}``).
+    """
+
+    budget: float | int | None = option(None, "a filter's own budget (a fraction of the pool or a count): "
+                                              "selected for the selectors that start from it, not trained")
 
     def __post_init__(self) -> None:
+        if self.budget is not None:
+            object.__setattr__(self, "budget", parse_budget(self.budget))
         if self.method == "random":
             raise FieldError("method", "random is always trained as the baseline; leave it out of selectors")
         self._check_choice()
@@ -280,6 +292,7 @@ class BenchConfig:
         dups = sorted({n for n in names if names.count(n) > 1})
         if dups:
             raise FieldError("selectors", f"two selectors are named {dups[0]!r}; give each a distinct name")
+        check_chains(self.selectors, "selectors")
         check_fields(self)
         if "random" not in self.baselines or len(set(self.baselines)) != len(self.baselines):
             raise FieldError("baselines", f"give distinct baselines including random, got "
@@ -307,8 +320,12 @@ class BenchConfig:
         return out
 
     def choices(self) -> list[SelectorChoice]:
-        """Every selection of a budget and seed: the baselines, then the selectors."""
+        """Every selection of a budget and seed: the baselines, then the selectors (filters too)."""
         return [*self.baseline_choices(), *self.selectors]
+
+    def trained_choices(self) -> list[SelectorChoice]:
+        """The choices that get a cell per budget and seed: all but the filters (a fixed ``budget``)."""
+        return [c for c in self.choices() if getattr(c, "budget", None) is None]
 
     def _check_reference(self) -> None:
         """A selector that needs a reference set is refused, before any work, when the data gives none."""

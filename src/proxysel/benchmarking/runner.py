@@ -55,7 +55,7 @@ from proxysel.errors import RunConflictError
 from proxysel.models.loader import resolve_model_path
 from proxysel.models.scratch import build_llama, build_tokenizer, llama_parameters
 from proxysel.options import ConfigError, ReadConfig, RuntimeConfig
-from proxysel.selectors.config import SelectConfig
+from proxysel.selectors.config import SelectConfig, ordered_by_parent
 from proxysel.signals import available_signals, get_signal, producer_of
 from proxysel.signals.config import ScoreConfig
 from proxysel.signals.lp import lp, lp_app
@@ -95,7 +95,7 @@ def plan_cells(cfg: BenchConfig) -> list[Cell]:
     cells = [Cell("base", None, cfg.seeds[0])] + [Cell("full", None, s) for s in cfg.seeds]
     for b in cfg.budgets:
         for s in cfg.seeds:
-            cells += [Cell(choice.name, b, s) for choice in cfg.choices()]
+            cells += [Cell(choice.name, b, s) for choice in ordered_by_parent(cfg.trained_choices())]
     return cells
 
 
@@ -211,14 +211,18 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
     score_proxy_signals(cfg, data, proxy_spec, proxy_run, runtime, overwrite=overwrite)
     say(f"proxy signals ready in {time.perf_counter() - t0:.0f}s ({proxy_run})")
 
-    # 2. every selection (a selector's `from` is the same budget and seed's cell of that selector)
+    # 2. every selection: the filters of every seed, then every cell's (a selector's `from` is that
+    # selector's selection of the same seed, at the filter's own budget or else the same budget)
     choices = {c.name: c for c in cfg.choices()}
     cells = plan_cells(cfg)
-    for cell in cells:
-        if cell.budget is None:
-            continue
+    filters = [Cell(c.name, c.budget, s) for s in cfg.seeds for c in ordered_by_parent(cfg.choices())
+               if getattr(c, "budget", None) is not None]
+    for cell in [*filters, *(c for c in cells if c.budget is not None)]:
         c = choices[cell.selector]
-        parent = None if c.parent is None else Cell(c.parent, cell.budget, cell.seed).name
+        parent = None
+        if c.parent is not None:
+            parent_budget = getattr(choices[c.parent], "budget", None)
+            parent = Cell(c.parent, parent_budget if parent_budget is not None else cell.budget, cell.seed).name
         select = SelectConfig(method=c.method, options=c.params(), parent=parent, budget=cell.budget,
                               seed=cell.seed, name=cell.name)
         select_run(proxy_run, select, overwrite=overwrite)
@@ -306,6 +310,14 @@ def proxy_params(out: Path, spec: str) -> int:
     return int(cache[key])
 
 
+def chain_stages(choice: Any, choices: dict[str, Any]) -> list[str]:
+    """The proxy stages a selection uses, with those of the selections it starts from (a chain pays
+    for its filters' signals too)."""
+    stages = choice_stages(choice)
+    return list(dict.fromkeys([*chain_stages(choices[choice.parent], choices), *stages])) \
+        if choice.parent is not None else stages
+
+
 def bench_context(cfg: BenchConfig, out: Path, data: BenchData, proxy_spec: str,
                   choices: dict[str, Any]) -> Context:
     """What the report needs beyond the cells: the eval groups and the ledger's inputs."""
@@ -313,7 +325,7 @@ def bench_context(cfg: BenchConfig, out: Path, data: BenchData, proxy_spec: str,
     return Context(groups=data.groups, eval_ids=[e.id for e in data.eval.examples], grouping=data.grouping,
                    n_pool=len(data.pool.examples), n_eval=len(data.eval.examples),
                    n_reference=0 if data.reference is None else len(data.reference.examples),
-                   stages={name: choice_stages(c) for name, c in choices.items()}, records=records,
+                   stages={name: chain_stages(c, choices) for name, c in choices.items()}, records=records,
                    n_params={proxy_spec: proxy_params(out, proxy_spec)}, n_boot=cfg.eval.n_boot,
                    level=cfg.eval.level)
 

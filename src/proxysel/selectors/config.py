@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from proxysel.errors import UsageError
 from proxysel.names import check_name
@@ -21,7 +21,7 @@ from proxysel.options import FieldError, check_fields, coerce, did_you_mean, joi
 from proxysel.selectors.base import BUDGET_HELP, parse_budget
 from proxysel.selectors.registry import available_selectors, get_selector, param_fields
 
-__all__ = ["SelectConfig", "SelectorChoice", "default_name", "describe_step"]
+__all__ = ["SelectConfig", "SelectorChoice", "check_chains", "default_name", "describe_step", "ordered_by_parent"]
 
 
 def default_name(method: str, budget: float | int, seed: int, signal: str | None = None,
@@ -37,6 +37,42 @@ def describe_step(method: str, budget: Any, params: Mapping[str, Any]) -> str:
     words = [method] + [str(params[k]) for k in ("signal", "order") if params.get(k)]
     b = budget if not isinstance(budget, float) else f"{budget:g}"
     return " ".join([*words, str(b)])
+
+
+def check_chains(choices: Sequence[Any], field_name: str) -> None:
+    """Every ``from`` (``parent``) names another of ``choices``, and no chain loops back; FieldError
+    naming ``<field_name>.<i>.from`` otherwise (``field_name.from`` for a single choice)."""
+    names = [c.name for c in choices]
+    parents = {c.name: c.parent for c in choices}
+    for i, c in enumerate(choices):
+        where = field_name if len(choices) == 1 else f"{field_name}.{i}"
+        if c.parent is None:
+            continue
+        if c.parent not in parents:
+            raise FieldError(f"{where}.from", f"{c.parent!r} is not one of the selections {names}"
+                                              f"{did_you_mean(c.parent, names)}")
+        seen, node = [c.name], c.parent
+        while node is not None:
+            if node in seen:
+                raise FieldError(f"{where}.from", f"the chain {' -> '.join([*seen, node])} is a cycle")
+            seen.append(node)
+            node = parents.get(node)
+
+
+def ordered_by_parent(choices: Sequence[Any]) -> list[Any]:
+    """``choices`` with every ``from`` among them before the choices that start from it."""
+    by_name = {c.name: c for c in choices}
+    done: list[Any] = []
+
+    def visit(c: Any) -> None:
+        if c not in done:
+            if c.parent in by_name:
+                visit(by_name[c.parent])
+            done.append(c)
+
+    for c in choices:
+        visit(c)
+    return done
 
 
 @dataclass(frozen=True)
