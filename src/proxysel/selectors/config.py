@@ -34,7 +34,7 @@ def default_name(method: str, budget: float | int, seed: int, signal: str | None
 
 def describe_step(method: str, budget: Any, params: Mapping[str, Any]) -> str:
     """A selection as a chain step reads, e.g. ``top ppl middle 0.9``."""
-    words = [method] + [str(params[k]) for k in ("signal", "order") if params.get(k)]
+    words = [method] + [str(params[k]) for k in ("signal", "order") if params.get(k) and params.get(k) != method]
     b = budget if not isinstance(budget, float) else f"{budget:g}"
     return " ".join([*words, str(b)])
 
