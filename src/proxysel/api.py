@@ -21,8 +21,18 @@ import numpy as np
 from proxysel.benchmarking.config import BenchConfig, bench_config_dict, load_bench_config
 from proxysel.benchmarking.presets import PRESETS
 from proxysel.benchmarking.runner import run_bench
-from proxysel.config import (DataConfig, ReportConfig, RunConfig, ScoreConfig, SelectConfig, TrainProxyConfig,
-                             apply_overrides, config_from_dict, config_to_dict, load_config)
+from proxysel.config import (
+    DataConfig,
+    ReportConfig,
+    RunConfig,
+    ScoreConfig,
+    SelectConfig,
+    TrainProxyConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
 from proxysel.data import read_pool
 from proxysel.errors import UsageError
 from proxysel.options import DEFAULT_PROXY, ReadConfig, RuntimeConfig, from_kwargs

@@ -29,9 +29,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from proxysel.options import (ConfigError, FieldError, ReadConfig, ReportConfig, RuntimeConfig, TrainProxyConfig,
-                              build_config, config_to_dict, did_you_mean, dump_yaml, iter_fields, option,
-                              read_yaml_mapping)
+from proxysel.options import (
+    ConfigError,
+    FieldError,
+    ReadConfig,
+    ReportConfig,
+    RuntimeConfig,
+    TrainProxyConfig,
+    build_config,
+    config_to_dict,
+    did_you_mean,
+    dump_yaml,
+    iter_fields,
+    option,
+    read_yaml_mapping,
+)
 from proxysel.options import apply_overrides as _apply_overrides
 from proxysel.selectors.config import SelectConfig
 from proxysel.signals.config import ScoreConfig

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from typing import Any
+
 from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)

@@ -17,10 +17,9 @@ import pytest
 
 pytest.importorskip("torch")
 
+import proxysel  # noqa: E402
 from conftest import write_qa_pool  # noqa: E402
 from harness import assert_same_outputs  # noqa: E402
-
-import proxysel  # noqa: E402
 from proxysel.cli.main import main  # noqa: E402
 
 SCORE = {"shard_size": 8, "max_length": 48}

@@ -19,8 +19,7 @@ import pytest
 pytest.importorskip("torch")
 
 from conftest import write_qa_pool  # noqa: E402
-from harness import (KillHarness, assert_ids_exactly_once, assert_same_outputs, check_readable,  # noqa: E402
-                     cli, mtimes)
+from harness import KillHarness, assert_ids_exactly_once, assert_same_outputs, check_readable, cli, mtimes  # noqa: E402
 from proxysel.cli.main import main  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proxysel.config import (ConfigError, DataConfig, RunConfig, ScoreConfig, SelectConfig, TrainProxyConfig,
-                             apply_overrides, config_from_dict, config_to_dict, dump_config, load_config)
+from proxysel.config import (
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    ScoreConfig,
+    SelectConfig,
+    TrainProxyConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    dump_config,
+    load_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = """\

@@ -12,8 +12,15 @@ import pytest
 from proxysel import api
 from proxysel.cli.main import build_parser
 from proxysel.config import ConfigError, config_from_dict
-from proxysel.options import (DEFAULT_BATCH_TOKENS, DEFAULT_MAX_LENGTH, DEFAULT_PROXY, ReadConfig, RuntimeConfig,
-                              TrainProxyConfig, flag_of)
+from proxysel.options import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_PROXY,
+    ReadConfig,
+    RuntimeConfig,
+    TrainProxyConfig,
+    flag_of,
+)
 from proxysel.signals.config import ScoreConfig
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "proxysel"

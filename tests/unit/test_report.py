@@ -197,6 +197,7 @@ def test_train_proxy_time_is_recorded_and_shown(tmp_path, tiny_model_dir):
     import json
 
     import pyarrow.parquet as pq
+
     from conftest import write_qa_pool
 
     pool = write_qa_pool(tmp_path / "pool.jsonl", 16, seed=2)

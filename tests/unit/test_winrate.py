@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from conftest import fake_judge_server
-from proxysel.benchmarking.winrate import (PROMPT, EndpointJudge, parse_verdict, question_of, summarize)
+from proxysel.benchmarking.winrate import PROMPT, EndpointJudge, parse_verdict, question_of, summarize
 from proxysel.data.example import Example, Message
 from proxysel.errors import UsageError
 

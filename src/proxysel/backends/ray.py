@@ -30,10 +30,11 @@ import pickle
 import re
 from typing import Any, Iterator
 
+import pyarrow as pa
+
+from proxysel import errors
 from proxysel.backends.base import Compute, Setup
 from proxysel.errors import ProxyselError, UsageError
-from proxysel import errors
-import pyarrow as pa
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from proxysel.store.atomic import atomic_write_json, atomic_write_text
 
 from proxysel.benchmarking.analysis import comparisons, headline_of, ledger_rows
+from proxysel.store.atomic import atomic_write_json, atomic_write_text
 
 METRICS = ("eval_loss", "eval_loss_macro", "exact_match", "exact_match_macro", "win_rate")
 PERCENT = ("exact_match", "exact_match_macro", "win_rate")  # shown in %

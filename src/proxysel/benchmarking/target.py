@@ -30,11 +30,10 @@ from proxysel.benchmarking.analysis import ExampleArrays, example_metrics
 from proxysel.benchmarking.ledger import model_params
 from proxysel.data.example import Example
 from proxysel.dynamics.train import fine_tune
-from proxysel.engine import score_losses
+from proxysel.engine import evaluating, score_losses
 from proxysel.models.loader import load_causal_lm
 from proxysel.models.render import Renderer
 from proxysel.options import DEFAULT_BATCH_TOKENS, TrainProxyConfig, TrainRecipe
-from proxysel.engine import evaluating
 
 
 @dataclass

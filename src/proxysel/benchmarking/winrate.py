@@ -45,19 +45,16 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from proxysel.benchmarking.target import greedy_answers
 from proxysel.data.example import Example
 from proxysel.data.text import turns_text
+from proxysel.engine import batched_with_backoff
 from proxysel.errors import UsageError
-from proxysel.models.loader import resolve_model_path
-from proxysel.benchmarking.target import greedy_answers
+from proxysel.models.loader import load_causal_lm, resolve_model_path
 from proxysel.progress import Progress
+from proxysel.signals.ask_llm import cut_to_tokens, judge_prompt_ids, next_token_probs
 from proxysel.store.atomic import atomic_write_json
 from proxysel.store.run import content_hash
-from proxysel.models.loader import load_causal_lm
-from proxysel.signals.ask_llm import judge_prompt_ids
-from proxysel.signals.ask_llm import cut_to_tokens
-from proxysel.engine import batched_with_backoff
-from proxysel.signals.ask_llm import next_token_probs
 
 log = logging.getLogger(__name__)
 

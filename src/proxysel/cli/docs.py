@@ -20,9 +20,9 @@ import yaml
 
 from proxysel.cli.main import COMMANDS, build_parser
 from proxysel.config import RunConfig
-from proxysel.options import iter_fields
 from proxysel.data.example import FORMATS
 from proxysel.data.formats import example_parts
+from proxysel.options import iter_fields
 from proxysel.selectors import param_fields
 from proxysel.signals import available_signals, get_signal
 

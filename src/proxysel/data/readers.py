@@ -19,13 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxysel.data.example import Example, Pool, SkippedRecord
-from proxysel.data.formats import (RecordProblem, _kind, blank, canonical_json, check_columns,
-                                   check_format, detect, find_lone_surrogate, record_id, rename,
-                                   to_messages)
-from proxysel.errors import BadInputError, UsageError
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from proxysel.data.example import Example, Pool, SkippedRecord
+from proxysel.data.formats import (
+    RecordProblem,
+    _kind,
+    blank,
+    canonical_json,
+    check_columns,
+    check_format,
+    detect,
+    find_lone_surrogate,
+    record_id,
+    rename,
+    to_messages,
+)
+from proxysel.errors import BadInputError, UsageError
 
 #: Default cap on one record's size in bytes (``max_record_bytes``).
 DEFAULT_MAX_RECORD_BYTES = 16 * 2**20

@@ -36,8 +36,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from proxysel.errors import ProxyselError, UsageError
 from proxysel.engine import plan_batches
+from proxysel.errors import ProxyselError, UsageError
 
 log = logging.getLogger(__name__)
 

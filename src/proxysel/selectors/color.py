@@ -13,10 +13,9 @@ official ``argsort`` is not stable).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
-
-from dataclasses import dataclass
 
 from proxysel.options import option
 from proxysel.selectors.base import RankingParams, RankingSelector

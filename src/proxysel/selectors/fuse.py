@@ -15,11 +15,10 @@ scale and skew mix; ``middle`` is the central band of ``top --order middle``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-
-from dataclasses import dataclass
 
 from proxysel.options import FieldError, option
 from proxysel.selectors.base import RankingParams, RankingSelector

@@ -7,9 +7,9 @@ highest IFD comes first.
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from proxysel.options import option
 from proxysel.selectors.base import RankingParams, RankingSelector, ScoreTable, format_value

@@ -19,13 +19,13 @@ import logging
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from proxysel.data.example import Pool
 from proxysel.data.text import conversation_text
 from proxysel.engine import backbone_and_head, batched_with_backoff
 from proxysel.errors import UsageError
 from proxysel.signals.base import Signal, register_signal
-import pyarrow as pa
 
 PROMPT = """###
 {example}

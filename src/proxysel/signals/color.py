@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from proxysel.data.example import Example, Pool
 from proxysel.dynamics.train import fine_tune
@@ -39,7 +40,6 @@ from proxysel.options import DEFAULT_BATCH_TOKENS, TrainProxyConfig, check_field
 from proxysel.signals.base import Signal, register_signal
 from proxysel.signals.loss import loss_table
 from proxysel.store.atomic import save_model_folder
-import pyarrow as pa
 
 __all__ = ["COLUMNS", "ColorConfig", "ColorSignal", "color_losses", "color_scores", "fine_tune_conditional"]
 

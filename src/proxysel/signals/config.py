@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxysel.options import (DEFAULT_BATCH_TOKENS, DEFAULT_MAX_LENGTH, DEFAULT_PROXY, DTYPES, TEMPLATES,
-                              FieldError, check_fields, option)
+from proxysel.options import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_PROXY,
+    DTYPES,
+    TEMPLATES,
+    FieldError,
+    check_fields,
+    option,
+)
 from proxysel.signals.base import available_signals, get_signal, score_signals
 from proxysel.signals.color import ColorConfig
 from proxysel.signals.density_stage import DensityConfig

@@ -29,13 +29,13 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from proxysel.data.example import Pool
 from proxysel.engine import backbone_and_head, batched_with_backoff, collate, evaluating
 from proxysel.models.render import Encoded
 from proxysel.options import DEFAULT_BATCH_TOKENS
 from proxysel.signals.base import Signal, register_signal
-import pyarrow as pa
 
 __all__ = ["RdsSignal", "position_weights", "rds_embed"]
 

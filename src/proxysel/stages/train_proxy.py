@@ -27,15 +27,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import secrets
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import pyarrow as pa
 
 from proxysel.data.example import Pool

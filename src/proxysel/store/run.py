@@ -39,7 +39,6 @@ import platform
 import re
 import secrets
 import shutil
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -51,13 +50,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+import proxysel
+from proxysel.logs import attach_run
+
 from ..errors import ProxyselError, RunConflictError, UsageError
 from ..names import check_name
 from .atomic import TMP_PREFIX, atomic_write_json, atomic_write_parquet, dumps_json, to_jsonable
 from .digest import digest_problem, file_sha256, marker_problem, read_json
 from .lock import LOCK_NAME, RunLock
-import proxysel
-from proxysel.logs import attach_run
 
 log = logging.getLogger(__name__)
 
