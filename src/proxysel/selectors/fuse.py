@@ -88,7 +88,8 @@ def parse_weights(weights: Any) -> list[tuple[str, str, float]]:
 @dataclass(frozen=True)
 class FuseParams(RankingParams):
     weights: dict[str, Any] | None = option(None, "signal -> direction (low, high, middle), or signal -> "
-                                                  "{direction: ..., weight: w}, e.g. {lp_app: low, ppl: middle}")
+                                                  "{direction: ..., weight: w}, e.g. {lp_app: low, "
+                                                  "ppl: middle}")
 
     def __post_init__(self) -> None:
         super().__post_init__()
