@@ -35,7 +35,7 @@ Does the previous paragraph demarcated within ### and ### contain informative si
 
 OPTIONS:
 - yes
-- no"""
+- no"""  # noqa: E501  (the paper's prompt, verbatim)
 
 ANSWER_SUFFIX = "\nAnswer:"
 
