@@ -61,7 +61,8 @@ def verify(run: Path, capsys) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("how", ["overwrite", "truncate", "empty"])
-def test_damaged_shard_is_recomputed_to_the_same_bytes(tmp_path, pool, tiny_model_dir, scored, how, caplog, capsys):
+def test_damaged_shard_is_recomputed_to_the_same_bytes(tmp_path, pool, tiny_model_dir, scored, how, caplog,
+                                                       capsys):
     run = copy(scored, tmp_path)
     shard = run / "stages" / "loss" / "shard-00000.parquet"
     damage(shard, how)
