@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?= -m "not gpu"
 
-.PHONY: install demo test test-fast test-gpu bench-throughput clean
+.PHONY: install demo lint test test-fast test-gpu bench-throughput clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/proxysel demo
 
-test: install
+# ruff's rules and the files it skips for now are in pyproject.toml ([tool.ruff]).
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install

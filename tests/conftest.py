@@ -121,7 +121,8 @@ BAD_RECORDS = [
     ("wrong type", b'{"instruction": "Q", "output": 5}', "output", "must be a string, got an integer"),
     ("null response", b'{"instruction": "Q", "output": null}', "output", "output is null"),
     ("empty response", b'{"instruction": "Q", "output": ""}', "output", "output is empty"),
-    ("whitespace response", b'{"id": "w", "instruction": "q", "output": " \\n\\t "}', "output", "whitespace only"),
+    ("whitespace response", b'{"id": "w", "instruction": "q", "output": " \\n\\t "}', "output",
+     "whitespace only"),
     ("whitespace completion", b'{"prompt": "Q", "completion": " \\n\\t"}', "completion", "whitespace only"),
     ("null text", b'{"id": "tn", "text": null}', "text", "text is null"),
     ("empty text", b'{"text": ""}', "text", "text is empty"),
@@ -136,16 +137,19 @@ BAD_RECORDS = [
     ("empty conversation", b'{"conversations": []}', "conversations", "is empty (no turns)"),
     ("turns not a list", b'{"conversations": "hi"}', "conversations", "must be a list of turns"),
     ("turn not an object", b'{"conversations": ["hi"]}', "conversations[0]", "must be an object"),
-    ("unknown role", b'{"conversations": [{"from": "human", "value": "hi"}, {"from": "robot", "value": "x"}]}',
+    ("unknown role", b'{"conversations": [{"from": "human", "value": "hi"}, '
+     b'{"from": "robot", "value": "x"}]}',
      "conversations[1].from", "unknown role 'robot'"),
     ("tool role", b'{"messages": [{"role": "user", "content": "w?"}, {"role": "tool", "content": "{}"},'
      b' {"role": "assistant", "content": "sunny"}]}', "messages[1].role", "tool turns are not supported"),
     ("assistant tool call", b'{"messages": [{"role": "user", "content": "w?"}, {"role": "assistant", '
      b'"content": "", "tool_calls": [{"id": "c"}]}]}', "messages[1].tool_calls", "tool call"),
     ("missing role", b'{"messages": [{"content": "hi"}]}', "messages[0].role", "has no 'role'"),
-    ("empty assistant turn", b'{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": ""}]}',
+    ("empty assistant turn", b'{"conversations": [{"from": "human", "value": "hi"}, '
+     b'{"from": "gpt", "value": ""}]}',
      "conversations[1].value", "assistant turn with no text"),
-    ("null turn text", b'{"messages": [{"role": "user", "content": null}, {"role": "assistant", "content": "a"}]}',
+    ("null turn text", b'{"messages": [{"role": "user", "content": null}, '
+     b'{"role": "assistant", "content": "a"}]}',
      "messages[0].content", "is null"),
     ("image part", b'{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "u"}]},'
      b' {"role": "assistant", "content": "a"}]}', "messages[0].content[0]", "'image_url' part"),
@@ -229,7 +233,8 @@ def fake_judge_server(fail_first: tuple[int, ...] = ()):
                 code = state.fail.pop(0) if state.fail else 200
             if code == 200:
                 reply = state.reply(body["messages"][0]["content"])
-                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
+                data = json.dumps({"choices": [{"message": {"role": "assistant",
+                                                            "content": reply}}]}).encode()
             else:
                 data = f"rejected: {self.headers.get('Authorization', '')}".encode()
             self.send_response(code)

@@ -21,8 +21,18 @@ import numpy as np
 from proxysel.benchmarking.config import BenchConfig, bench_config_dict, load_bench_config
 from proxysel.benchmarking.presets import PRESETS
 from proxysel.benchmarking.runner import run_bench
-from proxysel.config import (DataConfig, ReportConfig, RunConfig, ScoreConfig, SelectConfig, TrainProxyConfig,
-                             apply_overrides, config_from_dict, config_to_dict, load_config)
+from proxysel.config import (
+    DataConfig,
+    ReportConfig,
+    RunConfig,
+    ScoreConfig,
+    SelectConfig,
+    TrainProxyConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
 from proxysel.data import read_pool
 from proxysel.errors import UsageError
 from proxysel.options import DEFAULT_PROXY, ReadConfig, RuntimeConfig, from_kwargs
@@ -36,8 +46,8 @@ from proxysel.stages import train_proxy as _train_proxy
 from proxysel.store import RunFolder
 from proxysel.store.verify import VerifyReport, repair_run, verify_run
 
-__all__ = ["bench", "compare", "demo", "demo_config", "explain", "report", "run", "score", "select", "train_proxy",
-           "verify"]
+__all__ = ["bench", "compare", "demo", "demo_config", "explain", "report", "run", "score", "select",
+           "train_proxy", "verify"]
 
 
 def _sections(config: Any, cls: type, fields: dict[str, Any], others: Sequence[type], what: str) -> list[Any]:
@@ -92,7 +102,8 @@ def train_proxy(data: str | Path, *, out: str | Path, config: TrainProxyConfig |
     """
     cfg, read, runtime = _sections(config, TrainProxyConfig, fields, (ReadConfig, RuntimeConfig),
                                    "proxysel.train_proxy")
-    return _train_proxy.train_proxy(data, out=out, config=cfg, read=read, runtime=runtime, overwrite=overwrite)
+    return _train_proxy.train_proxy(data, out=out, config=cfg, read=read, runtime=runtime,
+                                    overwrite=overwrite)
 
 
 def select(run_dir: str | Path, *, method: str | None = None, budget: str | float | int | None = None,
@@ -206,7 +217,8 @@ def bench(config_or_preset: str | Path | dict[str, Any] | BenchConfig, *, out: s
         fields["out"] = str(out)
     if isinstance(config_or_preset, BenchConfig):
         cfg = load_bench_config(bench_config_dict(config_or_preset), overrides=dotted, fields=fields)
-    elif isinstance(config_or_preset, str) and config_or_preset in PRESETS and not Path(config_or_preset).exists():
+    elif (isinstance(config_or_preset, str) and config_or_preset in PRESETS
+          and not Path(config_or_preset).exists()):
         cfg = load_bench_config(preset=config_or_preset, overrides=dotted, fields=fields)
     else:
         cfg = load_bench_config(config_or_preset, preset=preset, overrides=dotted, fields=fields)
@@ -294,8 +306,9 @@ def demo(*, limit: int = 300, out: str | Path = "runs/demo", model: str = DEFAUL
              f"1 epoch) on {len(ids)} real ShareGPT conversations; {selection.meta['n_selected']} kept "
              f"({DEMO_BUDGET:.0%}) in {cfg.select[0].clusters} clusters, {time.perf_counter() - t0:.0f}s", ""]
     if tp.max_length == DEMO_MAX_LENGTH:
-        lines += [f"max_length {DEMO_MAX_LENGTH}, one epoch and bf16 where the CPU has it keep the demo under 15 "
-                  "minutes on 2 cores; --max-length 512 reads more of each conversation in roughly 1.7x the time."]
+        lines += [f"max_length {DEMO_MAX_LENGTH}, one epoch and bf16 where the CPU has it keep the demo "
+                  "under 15 minutes on 2 cores; --max-length 512 reads more of each conversation in "
+                  "roughly 1.7x the time."]
     if n_trunc:
         lines += [f"{n_trunc} conversations have prompts longer than {tp.max_length} tokens: their "
                   "response is cut away, so they are marked truncated and left out."]
@@ -306,7 +319,8 @@ def demo(*, limit: int = 300, out: str | Path = "runs/demo", model: str = DEFAUL
     lines += ["", "easiest (highest LP_app: learned most):"]
     lines += [row(i) for i in order[::-1][:show]]
     lines += ["", describe(out), f"input sample: {result.data}",
-              f"rerun or change it: proxysel run {folder.config_path} select.budget=0.2 select.name=lp_app-20",
+              f"rerun or change it: proxysel run {folder.config_path} "
+              "select.budget=0.2 select.name=lp_app-20",
               f"why was an example kept? proxysel explain {out} ID"]
     return {"run": out, "data": result.data, "selection": selection.file, "report": result.report,
             "summary": "\n".join(lines)}

@@ -29,24 +29,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from proxysel.options import (ConfigError, FieldError, ReadConfig, ReportConfig, RuntimeConfig, TrainProxyConfig,
-                              build_config, config_to_dict, did_you_mean, dump_yaml, iter_fields, option,
-                              read_yaml_mapping)
+from proxysel.options import (
+    ConfigError,
+    FieldError,
+    ReadConfig,
+    ReportConfig,
+    RuntimeConfig,
+    TrainProxyConfig,
+    build_config,
+    config_to_dict,
+    did_you_mean,
+    dump_yaml,
+    iter_fields,
+    option,
+    read_yaml_mapping,
+)
 from proxysel.options import apply_overrides as _apply_overrides
 from proxysel.selectors.config import SelectConfig, check_chains, ordered_by_parent
 from proxysel.signals.config import ScoreConfig
 
-__all__ = ["ConfigError", "DataConfig", "ReportConfig", "RunConfig", "RuntimeConfig", "ScoreConfig", "SelectConfig",
-           "TrainProxyConfig", "apply_overrides", "config_from_dict", "config_to_dict", "dump_config", "iter_fields",
-           "load_config"]
+__all__ = ["ConfigError", "DataConfig", "ReportConfig", "RunConfig", "RuntimeConfig", "ScoreConfig",
+           "SelectConfig", "TrainProxyConfig", "apply_overrides", "config_from_dict", "config_to_dict",
+           "dump_config", "iter_fields", "load_config"]
 
 
 @dataclass(frozen=True)
 class DataConfig(ReadConfig):
     """The candidate pool and how to read it (``proxysel score`` DATA and its read options)."""
 
-    path: str | None = option(None, "the pool: a .jsonl, .jsonl.gz, .json, .parquet file, a folder of them or a "
-                                    "HF datasets folder (relative to the working directory)")
+    path: str | None = option(None, "the pool: a .jsonl, .jsonl.gz, .json, .parquet file, a folder of them "
+                                    "or a HF datasets folder (relative to the working directory)")
     demo: int | None = option(None, "instead of path: the first N real ShareGPT conversations of the bundled "
                                     "demo sample (written to RUN/data/)", minimum=1)
 
@@ -70,8 +82,9 @@ class RunConfig:
     out: str | None = option(None, "the run folder, relative to the working directory (default: runs/<config "
                                    "file name>)")
     data: DataConfig = option(None, "the candidate pool")
-    reference: str | None = option(None, "the reference set: examples of what the model should be good at, read "
-                                         "like data (only reference-aware signals and selectors read it)")
+    reference: str | None = option(None, "the reference set: examples of what the model should be good "
+                                         "at, read like data (only reference-aware signals and "
+                                         "selectors read it)")
     runtime: RuntimeConfig = option(RuntimeConfig(), "device and sharding, shared by the proxy stages")
     train_proxy: TrainProxyConfig | None = option(None, "proxy training (lp, lp_app, trajectory); null: none")
     score: ScoreConfig | None = option(None, "scoring signals (loss, ifd, ask_llm, embedding, density, ...); "
@@ -107,7 +120,8 @@ def config_from_dict(raw: Mapping[str, Any] | None, source: str | None = None) -
     return build_config(RunConfig, raw, source)
 
 
-def apply_overrides(raw: Mapping[str, Any] | None, overrides: Sequence[str], cls: type = RunConfig) -> dict[str, Any]:
+def apply_overrides(raw: Mapping[str, Any] | None, overrides: Sequence[str],
+                    cls: type = RunConfig) -> dict[str, Any]:
     """A copy of ``raw`` with each ``dotted.field=value`` set (``proxysel.options.apply_overrides``)."""
     return _apply_overrides(raw, overrides, cls)
 

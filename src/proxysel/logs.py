@@ -22,8 +22,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
-from proxysel.progress import progress_enabled
+
 from proxysel import __version__
+from proxysel.progress import progress_enabled
 
 __all__ = ["attach_run", "configure", "redact", "session"]
 

@@ -188,8 +188,9 @@ class ReadConfig:
     """How a pool (or a reference set) is read: the options of ``read_pool``."""
 
     format: str | None = option(None, "record layout; null detects it per record", choices=FORMATS)
-    columns: dict[str, str] | None = option(None, "rename fields before detection, e.g. {instruction: question} "
-                                                  "(on the command line as JSON or YAML)")
+    columns: dict[str, str] | None = option(None, "rename fields before detection, e.g. "
+                                                  "{instruction: question} (on the command line as JSON "
+                                                  "or YAML)")
     limit: int | None = option(None, "read only the first N usable records", minimum=1)
     on_bad_record: str = option("error", "error: stop with exit code 2 before any work; skip: skip and list "
                                          "them in the manifest", choices=("error", "skip"))
@@ -221,29 +222,33 @@ class RuntimeConfig:
     device: str | None = option(None, "cpu, cuda or cuda:N (default: cpu)")
     shard_size: int = option(256, "examples per resumable shard", minimum=1)
     trust_remote_code: bool = option(False, "allow a hub model's own Python code to run")
-    allow_pickle: bool = option(False, "allow .bin/.pt weights (loaded with weights_only); default: safetensors "
-                                       "or GGUF only")
-    backend: str = option("local", "score: local (this process) or ray (a Ray Data pipeline, one model per actor; "
-                                   "pip install 'proxysel[ray]'; docs/scale.md). Same results either way",
+    allow_pickle: bool = option(False, "allow .bin/.pt weights (loaded with weights_only); default: "
+                                       "safetensors or GGUF only")
+    backend: str = option("local", "score: local (this process) or ray (a Ray Data pipeline, one model per "
+                                   "actor; pip install 'proxysel[ray]'; docs/scale.md). Same results "
+                                   "either way",
                           choices=("local", "ray"))
-    ray_address: str | None = option(None, "backend ray: the cluster to join: auto, ray://HEAD:10001 or HOST:PORT "
-                                           "(default: $RAY_ADDRESS, else a new local one)")
+    ray_address: str | None = option(None, "backend ray: the cluster to join: auto, ray://HEAD:10001 or "
+                                           "HOST:PORT (default: $RAY_ADDRESS, else a new local one)")
     ray_actors: int | None = option(None, "backend ray: scoring actors (default: one per GPU, else one per "
                                           "ray_cpus_per_actor CPUs)", minimum=1)
-    ray_cpus_per_actor: int | None = option(None, "backend ray: CPUs per actor, and torch threads of a CPU actor "
-                                                  "(default 1)", minimum=1)
+    ray_cpus_per_actor: int | None = option(None, "backend ray: CPUs per actor, and torch threads of a CPU "
+                                                  "actor (default 1)", minimum=1)
 
     RESULT_NEUTRAL: typing.ClassVar[tuple[str, ...]] = (
-        "device", "trust_remote_code", "allow_pickle", "backend", "ray_address", "ray_actors", "ray_cpus_per_actor")
+        "device", "trust_remote_code", "allow_pickle", "backend", "ray_address", "ray_actors",
+        "ray_cpus_per_actor")
 
     def __post_init__(self) -> None:
         check_fields(self)
         if self.backend == "local":
-            given = [f for f in ("ray_address", "ray_actors", "ray_cpus_per_actor") if getattr(self, f) is not None]
+            given = [f for f in ("ray_address", "ray_actors", "ray_cpus_per_actor")
+                     if getattr(self, f) is not None]
             if given:
                 raise FieldError(given[0], "only applies with runtime.backend: ray")
-        if self.device is not None and not (self.device == "cpu" or self.device == "cuda"
-                                            or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+        if self.device is not None and not (
+                self.device == "cpu" or self.device == "cuda"
+                or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise FieldError("device", f"{self.device!r} is not one of cpu, cuda, cuda:N")
 
 
@@ -256,13 +261,14 @@ class TrainRecipe:
     effective batch 32 = batch_size x grad_accum, 3 epochs, response tokens only.
     """
 
-    model: str = option(DEFAULT_PROXY, "bundled name (smollm2-135m, gemma3-270m), .gguf file, local folder or hub id")
+    model: str = option(DEFAULT_PROXY,
+                        "bundled name (smollm2-135m, gemma3-270m), .gguf file, local folder or hub id")
     epochs: int = option(3, "training epochs n; P_0..P_n are recorded (lp needs n >= 1; lp_app one epoch)",
                          minimum=1)
     lr: float = option(2e-5, "peak learning rate (cosine decay after warmup)", minimum=0, exclusive_min=True)
     batch_size: int = option(4, "examples per micro-batch", minimum=1)
-    grad_accum: int = option(8, "micro-batches per optimizer step (effective batch = batch_size x grad_accum)",
-                             minimum=1)
+    grad_accum: int = option(8, "micro-batches per optimizer step "
+                                "(effective batch = batch_size x grad_accum)", minimum=1)
     warmup_ratio: float = option(0.03, "share of the steps in linear warmup", minimum=0, maximum=1,
                                  exclusive_max=True)
     weight_decay: float = option(0.0, "AdamW weight decay on matrices (not on norms and biases)", minimum=0)
@@ -271,11 +277,14 @@ class TrainRecipe:
     lora: bool = option(False, "train LoRA adapters on all linear layers (needs peft)")
     lora_r: int = option(16, "LoRA rank", minimum=1)
     lora_alpha: int = option(32, "LoRA alpha", minimum=1)
-    max_length: int = option(DEFAULT_MAX_LENGTH, "tokens per example; longer ones are cut on the right", minimum=2)
+    max_length: int = option(DEFAULT_MAX_LENGTH, "tokens per example; longer ones are cut on the right",
+                             minimum=2)
     dtype: str = option("float32", "float32, or bfloat16 (autocast over float32 weights: plain bf16 weights "
                                    "lose small updates to rounding)", choices=TRAIN_DTYPES)
-    template: str = option("auto", "auto: the model's chat template if it has one, else Alpaca", choices=TEMPLATES)
-    batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "padded tokens per batch of the scoring passes", minimum=1)
+    template: str = option("auto", "auto: the model's chat template if it has one, else Alpaca",
+                           choices=TEMPLATES)
+    batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "padded tokens per batch of the scoring passes",
+                               minimum=1)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -292,11 +301,12 @@ class TrainProxyConfig(TrainRecipe):
     The training loop (``dynamics.train``) reads this very object: there is no second copy.
     """
 
-    checkpoints: int | None = option(None, "S2L trajectory points (evenly spaced steps incl. 0 and the last); "
-                                           "null: 8, or 0 with online; 0: no trajectory", minimum=0)
+    checkpoints: int | None = option(None, "S2L trajectory points (evenly spaced steps incl. 0 and the "
+                                           "last); null: 8, or 0 with online; 0: no trajectory", minimum=0)
     lp_epoch: int = option(1, "the epoch i of the lp and lp_app columns", minimum=1)
-    online: bool = option(False, "take P_1..P_n from the training forward passes (an approximation that ranks "
-                                 "P_1 like the exact pass but biases lp_app; see benchmarks/RESULTS.md)")
+    online: bool = option(False, "take P_1..P_n from the training forward passes (an approximation that "
+                                 "ranks P_1 like the exact pass but biases lp_app; see "
+                                 "benchmarks/RESULTS.md)")
     keep_checkpoints: bool = option(False, "keep the weights of every scored step (safetensors) under "
                                            "RUN/stages/train-proxy/checkpoints")
 
@@ -428,7 +438,8 @@ def _coerce_one(value: Any, hint: Any, name: str) -> Any:
         (item,) = [a for a in typing.get_args(hint) if a is not Ellipsis]
         if text:
             raw = value.strip()
-            value = _yaml_text(value, name) if raw.startswith("[") else [v.strip() for v in raw.split(",") if v.strip()]
+            value = (_yaml_text(value, name) if raw.startswith("[")
+                     else [v.strip() for v in raw.split(",") if v.strip()])
         if isinstance(value, (str, int, float)) and not dataclasses.is_dataclass(item):
             value = [value]  # a single signal written without brackets
         if isinstance(value, Mapping) and dataclasses.is_dataclass(item):
@@ -513,8 +524,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     extra)`` (a selection's parameters come from the selector registry).
     """
     if not isinstance(raw, Mapping):
-        raise FieldError(prefix, f"must be a mapping of {', '.join(f.name for f in dataclasses.fields(cls))}, "
-                                 f"got {raw!r}")
+        raise FieldError(prefix, "must be a mapping of "
+                                 f"{', '.join(f.name for f in dataclasses.fields(cls))}, got {raw!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     hook = getattr(cls, "_split_keys", None)
@@ -525,7 +536,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     for key, value in raw.items():
         if key not in names:
             raise FieldError(join(prefix, str(key)),
-                             f"unknown key; {_section_name(prefix)} takes {', '.join(names)}{did_you_mean(key, names)}")
+                             f"unknown key; {_section_name(prefix)} takes {', '.join(names)}"
+                             f"{did_you_mean(key, names)}")
         kwargs[key] = coerce(value, hints[key], join(prefix, key))
     kwargs.update(extra)
     try:
@@ -546,7 +558,8 @@ def build_config(cls: type[_C], raw: Mapping[str, Any] | None, source: str | Non
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise ConfigError("", f"the top level must be a mapping of sections, got {type(raw).__name__}", source)
+        raise ConfigError("", f"the top level must be a mapping of sections, got {type(raw).__name__}",
+                          source)
     try:
         return _build(cls, raw, "")
     except FieldError as e:
@@ -573,7 +586,8 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 def dump_yaml(config: Any, header: str = "") -> str:
     """The config as YAML text, with ``header`` as comment lines; reading it back gives an equal config."""
-    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True, default_flow_style=False)
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True,
+                          default_flow_style=False)
     lines = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines()) if header else ""
     return lines + text
 
@@ -651,7 +665,8 @@ def _set(node: dict[str, Any], cls: type, parts: list[str], value: _Text, prefix
     raise ConfigError(name, f"is {_describe(hints[key])}; it has no field {'.'.join(rest)!r}")
 
 
-def _set_in_list(node: dict[str, Any], key: str, item_cls: type, rest: list[str], value: _Text, name: str) -> None:
+def _set_in_list(node: dict[str, Any], key: str, item_cls: type, rest: list[str], value: _Text,
+                 name: str) -> None:
     items = node.get(key)
     if items is None:
         items = [{}]
@@ -663,7 +678,8 @@ def _set_in_list(node: dict[str, Any], key: str, item_cls: type, rest: list[str]
     head = rest[0]
     if head.isdigit():
         if int(head) >= len(items):
-            raise ConfigError(f"{name}.{head}", f"there are only {len(items)} entries in {key} (0..{len(items) - 1})")
+            raise ConfigError(f"{name}.{head}",
+                              f"there are only {len(items)} entries in {key} (0..{len(items) - 1})")
         target, rest, where = int(head), rest[1:], f"{name}.{head}"
     else:
         named = [i for i, it in enumerate(items) if isinstance(it, Mapping) and it.get("name") == head]
@@ -703,7 +719,8 @@ def read_yaml_mapping(path: Path) -> dict[str, Any] | None:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise UsageError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
     if raw is not None and not isinstance(raw, Mapping):
-        raise ConfigError("", f"the top level must be a mapping of sections, got {type(raw).__name__}", str(path))
+        raise ConfigError("", f"the top level must be a mapping of sections, got {type(raw).__name__}",
+                          str(path))
     return raw
 
 
@@ -842,5 +859,6 @@ def from_kwargs(classes: Sequence[type], kwargs: Mapping[str, Any], *, what: str
 
 def fields_of(config: Any) -> dict[str, Any]:
     """The config's fields as keyword arguments (nested sections as mappings): ``from_kwargs``'s inverse."""
-    return {f.name: config_to_dict(getattr(config, f.name)) if dataclasses.is_dataclass(getattr(config, f.name))
-            else getattr(config, f.name) for f in dataclasses.fields(config)}
+    return {f.name: (config_to_dict(getattr(config, f.name))
+                     if dataclasses.is_dataclass(getattr(config, f.name)) else getattr(config, f.name))
+            for f in dataclasses.fields(config)}

@@ -146,23 +146,26 @@ def preflight(cfg: RunConfig, out: Path) -> None:
             cls = get_signal(name)
             for dep in cls.requires:
                 if dep not in have:
-                    raise ConfigError("score.signals", f"{name} reads the {dep} signal: add {dep} to score.signals")
+                    raise ConfigError("score.signals",
+                                      f"{name} reads the {dep} signal: add {dep} to score.signals")
             if cls.needs_reference and cfg.reference is None:
-                raise ConfigError("reference", f"score.signals {name} scores the pool against a reference set: "
-                                               "give reference: FILE")
+                raise ConfigError("reference", f"score.signals {name} scores the pool against a reference "
+                                               "set: give reference: FILE")
     for i, sel in enumerate(cfg.select):
         where = "select" if len(cfg.select) == 1 else f"select.{i}"
         selector = sel.selector()
         if selector.needs_reference and cfg.reference is None:
-            raise ConfigError("reference", f"{where}: {sel.method} reads a reference set: give reference: FILE")
+            raise ConfigError("reference",
+                              f"{where}: {sel.method} reads a reference set: give reference: FILE")
         for col in dict.fromkeys(selector.reads()):
             if col not in have:
                 producer = producer_of(col)
                 how = producer.how_to_make("DATA", str(out)) if producer else f"a stage that writes '{col}'"
                 section = "a train_proxy section" if producer and producer.command == "train-proxy" else \
                     f"{producer.name} to score.signals" if producer else how
-                raise ConfigError(f"{where}.method", f"{sel.method} reads '{col}', which this config does not "
-                                                     f"compute and {out} does not hold; add {section} ({how})")
+                raise ConfigError(f"{where}.method", f"{sel.method} reads '{col}', which this config does "
+                                                     f"not compute and {out} does not hold; add {section} "
+                                                     f"({how})")
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -218,11 +221,13 @@ def run_pipeline(cfg: RunConfig, *, source: str | None = None, overwrite: bool =
     keys = step_keys(cfg)
     previous = (_read_pipeline(out).get("steps") or {}) if out.exists() else {}
     header = (f"The resolved config of the latest `proxysel run` into this folder ({_now()}).\n"
-              f"Source: {source or 'built in code'}. Rerun it with: proxysel run {RunFolder(out).config_path}")
+              f"Source: {source or 'built in code'}. "
+              f"Rerun it with: proxysel run {RunFolder(out).config_path}")
     preflight(cfg, out)
     with Run.open(out) as run:  # makes the folder (and refuses one that is not a run folder)
         atomic_write_text(run.config_path, dump_config(cfg, header=header))
-        data = demo_pool_path(run.data_dir, n=cfg.data.demo) if cfg.data.demo is not None else Path(cfg.data.path)
+        data = (demo_pool_path(run.data_dir, n=cfg.data.demo) if cfg.data.demo is not None
+                else Path(cfg.data.path))
         block = dict(run.manifest.get("pipeline") or {})
         block.update(config=config_to_dict(cfg), config_file=source,
                      last={"started": _now(), "finished": None, "steps": list(keys), "ran": []})
@@ -242,8 +247,10 @@ def run_pipeline(cfg: RunConfig, *, source: str | None = None, overwrite: bool =
         if outcome.action == RAN:
             ran.append(name)
         _update_pipeline(out, steps={name: {"key": keys[name], "action": outcome.action,
-                                            "computed": outcome.computed, "seconds": round(outcome.seconds, 3),
-                                            "config_changed": changed, "why": outcome.why, "finished": _now()}},
+                                            "computed": outcome.computed,
+                                            "seconds": round(outcome.seconds, 3),
+                                            "config_changed": changed, "why": outcome.why,
+                                            "finished": _now()}},
                          last={**block["last"], "ran": list(ran)})
         extra = f" (computed: {', '.join(outcome.computed)})" if outcome.computed else ""
         log.info("step %s: %s in %.1fs%s%s", name, outcome.action, outcome.seconds, extra,
@@ -256,7 +263,8 @@ def run_pipeline(cfg: RunConfig, *, source: str | None = None, overwrite: bool =
         prev = previous.get(name)
         changed = prev is None or prev.get("key") != keys[name]
         # A failed attempt with another config may have left its stages behind: replace them too.
-        replace = overwrite or (prev is not None and (changed or prev.get("attempt", keys[name]) != keys[name]))
+        replace = overwrite or (prev is not None
+                                and (changed or prev.get("attempt", keys[name]) != keys[name]))
         _update_pipeline(out, steps={name: {**(prev or {}), "attempt": keys[name]}})
         why = _diff(prev.get("key") if prev else None, keys[name]) if changed else ""
         if changed and prev is not None:
@@ -264,7 +272,8 @@ def run_pipeline(cfg: RunConfig, *, source: str | None = None, overwrite: bool =
         before = _stage_state(out)
         t0 = time.perf_counter()
         if name == "train-proxy":
-            train_proxy(data, out=out, config=cfg.train_proxy, read=read, runtime=cfg.runtime, overwrite=replace)
+            train_proxy(data, out=out, config=cfg.train_proxy, read=read, runtime=cfg.runtime,
+                        overwrite=replace)
         else:
             score(data, out=out, config=cfg.score, read=read, runtime=cfg.runtime, reference=cfg.reference,
                   overwrite=replace)
@@ -292,7 +301,8 @@ def run_pipeline(cfg: RunConfig, *, source: str | None = None, overwrite: bool =
              else "a proxy stage was recomputed")
         t0 = time.perf_counter()
         _update_pipeline(out, steps={name: {**(prev or {}), "attempt": keys[name]}})
-        selections[sel.name] = select_run(out, sel, reference=cfg.reference, overwrite=overwrite or prev is not None)
+        selections[sel.name] = select_run(out, sel, reference=cfg.reference,
+                                          overwrite=overwrite or prev is not None)
         record(name, StepOutcome(name, RAN, time.perf_counter() - t0, [], why), changed)
 
     # -- the report: rerun when anything before it ran or its config changed

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from typing import Any
+
 from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ class Progress:
         parts = [f"{self.desc}: {self.done}/{self.total} {self.unit}"]
         if self.total:
             parts[0] += f" ({100 * self.done / self.total:.0f}%)"
-        parts.append(f"{rate:.2f} {self.unit}/s" if rate >= 1 or rate == 0 else f"{1 / rate:.1f} s/{self.unit}")
+        parts.append(f"{rate:.2f} {self.unit}/s" if rate >= 1 or rate == 0
+                     else f"{1 / rate:.1f} s/{self.unit}")
         if self.tokens:
             parts.append(f"{self.tokens / dt:.0f} tok/s")
         if rate > 0 and self.total and self.done < self.total:

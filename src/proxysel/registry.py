@@ -32,7 +32,8 @@ class Registry(Generic[T]):
 
         def decorate(cls: T) -> T:
             if name in self._entries and self._entries[name] is not cls:
-                raise ValueError(f"{self.kind} '{name}' is already registered by {self._entries[name].__qualname__}")
+                raise ValueError(f"{self.kind} '{name}' is already registered by "
+                                 f"{self._entries[name].__qualname__}")
             if self._check is not None:
                 self._check(name, cls)
             cls.name = name

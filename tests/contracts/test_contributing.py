@@ -46,7 +46,8 @@ def test_the_documented_selector_and_signal_work(documented, tmp_path, tiny_mode
     assert main(["-q", "select", str(run), "--method", "near_loss", "--target", "0", "--budget", "2",
                  "--name", "low"]) == 0
     loss = dict(zip(scores["id"], scores["loss"]))
-    assert RunFolder(run).selection_ids("low") == sorted(sorted(loss, key=loss.get)[:2], key=scores["id"].index)
+    assert (RunFolder(run).selection_ids("low")
+            == sorted(sorted(loss, key=loss.get)[:2], key=scores["id"].index))
     assert main(["-q", "select", str(run), "--method", "top", "--signal", "response_words", "--order", "high",
                  "--budget", "2", "--name", "long"]) == 0
     assert RunFolder(run).selection_ids("long") == ["e4", "e5"]

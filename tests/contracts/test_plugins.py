@@ -51,7 +51,8 @@ class CharsSignal(Signal):
     def compute(self, state, examples, bar):
         bar.update(len(examples))
         return pa.table({"id": [e.id for e in examples],
-                         "test_chars": pa.array([float(len(response_text(e))) for e in examples], pa.float64())})
+                         "test_chars": pa.array([float(len(response_text(e))) for e in examples],
+                                                pa.float64())})
 
 
 @pytest.fixture
@@ -94,7 +95,8 @@ def test_a_missing_plugin_column_names_the_command_that_makes_it(plugins, tmp_pa
     pool, _ = pool_file(tmp_path)
     run = tmp_path / "run"
     assert main(["-q", "score", str(pool), "--signals", "test_chars", "--out", str(run)]) == 0
-    assert main(["-q", "select", str(run), "--method", "test_shortest", "--budget", "2", "--signal", "x"]) == 2
+    assert main(["-q", "select", str(run), "--method", "test_shortest", "--budget", "2",
+                 "--signal", "x"]) == 2
     assert "not of test_shortest" in capsys.readouterr().err
 
 

@@ -45,8 +45,8 @@ def test_declarations(name):
 @pytest.fixture(scope="module")
 def pools(tmp_path_factory):
     d = tmp_path_factory.mktemp("pools")
-    recs = [{"id": f"p{i}", "instruction": f"Sort the numbers {i} 1 2", "output": f"The sorted numbers are 1 2 {i}"}
-            for i in range(5)]
+    recs = [{"id": f"p{i}", "instruction": f"Sort the numbers {i} 1 2",
+             "output": f"The sorted numbers are 1 2 {i}"} for i in range(5)]
     ref = [{"id": f"r{i}", "instruction": f"Name a colour {i}", "output": "Blue is a colour", "family": "c"}
            for i in range(3)]
     (d / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
@@ -78,5 +78,6 @@ def test_a_score_signal_computes_its_declared_columns(name, pools, tiny_model_di
         if pa.types.is_string(table.column(column).type):
             continue  # a detail column (ask_llm_detail: JSON)
         values = table.column(column).to_pylist()
-        flat = np.asarray([v for row in values for v in (row if isinstance(row, list) else [row])], dtype=float)
+        flat = np.asarray([v for row in values for v in (row if isinstance(row, list) else [row])],
+                          dtype=float)
         assert np.isfinite(flat).all(), column

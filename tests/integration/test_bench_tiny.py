@@ -90,7 +90,8 @@ def test_base_row_is_the_untrained_targets_loss_by_a_plain_loop(bench):
     base = [r for r in rows if r["selector"] == "base"]
     assert len(base) == 1 and base[0]["steps"] == "0"
     model = AutoModelForCausalLM.from_pretrained(out / "models" / "target").eval()
-    renderer = Renderer(AutoTokenizer.from_pretrained(out / "models" / "target"), max_length=64, template="auto")
+    renderer = Renderer(AutoTokenizer.from_pretrained(out / "models" / "target"), max_length=64,
+                        template="auto")
     total, n = 0.0, 0
     for e in read_pool(out / "data" / "eval.jsonl").examples:
         enc = renderer.encode(e)
@@ -128,7 +129,8 @@ def test_a_cell_written_before_per_example_arrays_is_trained_again(bench, capsys
     text = capsys.readouterr().out
     assert text.count("training it again") == 1 and "base: its result has no per-example arrays" in text
     new = json.loads(path.read_text())
-    assert new["per_example"] == old["per_example"] and new["metrics"]["eval_loss"] == old["metrics"]["eval_loss"]
+    assert (new["per_example"] == old["per_example"]
+            and new["metrics"]["eval_loss"] == old["metrics"]["eval_loss"])
 
 
 def test_changed_recipe_is_refused_without_overwrite(bench, capsys):

@@ -15,12 +15,13 @@ from proxysel.store import RunFolder
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory, tiny_model_dir):
     d = tmp_path_factory.mktemp("chain")
-    recs = [{"id": f"ex{i:02d}", "instruction": f"Sort the numbers {i} {i % 7} 2", "output": f"1 2 {i} " * (1 + i % 5)}
-            for i in range(40)]
+    recs = [{"id": f"ex{i:02d}", "instruction": f"Sort the numbers {i} {i % 7} 2",
+             "output": f"1 2 {i} " * (1 + i % 5)} for i in range(40)]
     pool = d / "pool.jsonl"
     pool.write_text("".join(json.dumps(r) + "\n" for r in recs))
     run = d / "run"
-    assert main(["-q", "score", str(pool), "--signals", "loss", "--model", str(tiny_model_dir), "--out", str(run)]) == 0
+    assert main(["-q", "score", str(pool), "--signals", "loss", "--model", str(tiny_model_dir),
+                 "--out", str(run)]) == 0
     return pool, run
 
 
@@ -40,10 +41,12 @@ def test_kept_is_a_subset_of_the_parent_and_the_budget_is_of_the_whole_pool(scor
     sel = folder.read_selection("r")
     reasons = dict(zip(sel.table.column("id").to_pylist(), sel.table.column("reason").to_pylist()))
     dropped_first = [i for i in reasons if i not in parent]
-    assert dropped_first and all(reasons[i] == "dropped at step 1 (top loss middle 0.9)" for i in dropped_first)
+    assert dropped_first and all(reasons[i] == "dropped at step 1 (top loss middle 0.9)"
+                                 for i in dropped_first)
     assert [s["name"] for s in sel.meta["chain"]] == ["mid", "r"] and sel.meta["parent"] == "mid"
     # a chain of chains keeps the earliest step's reason
-    assert select(run, "--method", "top", "--signal", "loss", "--budget", "0.1", "--from", "r", "--name", "t") == 0
+    assert select(run, "--method", "top", "--signal", "loss", "--budget", "0.1", "--from", "r",
+                  "--name", "t") == 0
     third = RunFolder(run).read_selection("t")
     why = dict(zip(third.table.column("id").to_pylist(), third.table.column("reason").to_pylist()))
     assert all(why[i].startswith("dropped at step 1") for i in dropped_first)

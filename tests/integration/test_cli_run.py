@@ -34,7 +34,7 @@ score: {{signals: [loss], model: {model}, max_length: 64}}
 select:
   - {{name: lp, method: lp_app, budget: 0.3, within_clusters: false}}
   - {{name: s2l, method: s2l, budget: 10, clusters: 3}}
-"""
+"""  # noqa: E501  (a config file as a user writes it)
 
 
 @pytest.fixture(scope="module")

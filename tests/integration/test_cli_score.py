@@ -49,7 +49,8 @@ def test_score_writes_scores_matching_the_engine(tmp_path, tiny_model_dir):
     assert t.column("id").to_pylist() == [f"ex{i:05d}" for i in range(40)]
     lm = load_causal_lm(str(tiny_model_dir))
     r = Renderer(lm.tokenizer)
-    ref = score_losses(lm.model, [r.encode(e) for e in read_pool(data).examples], pad_id=lm.tokenizer.pad_token_id)
+    ref = score_losses(lm.model, [r.encode(e) for e in read_pool(data).examples],
+                       pad_id=lm.tokenizer.pad_token_id)
     np.testing.assert_allclose(t.column("loss").to_numpy(), ref.loss, atol=1e-5)
     np.testing.assert_allclose(t.column("ppl").to_numpy(), np.exp(ref.loss), rtol=1e-5)
     manifest = json.loads((run / "manifest.json").read_text())
@@ -92,7 +93,8 @@ def test_usage_errors_exit_2(tmp_path, tiny_model_dir):
     assert _cli("score", str(data), "--out", str(tmp_path / "r"), "--signals", "nonsense",
                 "--model", str(tiny_model_dir)).returncode == 2
     assert _cli("score", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "r")).returncode == 2
-    assert _cli("score", str(data), "--out", str(tmp_path / "r"), "--model", str(tmp_path / "nomodel")).returncode == 2
+    assert _cli("score", str(data), "--out", str(tmp_path / "r"), "--model",
+                str(tmp_path / "nomodel")).returncode == 2
 
 
 def test_sigkill_during_score_then_resume_is_identical(tmp_path, tiny_model_dir):

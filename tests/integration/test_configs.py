@@ -17,7 +17,8 @@ import pytest
 from proxysel.cli.main import main
 from proxysel.models.bundled import is_available
 
-pytestmark = [pytest.mark.model, pytest.mark.skipif(not is_available("minilm"), reason="minilm not installed")]
+pytestmark = [pytest.mark.model,
+              pytest.mark.skipif(not is_available("minilm"), reason="minilm not installed")]
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -35,7 +36,8 @@ def test_density_config_runs_as_shipped(tmp_path, capsys):
     assert manifest["pipeline"]["last"]["ran"] == ["score", "select:density-0.3-s0", "report"]
 
     # another draw reruns only the selection and the report; the sketch is not recomputed
-    assert main(["-q", "run", str(CONFIGS / "density.yaml"), "data.demo=24", f"out={out}", "select.seed=1"]) == 0
+    assert main(["-q", "run", str(CONFIGS / "density.yaml"), "data.demo=24", f"out={out}",
+                 "select.seed=1"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["pipeline"]["last"]["ran"] == ["select:density-0.3-s1", "report"]
     assert manifest["stages"]["density"]["shards_computed"] == 0

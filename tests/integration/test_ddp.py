@@ -57,7 +57,8 @@ def _scores(run: Path) -> dict[str, np.ndarray]:
     t = pq.read_table(run / "scores.parquet")
     return {"id": np.array(t.column("id").to_pylist()),
             "truncated": np.array(t.column("truncated").to_pylist()),
-            **{c: np.array(t.column(c).to_pylist(), dtype=float) for c in ("ppl_epoch", "trajectory", "lp", "lp_app")}}
+            **{c: np.array(t.column(c).to_pylist(), dtype=float)
+               for c in ("ppl_epoch", "trajectory", "lp", "lp_app")}}
 
 
 def _stage(run: Path) -> dict:
@@ -77,12 +78,14 @@ def test_two_ranks_give_the_single_process_results(runs):
     # After updates the gradient sum is taken in another order (docs/scale.md): within 1e-5.
     np.testing.assert_allclose(b["ppl_epoch"], a["ppl_epoch"], rtol=1e-5, atol=0, equal_nan=True)
     np.testing.assert_allclose(b["trajectory"], a["trajectory"], rtol=0, atol=1e-5, equal_nan=True)
-    np.testing.assert_allclose(np.log(b["ppl_epoch"]), np.log(a["ppl_epoch"]), rtol=0, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(np.log(b["ppl_epoch"]), np.log(a["ppl_epoch"]), rtol=0, atol=1e-5,
+                               equal_nan=True)
     np.testing.assert_allclose(b["lp"], a["lp"], rtol=1e-5, atol=1e-7, equal_nan=True)
     assert np.isfinite(a["ppl_epoch"][~a["truncated"]]).all()
     assert (a["ppl_epoch"][~a["truncated"], 3] < a["ppl_epoch"][~a["truncated"], 0]).all()  # it trained
 
-    hist = [[json.loads(x) for x in (run / _stage(run)["history"]).read_text().splitlines()] for run in (one, two)]
+    hist = [[json.loads(x) for x in (run / _stage(run)["history"]).read_text().splitlines()]
+            for run in (one, two)]
     assert [h["tokens"] for h in hist[1]] == [h["tokens"] for h in hist[0]]  # the same batches, all of them
     np.testing.assert_allclose([h["loss"] for h in hist[1]], [h["loss"] for h in hist[0]], rtol=1e-5)
 
@@ -120,7 +123,8 @@ def test_two_ranks_resume_a_killed_single_process_run(runs, tmp_path, tiny_model
     data, one, _ = runs
     run = tmp_path / "run"
     r = subprocess.run([sys.executable, "-c", KILLED_AT_STEP_11, "-q", "train-proxy", str(data), "--model",
-                        str(tiny_model_dir), "--out", str(run), *ARGS], env=_env(), capture_output=True, timeout=300)
+                        str(tiny_model_dir), "--out", str(run), *ARGS], env=_env(), capture_output=True,
+                       timeout=300)
     assert r.returncode == -9, r.stderr
     assert [p.name for p in (run / "stages" / "train-proxy" / "state").iterdir()] == ["step-000010"]
     _train(_torchrun(), data, tiny_model_dir, run)

@@ -34,7 +34,8 @@ def test_demo_small_is_the_whole_pipeline(tmp_path, capsys):
     assert len(t["id"]) == 12
     ok = [i for i, tr in enumerate(t["truncated"]) if not tr]
     p0 = np.array([t["ppl_epoch"][i][0] for i in ok])
-    assert ((np.log(p0) > 0) & (np.log(p0) < 10)).all()  # a real pretrained model (~ln 49152 = 10.8 at random)
+    # a real pretrained model (~ln 49152 = 10.8 at random)
+    assert ((np.log(p0) > 0) & (np.log(p0) < 10)).all()
     lp_app = np.array([t["lp_app"][i] for i in ok])
     assert np.isfinite(lp_app).all() and np.abs(lp_app).max() > 0  # one epoch moved the proxy
     assert (out / "embeddings.parquet").exists()

@@ -69,11 +69,11 @@ def test_signal_on_layout(signal, fmt, tmp_path, tiny_model_dir, capsys):
     # 1. its own command
     out = tmp_path / "own"
     if cls.command == "score":
-        code, err = run_cli(["score", pool, "--signals", signals, *reference, *model, "--judge", tiny_model_dir,
-                             "--out", out], capsys)
+        code, err = run_cli(["score", pool, "--signals", signals, *reference, *model,
+                             "--judge", tiny_model_dir, "--out", out], capsys)
     else:
-        code, err = run_cli(["train-proxy", pool, *model, "--epochs", "2", "--checkpoints", "2", "--batch-size",
-                             "2", "--grad-accum", "1", "--out", out], capsys)
+        code, err = run_cli(["train-proxy", pool, *model, "--epochs", "2", "--checkpoints", "2",
+                             "--batch-size", "2", "--grad-accum", "1", "--out", out], capsys)
     if fits:
         assert code == 0, err
         assert_finite(out, signal)
@@ -88,21 +88,24 @@ def test_signal_on_layout(signal, fmt, tmp_path, tiny_model_dir, capsys):
         assert code == 2 and "computed by train-proxy" in err and "proxysel train-proxy" in err, err
     else:
         bare = tmp_path / "bare"
-        code, err = run_cli(["train-proxy", pool, *model, "--epochs", "1", "--checkpoints", "0", "--out", bare],
-                            capsys)
+        code, err = run_cli(["train-proxy", pool, *model, "--epochs", "1", "--checkpoints", "0",
+                             "--out", bare], capsys)
         assert code == 0, err
-        code, err = run_cli(["select", bare, "--method", "top", "--signal", cls.columns[0], "--budget", "1"], capsys)
+        code, err = run_cli(["select", bare, "--method", "top", "--signal", cls.columns[0], "--budget", "1"],
+                            capsys)
         if not cls.vectors:
             assert code == 2 and "needs score: proxysel score" in err and "--signals" in err, err
 
     # 3. proxysel run with the signal in its config
-    section = (f"score: {{signals: [{signals}], model: {tiny_model_dir}, judge: {tiny_model_dir}, max_length: 64}}"
+    section = (f"score: {{signals: [{signals}], model: {tiny_model_dir}, judge: {tiny_model_dir}, "
+               "max_length: 64}"
                if cls.command == "score" else
-               f"train_proxy: {{model: {tiny_model_dir}, epochs: 2, checkpoints: 2, batch_size: 2, grad_accum: 1, "
-               f"max_length: 64}}")
+               f"train_proxy: {{model: {tiny_model_dir}, epochs: 2, checkpoints: 2, batch_size: 2, "
+               "grad_accum: 1, max_length: 64}")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"out: {tmp_path / 'run'}\ndata: {{path: {pool}}}\n"
-                   + (f"reference: {ref}\n" if cls.needs_reference else "") + section + "\nreport: {enabled: false}\n")
+                   + (f"reference: {ref}\n" if cls.needs_reference else "") + section
+                   + "\nreport: {enabled: false}\n")
     code, err = run_cli(["run", cfg], capsys)
     if fits:
         assert code == 0, err

@@ -107,7 +107,8 @@ def test_rerun_is_free_and_lp_epoch_is_recomputed(trained, tiny_model_dir):
     assert _stage(run)["lp_epoch"] == 2 and _stage(run)["completed"] >= done
     with pytest.raises(RunConflictError, match="lr"):
         proxysel.train_proxy(data, out=run, model=str(tiny_model_dir), **{**TINY, "lr": 1e-3})
-    proxysel.train_proxy(data, out=run, model=str(tiny_model_dir), keep_checkpoints=True, **TINY)  # back to lp(1)
+    # back to lp(1)
+    proxysel.train_proxy(data, out=run, model=str(tiny_model_dir), keep_checkpoints=True, **TINY)
 
 
 def test_lp_app_from_one_epoch_and_two_passes(tmp_path, tiny_model_dir, trained):
@@ -150,7 +151,8 @@ def test_lora_and_bf16(tmp_path, tiny_model_dir, trained):
     pytest.importorskip("peft")
     data, _ = trained
     run = proxysel.train_proxy(data, out=tmp_path / "lora", model=str(tiny_model_dir), lora=True, lora_r=4,
-                               dtype="bfloat16", keep_checkpoints=True, **{**TINY, "epochs": 1, "checkpoints": 2})
+                               dtype="bfloat16", keep_checkpoints=True,
+                               **{**TINY, "epochs": 1, "checkpoints": 2})
     s = _scores(run)
     ok = ~s["truncated"]
     assert np.isfinite(s["ppl_epoch"][ok]).all()

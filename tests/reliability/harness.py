@@ -45,7 +45,8 @@ COUNTS: dict[str, int] = {"kills": 0, "kill_scenarios": 0, "concurrent_reads": 0
                           "fuzz_examples": 0, "oom_injections": 0}
 KILLED_COMMANDS: set[str] = set()
 COUNTS_FILE = Path(os.environ.get("PROXYSEL_RELIABILITY_COUNTS",
-                                  Path(__file__).resolve().parents[2] / ".pytest_cache" / "proxysel-reliability.json"))
+                                  Path(__file__).resolve().parents[2] / ".pytest_cache"
+                                  / "proxysel-reliability.json"))
 
 
 def count(key: str, n: int = 1) -> None:
@@ -151,7 +152,8 @@ def check_readable(run: Path, *, running: bool = False) -> int:
             try:
                 marker = json.loads(p.read_text())
                 shard = p.with_suffix(".parquet")
-                assert hashlib.sha256(shard.read_bytes()).hexdigest() == marker["sha256"], f"{shard} != its marker"
+                assert hashlib.sha256(shard.read_bytes()).hexdigest() == marker["sha256"], \
+                    f"{shard} != its marker"
                 assert pq.read_metadata(shard).num_rows == marker["rows"]
             except FileNotFoundError:
                 if not running:
@@ -190,8 +192,9 @@ def normalized_manifest(run: Path) -> dict:
         stages[name] = {k: s.get(k) for k in ("fingerprint", "status", "examples", "shards", "truncated",
                                               "method", "n_selected", "plan", "lp_epoch") if k in s}
     data = dict(m.get("data") or {})
-    return {"stages": stages, "data_fingerprint": data.get("fingerprint"), "n_examples": data.get("n_examples"),
-            "skipped_records": m.get("skipped_records"), "embeddings": m.get("embeddings")}
+    return {"stages": stages, "data_fingerprint": data.get("fingerprint"),
+            "n_examples": data.get("n_examples"), "skipped_records": m.get("skipped_records"),
+            "embeddings": m.get("embeddings")}
 
 
 def assert_same_outputs(run: Path, reference: Path) -> int:

@@ -118,7 +118,8 @@ def test_bad_files(tmp_path, capsys):
     data = gzip.compress(b"".join(b'{"id": "r%d", "text": "%s"}\n' % (i, b"y" * 50) for i in range(200)))
     gz.write_bytes(data[: len(data) // 2])
     for mode in ("error", "skip"):
-        expect_exit_2(["score", gz, "--out", run, "--on-bad-record", mode], capsys, str(gz), "truncated or corrupt")
+        expect_exit_2(["score", gz, "--out", run, "--on-bad-record", mode], capsys, str(gz),
+                      "truncated or corrupt")
     # an empty file; a folder with no data files; a path that does not exist
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
@@ -145,8 +146,8 @@ def test_real_binary_prints_one_line_and_no_traceback(tmp_path):
     count("bad_input_cases")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"proxysel: error: {path}:2 (byte {len(GOOD) + 1}) field 'output': output is null. Fix the record, or pass "
-        "on_bad_record='skip' (--on-bad-record skip) to skip bad records (listed in the manifest)"]
+        f"proxysel: error: {path}:2 (byte {len(GOOD) + 1}) field 'output': output is null. Fix the record, "
+        "or pass on_bad_record='skip' (--on-bad-record skip) to skip bad records (listed in the manifest)"]
 
 
 def test_bom_and_crlf_are_read(tmp_path, tiny_model_dir, capsys):
@@ -157,8 +158,8 @@ def test_bom_and_crlf_are_read(tmp_path, tiny_model_dir, capsys):
     count("bad_input_cases", 2)
     assert code == 0, err
     assert pq.read_table(run / "scores.parquet").column("id").to_pylist() == ["g1", "g2"]
-    code, _, err = run_main(["select", run, "--method", "top", "--signal", "loss", "--budget", "2", "--name", "all"],
-                            capsys)
+    code, _, err = run_main(["select", run, "--method", "top", "--signal", "loss", "--budget", "2",
+                             "--name", "all"], capsys)
     assert code == 0, err
     assert (run / "selections" / "all" / "selected.jsonl").read_bytes() == GOOD + b"\n" + GOOD2 + b"\n"
 
@@ -176,7 +177,8 @@ def test_parquet_files_with_differing_schemas(tmp_path, tiny_model_dir, capsys):
     assert code == 0, err
     assert pq.read_table(run / "scores.parquet").column("id").to_pylist() == ["a1", "b1"]
     # the same column with another type: the row is a bad record naming the file, row and field
-    pq.write_table(pa.Table.from_pylist([{"id": "c1", "instruction": "q", "output": 7}]), folder / "c.parquet")
+    pq.write_table(pa.Table.from_pylist([{"id": "c1", "instruction": "q", "output": 7}]),
+                   folder / "c.parquet")
     err = expect_exit_2(score_args(folder, tiny_model_dir, tmp_path / "run2"), capsys,
                         f"{folder / 'c.parquet'}:1 field 'output'", "must be a string, got an integer")
 
@@ -201,7 +203,8 @@ def test_ids_never_escape_the_run_folder(tmp_path, tiny_model_dir, capsys):
                      + b'{"id": "sub/dir", "instruction": "q", "output": "a"}\n' + GOOD2 + b"\n")
     run = work / "run"
     before = sorted(p for p in tmp_path.rglob("*"))
-    expect_exit_2(score_args(path, tiny_model_dir, run), capsys, f"{path}:2 (byte {len(GOOD) + 1}) field 'id'")
+    expect_exit_2(score_args(path, tiny_model_dir, run), capsys,
+                  f"{path}:2 (byte {len(GOOD) + 1}) field 'id'")
     code, _, err = run_main(score_args(path, tiny_model_dir, run, "--on-bad-record", "skip"), capsys)
     assert code == 0, err
     skipped = json.loads((run / "manifest.json").read_text())["skipped_records"]
@@ -253,7 +256,8 @@ def test_two_user_turns_in_a_row(tmp_path, tiny_model_dir, capsys):
 def test_content_parts_and_many_turns(tmp_path, tiny_model_dir, capsys):
     turns = []
     for i in range(60):  # 120 turns
-        turns += [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i}."}]
+        turns += [{"role": "user", "content": f"Question {i}?"},
+                  {"role": "assistant", "content": f"Answer {i}."}]
     path = tmp_path / "pool.jsonl"
     write_jsonl(path, [
         {"id": "parts", "messages": [{"role": "user", "content": [{"type": "text", "text": "Name a "},
@@ -280,8 +284,8 @@ def test_prompt_longer_than_max_length(tmp_path, tiny_model_dir, capsys):
     assert t["truncated"] == [False, False, False, True] * 2
     assert all(np.isnan(v) for v, tr in zip(t["loss"], t["truncated"]) if tr)
     assert json.loads((run / "manifest.json").read_text())["stages"]["loss"]["truncated"] == 2
-    code, _, err = run_main(["select", run, "--method", "top", "--signal", "loss", "--budget", "6", "--name", "s"],
-                            capsys)
+    code, _, err = run_main(["select", run, "--method", "top", "--signal", "loss", "--budget", "6",
+                             "--name", "s"], capsys)
     assert code == 0, err
     sel = pq.read_table(run / "selections" / "s" / "selection.parquet").to_pydict()
     assert [r for r, tr in zip(sel["reason"], t["truncated"]) if tr] == ["excluded: truncated"] * 2
@@ -296,8 +300,8 @@ def test_prompt_longer_than_max_length(tmp_path, tiny_model_dir, capsys):
 def test_string_over_one_megabyte(tmp_path, tiny_model_dir, capsys):
     big = "word " * 250_000  # 1.25 MB
     path = tmp_path / "pool.jsonl"
-    write_jsonl(path, [{"id": "big", "instruction": "Repeat.", "output": big}, {"id": "small", "instruction": "q",
-                                                                              "output": "a"}])
+    write_jsonl(path, [{"id": "big", "instruction": "Repeat.", "output": big},
+                       {"id": "small", "instruction": "q", "output": "a"}])
     run = tmp_path / "run"
     code, _, err = run_main(score_args(path, tiny_model_dir, run), capsys)
     count("bad_input_cases")
@@ -312,7 +316,8 @@ def test_string_over_one_megabyte(tmp_path, tiny_model_dir, capsys):
     assert code == 0, err
     m = json.loads((tmp_path / "r3" / "manifest.json").read_text())
     assert m["data"]["read_options"]["max_record_bytes"] == 1_000_000
-    assert [s["line"] for s in m["skipped_records"]] == [1] and "max_record_bytes" in m["skipped_records"][0]["reason"]
+    assert ([s["line"] for s in m["skipped_records"]] == [1]
+            and "max_record_bytes" in m["skipped_records"][0]["reason"])
     # select reads the pool again with the same options, so it finds the same records
     code, _, err = run_main(["select", tmp_path / "r3", "--method", "random", "--budget", "1"], capsys)
     assert code == 0, err
@@ -342,7 +347,8 @@ def test_no_pad_token(tmp_path, tiny_model_dir, capsys):
 
 def test_no_chat_template(tmp_path, tiny_base_model_dir, capsys):
     path = write_qa_pool(tmp_path / "pool.jsonl", 4, seed=4)
-    code, _, err = run_main(score_args(path, tiny_base_model_dir, tmp_path / "run"), capsys)  # Alpaca template
+    # the Alpaca template
+    code, _, err = run_main(score_args(path, tiny_base_model_dir, tmp_path / "run"), capsys)
     assert code == 0, err
     expect_exit_2(score_args(path, tiny_base_model_dir, tmp_path / "run2", "--template", "chat"), capsys,
                   "has no chat template", "use alpaca")
@@ -397,7 +403,8 @@ def test_nan_and_inf_scores_are_flagged_never_selected(tmp_path, scored, capsys,
 
 def test_all_nan_is_a_clear_error(tmp_path, scored, capsys):
     run = with_loss(scored, tmp_path / "run", [np.nan] * 10)
-    expect_exit_2(top(run, 3, "x"), capsys, "no candidates: all 10 rows are excluded (NaN/inf signal or truncated)")
+    expect_exit_2(top(run, 3, "x"), capsys,
+                  "no candidates: all 10 rows are excluded (NaN/inf signal or truncated)")
     expect_exit_2(["select", run, "--method", "lp_app", "--budget", "3", "--global"], capsys,
                   "lp_app needs train-proxy: proxysel train-proxy ")
 
@@ -464,7 +471,8 @@ def test_more_workers_than_rows():
     assert sorted(i for b in per_rank for batch in b for i in batch) == [0, 1]
     assert sum(1 for b in per_rank if not b) >= 3
     ids = ["a", "b", "c"]
-    gathered = [([ids[i] for batch in b for i in batch], [float(i) for batch in b for i in batch]) for b in per_rank]
+    gathered = [([ids[i] for batch in b for i in batch], [float(i) for batch in b for i in batch])
+                for b in per_rank]
     out = collect_by_id(ids, [e.truncated for e in enc], gathered)
     assert out[:2] == [0.0, 1.0] and np.isnan(out[2])
     count("bad_input_cases")
@@ -482,7 +490,8 @@ def test_empty_shards(tmp_path, tiny_model_dir, capsys):
     assert code == 0, err
     t = pq.read_table(run / "stages" / "loss" / "shard-00000.parquet").to_pydict()
     assert t["truncated"] == [True, True] and all(np.isnan(t["loss"]))
-    code, _, err = run_main(score_args(path, tiny_model_dir, tmp_path / "one", "--shard-size", "1000"), capsys)
+    code, _, err = run_main(score_args(path, tiny_model_dir, tmp_path / "one", "--shard-size", "1000"),
+                            capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "one" / "manifest.json").read_text())["stages"]["loss"]["shards"] == 1
     expect_exit_2(score_args(path, tiny_model_dir, tmp_path / "zero", "--shard-size", "0"), capsys,

@@ -17,10 +17,9 @@ import pytest
 
 pytest.importorskip("torch")
 
+import proxysel  # noqa: E402
 from conftest import write_qa_pool  # noqa: E402
 from harness import assert_same_outputs  # noqa: E402
-
-import proxysel  # noqa: E402
 from proxysel.cli.main import main  # noqa: E402
 
 SCORE = {"shard_size": 8, "max_length": 48}
@@ -62,7 +61,8 @@ def verify(run: Path, capsys) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("how", ["overwrite", "truncate", "empty"])
-def test_damaged_shard_is_recomputed_to_the_same_bytes(tmp_path, pool, tiny_model_dir, scored, how, caplog, capsys):
+def test_damaged_shard_is_recomputed_to_the_same_bytes(tmp_path, pool, tiny_model_dir, scored, how, caplog,
+                                                       capsys):
     run = copy(scored, tmp_path)
     shard = run / "stages" / "loss" / "shard-00000.parquet"
     damage(shard, how)

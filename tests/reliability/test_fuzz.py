@@ -49,15 +49,16 @@ FIELDS = ["id", "instruction", "input", "output", "messages", "conversations", "
           "value", "prompt", "completion", "response", "text", "type", "tool_calls", "source"]
 ROLES = ["user", "assistant", "system", "human", "gpt", "tool", "robot", "User", ""]
 
-texts = st.text(max_size=10) | st.sampled_from(["What is 2+2?", "Four.", " ", "", "\u00a0\n", "a\r\nb", "\ud800x",
-                                                "caf\u00e9 \U0001f600"])
-ids = st.text(min_size=1, max_size=8) | st.integers(-5, 10**6) | st.sampled_from(["..", "a/b", "", None, 1.5, True])
-scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**63) | st.floats(allow_nan=True, allow_infinity=True)
-           | texts | st.sampled_from(ROLES))
+texts = st.text(max_size=10) | st.sampled_from(["What is 2+2?", "Four.", " ", "", "\u00a0\n", "a\r\nb",
+                                                "\ud800x", "caf\u00e9 \U0001f600"])
+ids = (st.text(min_size=1, max_size=8) | st.integers(-5, 10**6)
+       | st.sampled_from(["..", "a/b", "", None, 1.5, True]))
+scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**63)
+           | st.floats(allow_nan=True, allow_infinity=True) | texts | st.sampled_from(ROLES))
 json_values = st.recursive(
     scalars,
-    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), kids,
-                                                               max_size=5),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6),
+                                                               kids, max_size=5),
     max_leaves=12)
 
 
@@ -74,8 +75,10 @@ layouts = st.one_of(
                                                       "id": ids}),
     st.fixed_dictionaries({"text": texts}, optional={"id": ids, "source": texts}),
     st.fixed_dictionaries({"messages": _turns("role", "content", ["user", "assistant", "assistant", "system",
-                                                                   "tool", "Assistant"])}, optional={"id": ids}),
-    st.fixed_dictionaries({"conversations": _turns("from", "value", ["human", "gpt", "gpt", "system", "robot"])},
+                                                                   "tool", "Assistant"])},
+                          optional={"id": ids}),
+    st.fixed_dictionaries({"conversations": _turns("from", "value",
+                                                   ["human", "gpt", "gpt", "system", "robot"])},
                           optional={"id": ids}),
 )
 
@@ -140,7 +143,8 @@ def test_random_bytes(workdir, data):
 
 
 @fuzz(250)
-@given(items=st.lists(records | conversations, max_size=6), ascii_only=st.booleans(), indent=st.sampled_from([None, 1]))
+@given(items=st.lists(records | conversations, max_size=6), ascii_only=st.booleans(),
+       indent=st.sampled_from([None, 1]))
 def test_random_json_structures(workdir, items, ascii_only, indent):
     count("fuzz_examples")
     lines = [json.dumps(r, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass") for r in items]
@@ -148,7 +152,8 @@ def test_random_json_structures(workdir, items, ascii_only, indent):
     path.write_bytes(b"".join(ln + b"\n" for ln in lines))
     check_pool(path, len(lines))
     jpath = workdir / "records.json"
-    jpath.write_bytes(json.dumps(items, ensure_ascii=ascii_only, indent=indent).encode("utf-8", "surrogatepass"))
+    jpath.write_bytes(json.dumps(items, ensure_ascii=ascii_only, indent=indent)
+                      .encode("utf-8", "surrogatepass"))
     check_pool(jpath)
     # the same records read from either container: the same examples and the same skips
     try:
@@ -191,15 +196,18 @@ SECTIONS = {
     "train_proxy": ["model", "epochs", "checkpoints", "lp_epoch", "lr", "batch_size", "grad_accum", "online",
                     "max_length", "dtype", "template", "seed"],
     "score": ["signals", "model", "judge", "max_length", "dtype", "template", "batch_tokens", "density"],
-    "select": ["method", "budget", "seed", "name", "clusters", "signal", "order", "rounding", "within_clusters",
-               "stratify", "options"],
+    "select": ["method", "budget", "seed", "name", "clusters", "signal", "order", "rounding",
+               "within_clusters", "stratify", "options"],
     "report": ["enabled", "selection", "read_data"],
 }
-config_values = (st.none() | st.booleans() | st.integers(-5, 300) | st.floats(allow_nan=True) | st.text(max_size=8)
-                 | st.sampled_from(["pool.jsonl", "lp_app", "s2l", "top", "random", "loss", "0.3", "1e-4", "cuda:0",
-                                    "auto", "float32", "bfloat16", "skip", "../x", "low", "alpaca", "exact"])
+config_values = (st.none() | st.booleans() | st.integers(-5, 300) | st.floats(allow_nan=True)
+                 | st.text(max_size=8)
+                 | st.sampled_from(["pool.jsonl", "lp_app", "s2l", "top", "random", "loss", "0.3", "1e-4",
+                                    "cuda:0", "auto", "float32", "bfloat16", "skip", "../x", "low", "alpaca",
+                                    "exact"])
                  | st.lists(st.sampled_from(["loss", "embedding", "density", "ifd", "nope"]), max_size=3)
-                 | st.dictionaries(st.sampled_from(["instruction", "R", "B", "x"]), st.text(max_size=4), max_size=2))
+                 | st.dictionaries(st.sampled_from(["instruction", "R", "B", "x"]), st.text(max_size=4),
+                                   max_size=2))
 BASE = {"out": "runs/fuzz", "data": {"path": "pool.jsonl"}, "score": {"signals": ["loss"]},
         "train_proxy": {"epochs": 1, "checkpoints": 0},
         "select": [{"method": "top", "signal": "loss", "budget": 3}, {"method": "lp_app", "budget": 0.3}],
@@ -246,8 +254,9 @@ def check_config(path: Path, overrides: list[str] = ()) -> None:
 
 @fuzz(300)
 @given(cfg=config_dicts(), overrides=st.lists(
-    st.tuples(st.sampled_from(["select.budget", "select.0.seed", "score.signals", "train_proxy.lr", "data.limit",
-                               "out", "report.enabled", "bogus.x", "select.lp.budget", "score", "=", ""]),
+    st.tuples(st.sampled_from(["select.budget", "select.0.seed", "score.signals", "train_proxy.lr",
+                               "data.limit", "out", "report.enabled", "bogus.x", "select.lp.budget", "score",
+                               "=", ""]),
               st.sampled_from(["0.2", "null", "[loss, embedding]", "abc", "-1", "true", "{", "1e-3", ""])
               ).map("=".join), max_size=2))
 def test_random_configs(workdir, cfg, overrides):
@@ -261,9 +270,10 @@ def test_random_configs(workdir, cfg, overrides):
 
 @fuzz(200)
 @given(text=st.text(max_size=120) | st.lists(st.sampled_from(
-    ["out: x\n", "data: {path: p.jsonl}\n", "score: {signals: [loss]}\n", "select:\n", "  - {method: top, budget: 3}\n",
-     "  budget: 0.5\n", "\t", ": ", "- ", "{", "[", "&a ", "*a\n", "!!python/object:os.system\n", "%YAML 1.1\n",
-     "---\n", "score: !!binary aGk=\n", "'", "\"\\x00\"\n"]), max_size=8).map("".join))
+    ["out: x\n", "data: {path: p.jsonl}\n", "score: {signals: [loss]}\n", "select:\n",
+     "  - {method: top, budget: 3}\n", "  budget: 0.5\n", "\t", ": ", "- ", "{", "[", "&a ", "*a\n",
+     "!!python/object:os.system\n", "%YAML 1.1\n", "---\n", "score: !!binary aGk=\n", "'", "\"\\x00\"\n"]),
+    max_size=8).map("".join))
 def test_random_yaml_text(workdir, text):
     count("fuzz_examples")
     path = workdir / "text.yaml"

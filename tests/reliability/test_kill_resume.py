@@ -19,8 +19,7 @@ import pytest
 pytest.importorskip("torch")
 
 from conftest import write_qa_pool  # noqa: E402
-from harness import (KillHarness, assert_ids_exactly_once, assert_same_outputs, check_readable,  # noqa: E402
-                     cli, mtimes)
+from harness import KillHarness, assert_ids_exactly_once, assert_same_outputs, check_readable, cli, mtimes  # noqa: E402
 from proxysel.cli.main import main  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -85,7 +84,8 @@ def test_score_killed_at_random_points(tmp_path, pool, tiny_model_dir, score_ref
     stage = json.loads((run / "manifest.json").read_text())["stages"]["loss"]
     assert stage["shards_computed"] == 0
     after = mtimes(run, "stages")
-    assert {k: v for k, v in after.items() if "shard-" in k} == {k: v for k, v in before.items() if "shard-" in k}
+    assert ({k: v for k, v in after.items() if "shard-" in k}
+            == {k: v for k, v in before.items() if "shard-" in k})
     assert (run / "scores.parquet").read_bytes() == scores
 
 
@@ -94,7 +94,8 @@ def test_select_killed_at_random_points(tmp_path, score_reference):
     shutil.copytree(score_reference, run)
     ref = tmp_path / "ref"
     shutil.copytree(score_reference, ref)
-    args = ["select", "--method", "top", "--signal", "loss", "--order", "low", "--budget", "0.25", "--name", "top"]
+    args = ["select", "--method", "top", "--signal", "loss", "--order", "low", "--budget", "0.25",
+            "--name", "top"]
     in_process([args[0], ref, *args[1:]])
 
     def lock_taken(r: Path) -> int:  # a new process took the lock: kill it somewhere after that
@@ -149,7 +150,7 @@ select:
   - {{name: lp, method: lp_app, budget: 0.3, within_clusters: false}}
   - {{name: easy, method: top, signal: loss, order: low, budget: 8}}
 report: {{enabled: true, read_data: false}}
-"""
+"""  # noqa: E501  (a config file as a user writes it)
 
 
 def test_run_pipeline_killed_at_random_points(tmp_path, pool, tiny_model_dir):

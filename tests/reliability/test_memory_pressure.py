@@ -134,7 +134,8 @@ def test_training_out_of_memory_of_one_example_is_raised(tiny_model_dir, encoded
 
     monkeypatch.setattr(train, "batch_token_losses", always)
     with pytest.raises(MemoryError):
-        train.backward(model, enc, [0, 1], pad_id=pad_id, config=train.TrainConfig(batch_size=2), device="cpu")
+        train.backward(model, enc, [0, 1], pad_id=pad_id, config=train.TrainConfig(batch_size=2),
+                       device="cpu")
 
 
 def test_ask_llm_out_of_memory_halves_the_batch(tmp_path, pool, tiny_model_dir, monkeypatch, caplog):

@@ -63,7 +63,8 @@ def test_pickle_weights_need_allow_pickle_and_load_with_weights_only(tmp_path, p
                                                                      monkeypatch):
     from safetensors.torch import load_file
 
-    model = pickle_model(tiny_model_dir, tmp_path / "bin-model", load_file(str(tiny_model_dir / "model.safetensors")))
+    model = pickle_model(tiny_model_dir, tmp_path / "bin-model",
+                         load_file(str(tiny_model_dir / "model.safetensors")))
     code, _, err = run_main(["score", pool, "--model", model, "--out", tmp_path / "r1"], capsys)
     assert code == 2 and "has only pickle weights" in err and "--allow-pickle" in err
     assert not (tmp_path / "r1" / "scores.parquet").exists()
@@ -76,7 +77,8 @@ def test_pickle_weights_need_allow_pickle_and_load_with_weights_only(tmp_path, p
         return real(*args, **kwargs)
 
     monkeypatch.setattr(torch, "load", spy)
-    code, _, err = run_main(["score", pool, "--model", model, "--out", tmp_path / "r2", "--allow-pickle"], capsys)
+    code, _, err = run_main(["score", pool, "--model", model, "--out", tmp_path / "r2", "--allow-pickle"],
+                            capsys)
     assert code == 0, err
     assert calls and all(w is True for w in calls)  # every torch.load of the weights: weights_only=True
     code, _, err = run_main(["score", pool, "--model", tiny_model_dir, "--out", tmp_path / "r3"], capsys)
@@ -92,7 +94,8 @@ def test_pickle_weights_need_allow_pickle_and_load_with_weights_only(tmp_path, p
 def test_pickle_that_carries_code_is_refused_and_never_runs(tmp_path, pool, tiny_model_dir, capsys):
     marker = tmp_path / "PWNED"
     model = pickle_model(tiny_model_dir, tmp_path / "evil-model", {"weight": _Evil(marker)})
-    code, _, err = run_main(["score", pool, "--model", model, "--out", tmp_path / "run", "--allow-pickle"], capsys)
+    code, _, err = run_main(["score", pool, "--model", model, "--out", tmp_path / "run", "--allow-pickle"],
+                            capsys)
     assert code == 2, err
     assert "refusing the pickle weights" in err and "posix.system" in err and "Traceback" not in err
     assert not marker.exists()
@@ -177,8 +180,8 @@ def test_source_has_no_unsafe_loaders():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         where = lambda node: f"{path.relative_to(SRC.parent)}:{node.lineno}"  # noqa: E731
         for module, attr, node in _calls(tree):
-            if module == "yaml" and attr in ("load", "load_all", "unsafe_load", "unsafe_load_all", "full_load",
-                                             "full_load_all"):
+            if module == "yaml" and attr in ("load", "load_all", "unsafe_load", "unsafe_load_all",
+                                             "full_load", "full_load_all"):
                 loader = _keyword(node, "Loader")
                 if not (attr in ("load", "load_all") and isinstance(loader, ast.Attribute)
                         and loader.attr in ("SafeLoader", "CSafeLoader")):
@@ -208,7 +211,8 @@ def test_the_scan_finds_what_it_looks_for(tmp_path):
            "yaml.load(t, Loader=yaml.SafeLoader)\ntorch.load(p, weights_only=True)\n")
     tree = ast.parse(bad)
     found = [(m, a) for m, a, _ in _calls(tree)]
-    assert found.count(("yaml", "load")) == 3 and ("pickle", "loads") in found and found.count(("torch", "load")) == 3
+    assert (found.count(("yaml", "load")) == 3 and ("pickle", "loads") in found
+            and found.count(("torch", "load")) == 3)
 
 
 PLANTED = {
@@ -259,12 +263,13 @@ select: {{name: easy, method: top, signal: loss, order: low, budget: 3}}
 
 def test_symlinked_selection_folder_is_refused(tmp_path, pool, tiny_model_dir, capsys):
     run = tmp_path / "run"
-    assert run_main(["score", pool, "--model", tiny_model_dir, "--out", run, "--max-length", "48"], capsys)[0] == 0
+    assert run_main(["score", pool, "--model", tiny_model_dir, "--out", run, "--max-length", "48"],
+                    capsys)[0] == 0
     outside = tmp_path / "outside"
     outside.mkdir()
     (run / "selections" / "evil").symlink_to(outside, target_is_directory=True)
-    code, _, err = run_main(["select", run, "--method", "top", "--signal", "loss", "--budget", "2", "--name", "evil"],
-                            capsys)
+    code, _, err = run_main(["select", run, "--method", "top", "--signal", "loss", "--budget", "2",
+                             "--name", "evil"], capsys)
     assert code == 2 and "outside the run folder" in err
     assert list(outside.iterdir()) == []
     count("bad_input_cases")

@@ -97,8 +97,8 @@ def scores_table(ids: list[str], seed: int = 0, clusters: int = 8, checkpoints: 
 
 
 def _meta(method: str, params: dict, budget: float, selection) -> dict:
-    return {"method": method, "params": params, "budget": budget, "budget_resolved": selection.budget, "seed": 0,
-            "stratify": None, "n_pool": len(selection.ids), "n_selected": selection.n_selected,
+    return {"method": method, "params": params, "budget": budget, "budget_resolved": selection.budget,
+            "seed": 0, "stratify": None, "n_pool": len(selection.ids), "n_selected": selection.n_selected,
             "notes": selection.notes, "data_fingerprint": "", "file": "selected.jsonl"}
 
 

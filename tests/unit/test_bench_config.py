@@ -88,7 +88,8 @@ def test_overrides_after_options_reach_the_config(tmp_path, capsys):
     path = tmp_path / "ok.yaml"
     path.write_text("seeds: [0]\n")
     out = tmp_path / "out"
-    assert main(["-q", "bench", str(path), "--preset", "tiny", "--out", str(out), "seeds=[0,1]", "budgetz=[1]"]) == 2
+    assert main(["-q", "bench", str(path), "--preset", "tiny", "--out", str(out), "seeds=[0,1]",
+                 "budgetz=[1]"]) == 2
     assert "config field 'budgetz'" in capsys.readouterr().err  # the override reached the config
     with pytest.raises(SystemExit) as e:  # a word that is no FIELD=VALUE is still refused
         main(["-q", "bench", str(path), "--out", str(out), "stray"])

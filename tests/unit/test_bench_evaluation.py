@@ -11,8 +11,15 @@ import math
 import numpy as np
 import pytest
 
-from proxysel.benchmarking.analysis import (ExampleArrays, choice_stages, comparisons, example_arrays,
-                                            example_metrics, example_record, ledger_rows)
+from proxysel.benchmarking.analysis import (
+    ExampleArrays,
+    choice_stages,
+    comparisons,
+    example_arrays,
+    example_metrics,
+    example_record,
+    ledger_rows,
+)
 from proxysel.benchmarking.config import load_bench_config
 from proxysel.benchmarking.datasets import check_leakage, sharegpt_sets, synthetic_sets
 from proxysel.benchmarking.groups import eval_groups, find_leaks, has_code

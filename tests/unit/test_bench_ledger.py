@@ -8,7 +8,12 @@ import json
 import pytest
 
 from proxysel.benchmarking.ledger import (
-    cost_share, forward_flops, model_params, proxy_costs_from_run, selection_cost, train_flops,
+    cost_share,
+    forward_flops,
+    model_params,
+    proxy_costs_from_run,
+    selection_cost,
+    train_flops,
 )
 
 torch = pytest.importorskip("torch")

@@ -14,8 +14,8 @@ def _row(selector, budget, seed, loss, em=None):
     metrics = {"eval_loss": loss, "eval_loss_macro": loss, "eval_examples": 10}
     if em is not None:
         metrics["exact_match"] = metrics["exact_match_macro"] = em
-    return {"selector": selector, "budget": budget, "seed": seed, "n_selected": 10, "n_train": 10, "epochs": 3,
-            "steps": 3, "train_seconds": 1.0, "metrics": metrics,
+    return {"selector": selector, "budget": budget, "seed": seed, "n_selected": 10, "n_train": 10,
+            "epochs": 3, "steps": 3, "train_seconds": 1.0, "metrics": metrics,
             "keep_rates": {"noise": {"clean": {"n": 8, "kept": 2, "rate": 0.25}}} if budget else {}}
 
 
@@ -32,7 +32,8 @@ def test_plan_has_every_cell_once():
 
 def test_aggregate_mean_and_sample_std_per_selector_and_budget():
     rows = [_row("full", None, s, 1.0 + s) for s in (0, 1, 2)]
-    rows += [_row(sel, b, s, 2.0 + s + b, em=0.5) for b in (0.1, 0.3) for s in (0, 1, 2) for sel in ("random", "s2l")]
+    rows += [_row(sel, b, s, 2.0 + s + b, em=0.5)
+             for b in (0.1, 0.3) for s in (0, 1, 2) for sel in ("random", "s2l")]
     rows.append(_row("base", None, 0, 5.0))
     aggs = aggregate(rows)
     assert [(a["selector"], a["budget"]) for a in aggs] == [
@@ -59,7 +60,8 @@ def test_aggregate_mean_and_sample_std_per_selector_and_budget():
 
 def test_write_outputs_writes_every_file(tmp_path):
     cfg = load_bench_config(preset="tiny", fields={"out": str(tmp_path)})
-    rows = [_row("full", None, 0, 1.0, 0.9)] + [_row("random", 0.1, 0, 2.0, 0.1), _row("lp_app", 0.1, 0, 1.5, 0.2)]
+    rows = [_row("full", None, 0, 1.0, 0.9)] + [_row("random", 0.1, 0, 2.0, 0.1),
+                                                _row("lp_app", 0.1, 0, 1.5, 0.2)]
     paths = write_outputs(cfg, tmp_path, rows, None, None)
     assert set(paths) == {"results.csv", "keep_rates.csv", "results.md", "plot.png"}
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"

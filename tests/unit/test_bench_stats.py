@@ -9,7 +9,13 @@ import pytest
 
 from proxysel.benchmarking import stats
 from proxysel.benchmarking.stats import (
-    group_means, group_metric, macro_mean, paired_comparison, pooled_mean, stratified_resamples, verdict,
+    group_means,
+    group_metric,
+    macro_mean,
+    paired_comparison,
+    pooled_mean,
+    stratified_resamples,
+    verdict,
 )
 
 G5 = np.array(["a", "a", "a", "b", "b"], dtype=object)

@@ -7,8 +7,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proxysel.config import (ConfigError, DataConfig, RunConfig, ScoreConfig, SelectConfig, TrainProxyConfig,
-                             apply_overrides, config_from_dict, config_to_dict, dump_config, load_config)
+from proxysel.config import (
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    ScoreConfig,
+    SelectConfig,
+    TrainProxyConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    dump_config,
+    load_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = """\
@@ -30,7 +41,8 @@ def _write(tmp_path: Path, text: str = BASE, name: str = "cfg.yaml") -> Path:
 
 def test_load_types_defaults_and_names(tmp_path):
     cfg = load_config(_write(tmp_path))
-    assert isinstance(cfg.train_proxy.lr, float) and cfg.train_proxy.lr == 2e-5  # PyYAML reads 2e-5 as a string
+    # PyYAML reads 2e-5 as a string
+    assert isinstance(cfg.train_proxy.lr, float) and cfg.train_proxy.lr == 2e-5
     assert cfg.score.signals == ("loss", "embedding", "density") and cfg.score.density.R == 64
     assert [s.name for s in cfg.select] == ["lp_app-0.3-s0", "s2l-100"]
     assert cfg.select[1].budget == 100 and isinstance(cfg.select[1].budget, int)
@@ -86,7 +98,8 @@ def test_overrides_are_typed_by_their_field(tmp_path, override, check):
 def test_single_selection_is_addressed_without_index(tmp_path):
     text = BASE.split("select:")[0] + "select: {method: lp_app, budget: 0.3}\n"
     cfg = load_config(_write(tmp_path, text), ["select.budget=0.2", "select.clusters=5"])
-    assert cfg.select[0].budget == 0.2 and cfg.select[0].clusters == 5 and cfg.select[0].name == "lp_app-0.2-s0"
+    assert (cfg.select[0].budget == 0.2 and cfg.select[0].clusters == 5
+            and cfg.select[0].name == "lp_app-0.2-s0")
 
 
 def test_overrides_can_create_sections():

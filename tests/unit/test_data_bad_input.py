@@ -83,7 +83,8 @@ def test_invalid_utf8_reports_byte_offset(tmp_path):
     # a bad byte inside a string does not end the file
     (b'{"id": "b", "text": "x\xff\xfey"}', b"\xff", ["invalid UTF-8 (byte 0xff)"], ["g1", "g2"]),
     # records after it cannot be located: listed, not read
-    (b'{"id": "b", "text": "x",, "y": 1}', b'{"id": "b"', ["malformed JSON", "rest of the file is left out"], ["g1"]),
+    (b'{"id": "b", "text": "x",, "y": 1}', b'{"id": "b"', ["malformed JSON", "rest of the file is left out"],
+     ["g1"]),
 ], ids=["invalid utf8", "malformed in the middle"])
 def test_bad_element_in_json_array(tmp_path, bad, at, words, kept):
     path = tmp_path / "a.json"
@@ -250,7 +251,8 @@ def test_empty_file_in_a_directory_is_listed_with_skip(tmp_path):
         read_pool(tmp_path)
     pool = read_pool(tmp_path, on_bad_record="skip")
     assert [e.id for e in pool.examples] == ["g1"]
-    assert [(Path(s.file).name, s.reason) for s in pool.skipped] == [("a.jsonl", "file is empty (no records)")]
+    assert ([(Path(s.file).name, s.reason) for s in pool.skipped]
+            == [("a.jsonl", "file is empty (no records)")])
 
 
 def test_all_records_bad_with_skip(tmp_path):

@@ -26,7 +26,8 @@ LAYOUTS = {
     ],
     "sharegpt": [
         ({"id": "s1", "conversations": [{"from": "system", "value": "Be brief."},
-                                        {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]},
+                                        {"from": "human", "value": "Hi"},
+                                        {"from": "gpt", "value": "Hello!"}]},
          [("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello!")]),
         ({"id": "s2", "conversations": [{"from": "user", "value": "2+2?"}, {"from": "chatgpt", "value": "4"},
                                         {"from": "Human", "value": "3+3?"}, {"from": "bard", "value": "6"}]},

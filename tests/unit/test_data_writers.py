@@ -93,7 +93,8 @@ def test_datasets_folder_gives_parquet(tmp_path):
     src = tmp_path / "hf"
     src.mkdir()
     names = []
-    for i, rows in enumerate(([{"id": "a", "text": "1"}, {"id": "b", "text": "2"}], [{"id": "c", "text": "3"}])):
+    for i, rows in enumerate(([{"id": "a", "text": "1"}, {"id": "b", "text": "2"}],
+                              [{"id": "c", "text": "3"}])):
         table = pa.Table.from_pylist(rows)
         name = f"data-{i:05d}-of-00002.arrow"
         with pa.OSFile(str(src / name), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:

@@ -99,7 +99,8 @@ def test_state_round_trip_continues_bit_for_bit(tmp_path, tiny_model_dir, encode
     model2, opt2 = fresh()
     folder = latest_state(tmp_path / "state")
     assert folder is not None and folder.name == "step-000002"
-    assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".safetensors", ".safetensors", ".safetensors"]
+    assert (sorted(p.suffix for p in folder.iterdir())
+            == [".json", ".safetensors", ".safetensors", ".safetensors"])
     meta, arrays = load_state(folder, model2, opt2)
     assert meta["step"] == 2 and meta["history"] == [{"step": 1}]
     np.testing.assert_array_equal(arrays["online"], online)

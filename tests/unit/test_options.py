@@ -12,8 +12,15 @@ import pytest
 from proxysel import api
 from proxysel.cli.main import build_parser
 from proxysel.config import ConfigError, config_from_dict
-from proxysel.options import (DEFAULT_BATCH_TOKENS, DEFAULT_MAX_LENGTH, DEFAULT_PROXY, ReadConfig, RuntimeConfig,
-                              TrainProxyConfig, flag_of)
+from proxysel.options import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_PROXY,
+    ReadConfig,
+    RuntimeConfig,
+    TrainProxyConfig,
+    flag_of,
+)
 from proxysel.signals.config import ScoreConfig
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "proxysel"
@@ -21,7 +28,8 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "proxysel"
 
 def subparser(name: str):
     parser = build_parser()
-    return next(a for a in parser._actions if hasattr(a, "choices") and a.choices and name in a.choices).choices[name]
+    return next(a for a in parser._actions
+                if hasattr(a, "choices") and a.choices and name in a.choices).choices[name]
 
 
 @pytest.mark.parametrize("command, sections, skip", [
@@ -91,7 +99,8 @@ def test_no_default_is_written_twice():
     for path in sorted(SRC.rglob("*.py")):
         for node in _defaults(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and not isinstance(node.value, bool) and node.value in ONCE:
-                twice.append(f"{path.relative_to(SRC)}:{node.lineno}: {node.value!r} (use {ONCE[node.value]})")
+                twice.append(f"{path.relative_to(SRC)}:{node.lineno}: {node.value!r} "
+                             f"(use {ONCE[node.value]})")
     assert twice == []
     definitions = [line for line in (SRC / "options.py").read_text().splitlines()
                    if line.startswith(tuple(f"{name} = " for name in ONCE.values()))]

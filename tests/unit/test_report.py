@@ -17,7 +17,8 @@ from proxysel.reporting.html import MAX_POINTS, SECTIONS, find_cut
 from proxysel.reporting.load import load_run
 
 EXTERNAL = [
-    re.compile(r"""(?:src|href|xlink:href|action|poster|data)\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*:|//)""", re.I),
+    re.compile(r"""(?:src|href|xlink:href|action|poster|data)\s*=\s*["']?\s*"""
+               r"(?:[a-z][a-z0-9+.-]*:|//)", re.I),
     re.compile(r"url\(", re.I),
     re.compile(r"@import", re.I),
     re.compile(r"<(?:script|link|iframe|object|embed|img|base|form)\b", re.I),
@@ -39,7 +40,8 @@ def page(synthetic):
 def assert_self_contained(text: str) -> None:
     for pattern in EXTERNAL:
         found = pattern.search(text)
-        assert found is None, f"external reference or active content: {text[found.start() - 80:found.end() + 80]!r}"
+        assert found is None, \
+            f"external reference or active content: {text[found.start() - 80:found.end() + 80]!r}"
     assert "http://" not in text and "https://" not in text
 
 
@@ -197,6 +199,7 @@ def test_train_proxy_time_is_recorded_and_shown(tmp_path, tiny_model_dir):
     import json
 
     import pyarrow.parquet as pq
+
     from conftest import write_qa_pool
 
     pool = write_qa_pool(tmp_path / "pool.jsonl", 16, seed=2)

@@ -60,7 +60,8 @@ def test_truncated_example_says_excluded(synthetic):
 def test_cli(synthetic, capsys):
     assert main(["explain", str(synthetic.run), "ex00003", "--selection", "ppl-low"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("example 'ex00003'") and stored(synthetic.run, "ppl-low")["ex00003"]["reason"] in out
+    assert (out.startswith("example 'ex00003'")
+            and stored(synthetic.run, "ppl-low")["ex00003"]["reason"] in out)
 
 
 @pytest.mark.parametrize("bad_id", ["nope", "../../etc/passwd", "/etc/passwd", "", "ex00003\x1b[31m"])

@@ -8,7 +8,6 @@ import pytest
 from proxysel.selectors import ScoreTable, Selection, available_selectors, get_selector, resolve_budget
 from proxysel.selectors.base import allocate_largest_remainder, allocate_official, split_rngs
 
-
 # ----------------------------------------------------------------------------------- budgets
 
 @pytest.mark.parametrize("budget, n, expected", [

@@ -238,9 +238,11 @@ def test_cluster_column_with_missing_labels():
     cluster[9] = np.nan  # j: a parquet null
     lp = LP.copy()
     with pytest.raises(ValueError, match="no label .* for 1 candidate rows"):
-        get_selector("lp")(clusters=None).select(ScoreTable(ids=IDS, columns={"lp": lp, "cluster": cluster}), 3)
+        get_selector("lp")(clusters=None).select(
+            ScoreTable(ids=IDS, columns={"lp": lp, "cluster": cluster}), 3)
     lp[9] = np.nan  # j is not a candidate anyway: fine, and reported as cluster -1
-    sel = get_selector("lp")(clusters=None).select(ScoreTable(ids=IDS, columns={"lp": lp, "cluster": cluster}), 3)
+    sel = get_selector("lp")(clusters=None).select(
+        ScoreTable(ids=IDS, columns={"lp": lp, "cluster": cluster}), 3)
     assert sel.cluster[9] == -1 and ids_of(sel) == ["b", "e", "h"]
 
 

@@ -132,4 +132,5 @@ def test_stratify_auto_splits_by_source_when_the_table_has_it():
     assert auto.selected[:6].sum() == 6  # the small source is taken whole: quota 12 // 2 = 6
     plain = ScoreTable(ids=with_source.ids, columns={"trajectory": traj})
     none = get_selector("s2l")(clusters=4, stratify=None).select(plain, 12, seed=0)
-    assert get_selector("s2l")(clusters=4).select(plain, 12, seed=0).selected.tolist() == none.selected.tolist()
+    assert (get_selector("s2l")(clusters=4).select(plain, 12, seed=0).selected.tolist()
+            == none.selected.tolist())

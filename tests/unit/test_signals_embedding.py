@@ -22,7 +22,8 @@ def test_embedding_text_official_lp_string(tmp_path):
     p = tmp_path / "p.jsonl"
     p.write_text(json.dumps({"instruction": "Sort.", "input": "3 1 2", "output": "1 2 3"}) + "\n"
                  + json.dumps({"instruction": "Say hi.", "input": "", "output": "Hi"}) + "\n"
-                 + json.dumps({"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]})
+                 + json.dumps({"messages": [{"role": "user", "content": "Q?"},
+                                            {"role": "assistant", "content": "A."}]})
                  + "\n", encoding="utf-8")
     ex = read_pool(p).examples
     assert embedding_text(ex[0]) == "Instruction: Sort. 3 1 2 Response: 1 2 3"
@@ -52,7 +53,8 @@ def test_embedding_signal_matches_sentence_transformers(tmp_path):
 
 def test_embedding_text_follows_columns_mapping(tmp_path):
     p = tmp_path / "p.jsonl"
-    p.write_text(json.dumps({"question": "Sort.", "context": "3 1 2", "answer": "1 2 3"}) + "\n", encoding="utf-8")
+    p.write_text(json.dumps({"question": "Sort.", "context": "3 1 2", "answer": "1 2 3"}) + "\n",
+                 encoding="utf-8")
     plain = read_pool(p, columns={"instruction": "question", "input": "context", "output": "answer"})
     assert embedding_text(plain.examples[0]) == "Instruction: Sort. 3 1 2 Response: 1 2 3"
     assert plain.examples[0].alpaca == ("Sort.", "3 1 2", "1 2 3")
@@ -61,15 +63,18 @@ def test_embedding_text_follows_columns_mapping(tmp_path):
     assert other.fingerprint != plain.fingerprint
 
 
-@pytest.mark.parametrize("spec, words", [("no-such-embedder-xyz", "cannot load embedder 'no-such-embedder-xyz'"),
-                                         ("./missing-folder", "folder not found")])
+@pytest.mark.parametrize("spec, words", [
+    ("no-such-embedder-xyz", "cannot load embedder 'no-such-embedder-xyz'"),
+    ("./missing-folder", "folder not found"),
+])
 def test_unknown_embedder_is_a_usage_error_not_a_traceback(tmp_path, monkeypatch, capsys, spec, words):
     from proxysel.cli.main import main
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on these machines: no hub
     pool = tmp_path / "p.jsonl"
     pool.write_text(json.dumps({"instruction": "Say hi.", "output": "Hi."}) + "\n")
-    rc = main(["-q", "score", str(pool), "--signals", "embedding", "--embedder", spec, "--out", str(tmp_path / "r")])
+    rc = main(["-q", "score", str(pool), "--signals", "embedding", "--embedder", spec,
+               "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert rc == 2 and words in err and "Traceback" not in err
     assert "minilm" in err or "folder" in err

@@ -71,7 +71,8 @@ def test_ifd_is_ratio_of_two_independent_passes(tmp_path, tiny_model_dir):
 def _direct_p_yes(lm, example_text: str) -> tuple[float, dict]:
     tok = lm.tokenizer
     prompt = PROMPT.format(example=example_text)
-    text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                   add_generation_prompt=True)
     ids = tok(text, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         logits = lm.model(input_ids=torch.tensor([ids])).logits[0, -1].float()

@@ -135,11 +135,13 @@ def test_killed_writer_never_leaves_a_partial_final_file(tmp_path):
 
 def test_json_is_canonical():
     text = dumps_json({"b": 1, "a": {"d": [1.5, None], "c": "é"}})
-    assert text == '{\n  "a": {\n    "c": "é",\n    "d": [\n      1.5,\n      null\n    ]\n  },\n  "b": 1\n}\n'
+    assert text == ('{\n  "a": {\n    "c": "é",\n    "d": [\n      1.5,\n      null\n    ]\n  },\n'
+                    '  "b": 1\n}\n')
 
 
 def test_json_nan_and_inf_become_null(tmp_path):
-    atomic_write_json(tmp_path / "m.json", {"x": math.nan, "y": [math.inf, -math.inf, 1.0], "z": np.float32("nan")})
+    atomic_write_json(tmp_path / "m.json", {"x": math.nan, "y": [math.inf, -math.inf, 1.0],
+                                            "z": np.float32("nan")})
     text = (tmp_path / "m.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"x": None, "y": [None, None, 1.0], "z": None}

@@ -164,8 +164,8 @@ def test_crash_between_shard_and_marker_leaves_shard_not_done(tmp_path, monkeypa
 def test_different_fingerprint_is_refused_with_the_differing_keys(tmp_path):
     with Run.open(tmp_path / "r") as run:
         run.stage("train-proxy", FP).write_shard(0, _scores(["a"], loss=[1.0]))
-    changed = {"data": "ab12cd34", "model": "gemma3-270m", "params": {"epochs": 5, "max_length": 512, "seed": 1,
-                                                                        "lr": 1e-4}}
+    changed = {"data": "ab12cd34", "model": "gemma3-270m",
+               "params": {"epochs": 5, "max_length": 512, "seed": 1, "lr": 1e-4}}
     with Run.open(tmp_path / "r") as run:
         with pytest.raises(RunConflictError) as err:
             run.stage("train-proxy", changed)
@@ -240,7 +240,8 @@ def test_merge_scores_column_order(run):
 
 
 def test_merge_scores_keeps_list_columns_and_nan(run):
-    run.merge_scores(_scores(["a", "b"], ppl_epoch=pa.array([[3.0, 2.0], [5.0, 4.0]]), lp=[float("nan"), 0.5]))
+    run.merge_scores(_scores(["a", "b"], ppl_epoch=pa.array([[3.0, 2.0], [5.0, 4.0]]),
+                             lp=[float("nan"), 0.5]))
     merged = run.merge_scores(_scores(["b", "c"], truncated=[False, True]))
     assert merged.column("ppl_epoch").to_pylist() == [[3.0, 2.0], [5.0, 4.0], None]
     assert np.isnan(merged.column("lp").to_pylist()[0])
@@ -301,8 +302,8 @@ def test_embeddings_validation(run):
 
 # ---- names and path safety ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["", "a/b", "../x", "..", ".", "a\\b", ".hidden", "a..b", "x\x00y", "tab\tname",
-                                  "new\nline", "\x7f", " lead", "trail ", "/abs", "x" * 201])
+@pytest.mark.parametrize("name", ["", "a/b", "../x", "..", ".", "a\\b", ".hidden", "a..b", "x\x00y",
+                                  "tab\tname", "new\nline", "\x7f", " lead", "trail ", "/abs", "x" * 201])
 def test_unsafe_selection_names_are_refused(run, name):
     with pytest.raises(UsageError, match="invalid selection name"):
         run.selection_dir(name)

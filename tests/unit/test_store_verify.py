@@ -103,7 +103,8 @@ def test_replaying_first_then_last_merges_gives_the_history(built):
     assert t.column("n_tokens").to_pylist()[12:] == [None] * 5
     assert t.column("lp").to_pylist()[:6] == [None] * 6
     record = json.loads((built / "manifest.json").read_text())["scores"]
-    assert record["first"] == ["loss", "train-proxy", "ifd"] and record["last"] == ["train-proxy", "loss", "ifd"]
+    assert (record["first"] == ["loss", "train-proxy", "ifd"]
+            and record["last"] == ["train-proxy", "loss", "ifd"])
     assert record["sha256"] == hashlib.sha256((built / "scores.parquet").read_bytes()).hexdigest()
 
 
@@ -116,7 +117,8 @@ def test_damaged_scores_are_rebuilt_with_the_same_bytes(run_copy, built, how, ca
     assert (run_copy / "scores.parquet").read_bytes() == want
     assert table.equals(pq.read_table(built / "scores.parquet"))
     warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(str(run_copy / "scores.parquet") in w and "rebuilt from the stages" in w for w in warning), warning
+    assert any(str(run_copy / "scores.parquet") in w and "rebuilt from the stages" in w
+               for w in warning), warning
     assert not any("differs" in w for w in warning)
 
 
@@ -191,8 +193,8 @@ def test_rebuild_is_all_or_nothing(run_copy, built, tmp_path):
     damage(run_copy / "stages" / "train-proxy" / "merged.parquet", "truncate")
     damaged = (run_copy / "scores.parquet").read_bytes()
     with Run.open(run_copy) as run:
-        with pytest.raises(ProxyselError, match=r"cannot be rebuilt: stage 'train-proxy': .*merged.parquet is "
-                                                 r"truncated"):
+        with pytest.raises(ProxyselError, match=r"cannot be rebuilt: stage 'train-proxy': .*merged.parquet "
+                                                r"is truncated"):
             run.read_scores()
         assert (run_copy / "scores.parquet").read_bytes() == damaged
     rerun_train_proxy(run_copy)
@@ -205,7 +207,8 @@ def test_legacy_unreadable_scores_name_the_file(tmp_path):
         run.merge_scores(_table(["a"], loss=[1.0]))
         run.update_manifest(scores=None)
     damage(tmp_path / "run" / "scores.parquet", "truncate")
-    with Run.open(tmp_path / "run") as run, pytest.raises(ProxyselError, match="scores.parquet is unreadable"):
+    with Run.open(tmp_path / "run") as run, \
+            pytest.raises(ProxyselError, match="scores.parquet is unreadable"):
         run.read_scores()
 
 
@@ -230,7 +233,8 @@ def test_verify_clean_run(built, capsys):
 def test_verify_names_every_damaged_file(run_copy, capsys):
     damage(run_copy / "stages" / "loss" / "shard-00002.parquet", "overwrite")
     damage(run_copy / "stages" / "train-proxy" / "merged.parquet", "truncate")
-    damage(run_copy / "stages" / "embedding" / "shard-00000.done", "delete")  # complete stage, shard unvouched
+    # a complete stage whose shard nothing vouches for
+    damage(run_copy / "stages" / "embedding" / "shard-00000.done", "delete")
     damage(run_copy / "scores.parquet", "empty")
     damage(run_copy / "embeddings.parquet", "delete")
     assert main(["-q", "verify", str(run_copy)]) == 2
@@ -238,7 +242,8 @@ def test_verify_names_every_damaged_file(run_copy, capsys):
     assert "5 damaged" in out
     for rel, words in [("stages/loss/shard-00002.parquet", "other bytes"),
                        ("stages/train-proxy/merged.parquet", "truncated"),
-                       ("stages/embedding/shard-00000.parquet", "stage 'embedding' is complete with 2 shards"),
+                       ("stages/embedding/shard-00000.parquet",
+                        "stage 'embedding' is complete with 2 shards"),
                        ("scores.parquet", "empty (zero-length)"), ("embeddings.parquet", "missing")]:
         line = next((x for x in out.splitlines() if x.startswith(f"  damaged: {run_copy / rel} ")), "")
         assert words in line, (rel, out)
@@ -253,7 +258,8 @@ def test_verify_checks_selection_hashes(run_copy, capsys):
     sel = run_copy / "selections" / "top"
     sel.mkdir()
     (sel / "selected.jsonl").write_text('{"id": "x00"}\n')
-    atomic_write_json(sel / "meta.json", {"sha256": {"selected.jsonl": digest.file_sha256(sel / "selected.jsonl")}})
+    atomic_write_json(sel / "meta.json",
+                      {"sha256": {"selected.jsonl": digest.file_sha256(sel / "selected.jsonl")}})
     assert verify_run(run_copy).clean
     (sel / "selected.jsonl").write_text('{"id": "x01"}\n')
     report = verify_run(run_copy)

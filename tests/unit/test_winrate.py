@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from conftest import fake_judge_server
-from proxysel.benchmarking.winrate import (PROMPT, EndpointJudge, parse_verdict, question_of, summarize)
+from proxysel.benchmarking.winrate import PROMPT, EndpointJudge, parse_verdict, question_of, summarize
 from proxysel.data.example import Example, Message
 from proxysel.errors import UsageError
 
@@ -60,7 +60,8 @@ def test_parse_verdict(reply, verdict):
 
 def test_question_is_the_turns_before_the_last_answer():
     assert question_of(_example(("user", "What is 2+2?"), ("assistant", "4"))) == "What is 2+2?"
-    q = question_of(_example(("user", "Hi"), ("assistant", "Hello"), ("user", "Add 2 and 2"), ("assistant", "4")))
+    q = question_of(_example(("user", "Hi"), ("assistant", "Hello"), ("user", "Add 2 and 2"),
+                             ("assistant", "4")))
     assert q == "User: Hi\nAssistant: Hello\nUser: Add 2 and 2"
 
 
@@ -123,7 +124,8 @@ def test_endpoint_judge_sends_the_key_and_judges_in_order(monkeypatch, caplog):
         bar = _Bar()
         out = judge.judge(triples, bar)
     assert bar.n == len(triples) == len(server.requests)
-    expected = ["A" if len(a) > len(b) else "B" if len(b) > len(a) else "C" for _, a, b in triples[:-1]] + [""]
+    expected = ["A" if len(a) > len(b) else "B" if len(b) > len(a) else "C"
+                for _, a, b in triples[:-1]] + [""]
     assert [o["verdict"] for o in out] == expected
     for path, headers, body in server.requests:
         assert path == "/v1/chat/completions"
@@ -165,8 +167,8 @@ def test_endpoint_unreachable_is_a_usage_error_after_retries(monkeypatch):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    judge = EndpointJudge(f"http://127.0.0.1:{port}/v1", "m", api_key_env="PROXYSEL_TEST_JUDGE_KEY", timeout=5,
-                          concurrency=1, retries=2, backoff=0)
+    judge = EndpointJudge(f"http://127.0.0.1:{port}/v1", "m", api_key_env="PROXYSEL_TEST_JUDGE_KEY",
+                          timeout=5, concurrency=1, retries=2, backoff=0)
     with pytest.raises(UsageError, match=r"after 3 tries"):
         judge.ask("q")
 
@@ -182,9 +184,11 @@ def test_answers_end_at_the_alpaca_templates_own_headers(tiny_model_dir, tiny_ba
     from proxysel.models.render import Renderer
 
     alpaca = Renderer(AutoTokenizer.from_pretrained(tiny_base_model_dir)).stop_strings
-    assert Renderer(AutoTokenizer.from_pretrained(tiny_model_dir)).stop_strings == ()  # chat: end-of-turn token
+    # chat: the end-of-turn token
+    assert Renderer(AutoTokenizer.from_pretrained(tiny_model_dir)).stop_strings == ()
     ran_on = "Hi, how are you?\n\n### Response:I'm good.\n\n### Instruction:\nMore"
     assert cut_at(ran_on, alpaca) == "Hi, how are you?"
-    assert cut_at("Plan\n\n### Step 1\nDo it", alpaca) == "Plan\n\n### Step 1\nDo it"  # a markdown heading stays
+    # a markdown heading stays
+    assert cut_at("Plan\n\n### Step 1\nDo it", alpaca) == "Plan\n\n### Step 1\nDo it"
     assert cut_at("a\n\n### Input:\nb\n\n### Response:c", alpaca) == "a"
     assert cut_at("no header", alpaca) == "no header" and cut_at("x", ()) == "x"

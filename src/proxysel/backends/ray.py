@@ -30,10 +30,11 @@ import pickle
 import re
 from typing import Any, Iterator
 
+import pyarrow as pa
+
+from proxysel import errors
 from proxysel.backends.base import Compute, Setup
 from proxysel.errors import ProxyselError, UsageError
-from proxysel import errors
-import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ def connect(address: str | None = None) -> None:
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, ValueError) as e:
-        raise UsageError(f"cannot connect to the Ray cluster at {address or os.environ.get('RAY_ADDRESS')}: {e}") from e
+        raise UsageError("cannot connect to the Ray cluster at "
+                         f"{address or os.environ.get('RAY_ADDRESS')}: {e}") from e
     _started = True
     log.info("ray: connected to %s (%s)", address or os.environ.get("RAY_ADDRESS") or "a new local cluster",
              ray.cluster_resources())
@@ -92,7 +94,8 @@ class _TokenCount:
 
 
 #: Set in every actor: no per-actor download/loading bars or advisory warnings on the driver's terminal.
-ACTOR_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
+ACTOR_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+             "TOKENIZERS_PARALLELISM": "false"}
 
 
 class ShardWorker:

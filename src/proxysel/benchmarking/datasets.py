@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from proxysel.benchmarking.groups import CATEGORY_RULES, find_leaks, normalise
+from proxysel.benchmarking.synthetic import make_pool, make_test_set
+from proxysel.data.sharegpt_demo import iter_pairs, pair_chars
 from proxysel.errors import UsageError
 from proxysel.options import ConfigError
 from proxysel.store.atomic import atomic_write_text
-from proxysel.benchmarking.synthetic import make_pool, make_test_set
-from proxysel.data.sharegpt_demo import iter_pairs, pair_chars
 
 if TYPE_CHECKING:
     from proxysel.benchmarking.config import BenchDataConfig

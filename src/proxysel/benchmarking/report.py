@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from proxysel.store.atomic import atomic_write_json, atomic_write_text
 
 from proxysel.benchmarking.analysis import comparisons, headline_of, ledger_rows
+from proxysel.store.atomic import atomic_write_json, atomic_write_text
 
 METRICS = ("eval_loss", "eval_loss_macro", "exact_match", "exact_match_macro", "win_rate")
 PERCENT = ("exact_match", "exact_match_macro", "win_rate")  # shown in %
@@ -59,7 +59,8 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for m in METRICS:
             vals = np.array([r["metrics"][m] for r in rs if r["metrics"].get(m) is not None], dtype=float)
             if len(vals):
-                agg[m] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                agg[m] = {"mean": float(vals.mean()),
+                          "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
                           "min": float(vals.min()), "max": float(vals.max())}
         out.append(agg)
     return out
@@ -72,8 +73,9 @@ def _keep_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         for name, values in (r.get("keep_rates") or {}).items():
             for value, c in values.items():
-                out.append({"selector": r["selector"], "budget": r["budget"], "seed": r["seed"], "field": name,
-                            "value": value, "n_pool": c["n"], "n_kept": c["kept"], "rate": round(c["rate"], 6)})
+                out.append({"selector": r["selector"], "budget": r["budget"], "seed": r["seed"],
+                            "field": name, "value": value, "n_pool": c["n"], "n_kept": c["kept"],
+                            "rate": round(c["rate"], 6)})
     return out
 
 
@@ -326,7 +328,8 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
         lines += ["", *_winrate_section(cfg, rows)]
     if transfer:
         lines += ["", "Transfer (proxy vs target signals on the pool, `proxysel compare`):", "",
-                  "| signal | n | Spearman | Kendall | top-10% overlap | top-30% overlap |", "|---|---|---|---|---|---|"]
+                  "| signal | n | Spearman | Kendall | top-10% overlap | top-30% overlap |",
+                  "|---|---|---|---|---|---|"]
         for s, r in transfer.items():
             ov = r["overlap"]
             lines.append(f"| {s} | {r['n']} | {r['spearman']:+.3f} | {r['kendall']:+.3f} | "
@@ -344,11 +347,12 @@ def _winrate_section(cfg: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
     """The win-rate counts per (selector, budget), summed over seeds (benchmarking.winrate)."""
     wr = cfg.winrate
     judge = f"{wr.model} at {wr.endpoint}" if wr.endpoint else wr.judge
-    lines = [f"Win rate against the full-data model of the same seed (judge: {judge}; the first {wr.n} held-out "
-             f"prompts, answers of up to {wr.max_new_tokens} tokens, each pair judged in both orders; 50% = as "
-             f"good as full data). Counts are summed over seeds; winning score = (wins - losses) / n + 1 "
-             f"(Li et al. 2023); 'picked A' shows the judge's position bias.", "",
-             "| selector | budget | win rate % | wins | ties | losses | winning score | picked A % | no verdict |",
+    lines = [f"Win rate against the full-data model of the same seed (judge: {judge}; the first {wr.n} "
+             f"held-out prompts, answers of up to {wr.max_new_tokens} tokens, each pair judged in both "
+             f"orders; 50% = as good as full data). Counts are summed over seeds; winning score = "
+             f"(wins - losses) / n + 1 (Li et al. 2023); 'picked A' shows the judge's position bias.", "",
+             "| selector | budget | win rate % | wins | ties | losses | winning score | picked A % "
+             "| no verdict |",
              "|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for r in rows:
@@ -357,7 +361,8 @@ def _winrate_section(cfg: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
     for (sel, budget), ss in sorted(groups.items(), key=lambda t: _table_order(t[0])):
         n = sum(s["n"] for s in ss)
         w, t, l_ = (sum(s[k] for s in ss) for k in ("wins", "ties", "losses"))
-        lines.append(f"| {sel} | {budget:g} | {100 * np.mean([s['win_rate'] for s in ss]):.1f} | {w} | {t} | {l_} | "
+        lines.append(f"| {sel} | {budget:g} | {100 * np.mean([s['win_rate'] for s in ss]):.1f} | "
+                     f"{w} | {t} | {l_} | "
                      f"{(w - l_) / n + 1:.3f} | {100 * np.mean([s['picked_a'] for s in ss]):.0f} | "
                      f"{sum(s['invalid'] for s in ss)} |")
     return lines
@@ -383,7 +388,8 @@ def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
             pts = sorted((a["budget"], a[m]) for a in aggs if a["selector"] == sel and m in a)
             if not pts:
                 continue
-            x = np.array([p[0] for p in pts]) * (1 + 0.015 * (k - (len(selectors) - 1) / 2))  # de-overlap bars
+            # de-overlap bars
+            x = np.array([p[0] for p in pts]) * (1 + 0.015 * (k - (len(selectors) - 1) / 2))
             mean = np.array([p[1]["mean"] for p in pts]) * scale
             lo = mean - np.array([p[1]["min"] for p in pts]) * scale
             hi = np.array([p[1]["max"] for p in pts]) * scale - mean
@@ -395,7 +401,8 @@ def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
             ax.axhline(f["mean"] * scale, color="black", linewidth=1, label="full data")
             ax.axhspan(f["min"] * scale, f["max"] * scale, color="black", alpha=0.08)
         if base is not None and m in base:
-            _base_line(ax, base[m]["mean"] * scale, [a[m]["mean"] * scale for a in aggs if m in a and a is not base])
+            _base_line(ax, base[m]["mean"] * scale,
+                       [a[m]["mean"] * scale for a in aggs if m in a and a is not base])
         if m.startswith("exact_match"):
             top = max([a[m]["max"] for a in aggs if m in a] + [0.0]) * scale
             ax.set_ylim(0, max(5.0, 1.1 * top))
@@ -475,7 +482,8 @@ def write_outputs(cfg: Any, out: Path, rows: Sequence[dict[str, Any]], transfer:
     keep = _keep_rows(rows)
     if keep:
         paths["keep_rates.csv"] = atomic_write_text(
-            out / "keep_rates.csv", _csv(keep, ["selector", "budget", "seed", "field", "value", "n_pool", "n_kept", "rate"]))
+            out / "keep_rates.csv",
+            _csv(keep, ["selector", "budget", "seed", "field", "value", "n_pool", "n_kept", "rate"]))
     aggs = aggregate(rows)
     stats = bench_stats(rows, context)
     full_flops, full_seconds = _full_mean(rows, "train_flops"), _full_mean(rows, "train_seconds")

@@ -30,11 +30,10 @@ from proxysel.benchmarking.analysis import ExampleArrays, example_metrics
 from proxysel.benchmarking.ledger import model_params
 from proxysel.data.example import Example
 from proxysel.dynamics.train import fine_tune
-from proxysel.engine import score_losses
+from proxysel.engine import evaluating, score_losses
 from proxysel.models.loader import load_causal_lm
 from proxysel.models.render import Renderer
 from proxysel.options import DEFAULT_BATCH_TOKENS, TrainProxyConfig, TrainRecipe
-from proxysel.engine import evaluating
 
 
 @dataclass
@@ -75,12 +74,13 @@ def untrained_target(spec: str, recipe: Any, *, device: str | None = None) -> Tr
 
 
 def train_target(spec: str, recipe: Any, examples: Sequence[Example], *, epochs: int, seed: int,
-                 state_dir: Path, device: str | None = None, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> Trained:
+                 state_dir: Path, device: str | None = None,
+                 batch_tokens: int = DEFAULT_BATCH_TOKENS) -> Trained:
     """Load ``spec`` fresh, train it on ``examples`` for ``epochs`` with ``recipe`` (a ``TrainRecipe``:
     the bench target's ``ModelRecipe``); no scoring passes, no trajectory."""
     fields = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(TrainRecipe)}
-    config = TrainProxyConfig(**{**fields, "model": spec, "epochs": epochs, "seed": seed, "batch_tokens": batch_tokens},
-                              checkpoints=0)
+    config = TrainProxyConfig(**{**fields, "model": spec, "epochs": epochs, "seed": seed,
+                                 "batch_tokens": batch_tokens}, checkpoints=0)
     base = untrained_target(spec, recipe, device=device)
     lm, renderer = base.lm, base.renderer
     encoded = [renderer.encode(e) for e in examples]
@@ -88,9 +88,9 @@ def train_target(spec: str, recipe: Any, examples: Sequence[Example], *, epochs:
     plan, result = fine_tune(lm.model, encoded, pad_id=lm.tokenizer.pad_token_id, config=config,
                              state_dir=state_dir, max_length_name=f"target.max_length {recipe.max_length}")
     last = result.history[-1]["loss"] if result.history else None
-    return Trained(lm=lm, renderer=renderer, steps=plan.total_steps, epochs=epochs, n_train=len(plan.trainable),
-                   seconds=time.perf_counter() - t0, train_loss_last=last, n_params=base.n_params,
-                   tokens_trained=sum(int(h["tokens"]) for h in result.history))
+    return Trained(lm=lm, renderer=renderer, steps=plan.total_steps, epochs=epochs,
+                   n_train=len(plan.trainable), seconds=time.perf_counter() - t0, train_loss_last=last,
+                   n_params=base.n_params, tokens_trained=sum(int(h["tokens"]) for h in result.history))
 
 
 def _reference(example: Example) -> str:

@@ -45,19 +45,16 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from proxysel.benchmarking.target import greedy_answers
 from proxysel.data.example import Example
 from proxysel.data.text import turns_text
+from proxysel.engine import batched_with_backoff
 from proxysel.errors import UsageError
-from proxysel.models.loader import resolve_model_path
-from proxysel.benchmarking.target import greedy_answers
+from proxysel.models.loader import load_causal_lm, resolve_model_path
 from proxysel.progress import Progress
+from proxysel.signals.ask_llm import cut_to_tokens, judge_prompt_ids, next_token_probs
 from proxysel.store.atomic import atomic_write_json
 from proxysel.store.run import content_hash
-from proxysel.models.loader import load_causal_lm
-from proxysel.signals.ask_llm import judge_prompt_ids
-from proxysel.signals.ask_llm import cut_to_tokens
-from proxysel.engine import batched_with_backoff
-from proxysel.signals.ask_llm import next_token_probs
 
 log = logging.getLogger(__name__)
 
@@ -158,12 +155,14 @@ class LocalJudge:
         self.part_budget = max((max_length - len(self._ids("", "", ""))) // 3, 1)
 
     def _ids(self, question: str, answer_a: str, answer_b: str) -> list[int]:
-        return judge_prompt_ids(self.tok, PROMPT.format(question=question, answer_a=answer_a, answer_b=answer_b),
+        return judge_prompt_ids(self.tok,
+                                PROMPT.format(question=question, answer_a=answer_a, answer_b=answer_b),
                                 reply_prefix=VERDICT_PREFIX, plain_suffix="\n\nVerdict: " + VERDICT_PREFIX)
 
     def prompt_ids(self, question: str, answer_a: str, answer_b: str) -> list[int]:
         """The judge's input ids; each of the three parts is cut to a third of what max_length leaves."""
-        return self._ids(*(cut_to_tokens(self.tok, t, self.part_budget) for t in (question, answer_a, answer_b)))
+        return self._ids(*(cut_to_tokens(self.tok, t, self.part_budget)
+                           for t in (question, answer_a, answer_b)))
 
     def judge(self, triples: Sequence[tuple[str, str, str]], bar: Any) -> list[dict[str, Any]]:
         """One ``{"verdict", "p"}`` per (question, answer A, answer B); ``p``: the three letters'
@@ -228,7 +227,8 @@ class EndpointJudge:
                     continue
                 detail = self._masked(e.read().decode("utf-8", "replace")[:300], key)
                 hint = f"; is ${self.api_key_env} set?" if e.code in (401, 403) and not key else ""
-                raise UsageError(f"judge endpoint {self.url}: HTTP {e.code} {e.reason}: {detail}{hint}") from None
+                raise UsageError(f"judge endpoint {self.url}: HTTP {e.code} {e.reason}: "
+                                 f"{detail}{hint}") from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 if not last:
                     time.sleep(self.backoff * 2 ** attempt)
@@ -278,7 +278,8 @@ def answer_prompts(trained: Any, held_out: Sequence[Example], wr: Any, *, batch_
     answers to the first ``wr.n`` held-out prompts, with their ids, ``answers_key`` and the last
     training loss of the model that answered."""
     prompts = list(held_out[: wr.n])
-    return {"key": answers_key(wr), "ids": [e.id for e in prompts], "train_loss_last": trained.train_loss_last,
+    return {"key": answers_key(wr), "ids": [e.id for e in prompts],
+            "train_loss_last": trained.train_loss_last,
             "texts": greedy_answers(trained.lm, trained.renderer, prompts, max_new_tokens=wr.max_new_tokens,
                                     batch_size=batch_size)}
 

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if config is None and args.preset is None:
         raise UsageError(f"give a CONFIG.yaml or --preset NAME ({', '.join(PRESETS)})")
     out = api.bench(config if config is not None else args.preset, out=args.out, dotted=overrides,
-                    match=args.match, overwrite=args.overwrite, preset=args.preset if config is not None else None,
+                    match=args.match, overwrite=args.overwrite,
+                    preset=args.preset if config is not None else None,
                     echo=lambda msg: print(msg, flush=True))
     print((out / "results.md").read_text(encoding="utf-8"))
     return 0

@@ -55,12 +55,14 @@ def add_selector_options(p: argparse.ArgumentParser) -> None:
         if kind_of(info.hint) == "bool":
             g.add_argument(flag, dest=dest, action="store_true", default=None, help=help_text)
             if negative:
-                g.add_argument(negative, dest=dest, action="store_false", default=None, help=f"sets {name} to false")
+                g.add_argument(negative, dest=dest, action="store_false", default=None,
+                               help=f"sets {name} to false")
             continue
-        g.add_argument(flag, dest=dest, default=None, metavar=info.field.metadata.get("metavar") or name.upper(),
-                       help=help_text)
+        g.add_argument(flag, dest=dest, default=None,
+                       metavar=info.field.metadata.get("metavar") or name.upper(), help=help_text)
 
 
 def selector_params(args: argparse.Namespace) -> dict[str, Any]:
     """The selector parameters given on the command line (text, typed by the selector's ``Params``)."""
-    return {k[len("param."):]: as_text(v) for k, v in vars(args).items() if k.startswith("param.") and v is not None}
+    return {k[len("param."):]: as_text(v) for k, v in vars(args).items()
+            if k.startswith("param.") and v is not None}

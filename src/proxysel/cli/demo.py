@@ -17,11 +17,13 @@ from proxysel.options import DEFAULT_PROXY
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the whole pipeline offline on ~300 real ShareGPT conversations (LP_app, 30%%)",
-                       description="LP_app with the bundled SmolLM2 (one epoch) on real ShareGPT conversations, "
-                                   "MiniLM embeddings for the clusters, a 30%% lp_app selection and the report; "
-                                   "offline, under 15 minutes on 2 CPU cores. The run folder holds config.yaml: "
-                                   "`proxysel run RUN/config.yaml` reruns or changes it.")
+    p = sub.add_parser("demo",
+                       help="the whole pipeline offline on ~300 real ShareGPT conversations (LP_app, 30%%)",
+                       description="LP_app with the bundled SmolLM2 (one epoch) on real ShareGPT "
+                                   "conversations, MiniLM embeddings for the clusters, a 30%% lp_app "
+                                   "selection and the report; offline, under 15 minutes on 2 CPU cores. The "
+                                   "run folder holds config.yaml: `proxysel run RUN/config.yaml` reruns or "
+                                   "changes it.")
     p.add_argument("--limit", type=int, default=300, help="conversations to use (default 300)")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--model", default=DEFAULT_PROXY, help=f"proxy model (default {DEFAULT_PROXY})")

@@ -20,9 +20,9 @@ import yaml
 
 from proxysel.cli.main import COMMANDS, build_parser
 from proxysel.config import RunConfig
-from proxysel.options import iter_fields
 from proxysel.data.example import FORMATS
 from proxysel.data.formats import example_parts
+from proxysel.options import iter_fields
 from proxysel.selectors import param_fields
 from proxysel.signals import available_signals, get_signal
 
@@ -124,7 +124,8 @@ def config_reference() -> list[str]:
         if name == "select[].options":  # the selector parameters, flat in YAML: one row each
             for param, info in param_fields().items():
                 help_text = f"[{', '.join(info.owners)}] {info.field.metadata['help']}"
-                lines.append(f"| `select[].{param}` | {_type_name(info.hint)} | (per selector) | {_cell(help_text)} |")
+                lines.append(f"| `select[].{param}` | {_type_name(info.hint)} | (per selector) | "
+                             f"{_cell(help_text)} |")
             continue
         shown = "" if default is None and "section" in _type_name(hint) else _yaml_value(default)
         if name in ("data", "select[].method", "select[].budget"):
@@ -138,14 +139,15 @@ def config_reference() -> list[str]:
 
 def applicability_table() -> str:
     """docs/signals.md's table: which signal applies to which record layout (from the registry)."""
-    rows = ["| signal | command | needs | " + " | ".join(FORMATS) + " |", "|---|---|---|" + "---|" * len(FORMATS)]
+    rows = ["| signal | command | needs | " + " | ".join(FORMATS) + " |",
+            "|---|---|---|" + "---|" * len(FORMATS)]
     for name in available_signals():
         cls = get_signal(name)
         needs = " and ".join(cls.needs) or "any record"
         if cls.needs_reference:
             needs += ", a reference set"
-        cells = ["yes" if all(p in example_parts(f) for p in cls.needs) else "no (NaN, or exit 2 if none fits)"
-                 for f in FORMATS]
+        cells = ["yes" if all(p in example_parts(f) for p in cls.needs)
+                 else "no (NaN, or exit 2 if none fits)" for f in FORMATS]
         rows.append(f"| `{name}` | {cls.command} | {needs} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 

@@ -16,10 +16,12 @@ NOT_HERE = ("backend", "ray_address", "ray_actors", "ray_cpus_per_actor")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train-proxy", help="fine-tune the proxy on the pool; record ppl_epoch, lp, lp_app, trajectory",
-                       description="Fine-tune the proxy model on DATA (response tokens only) and store, per example, "
-                                   "the perplexity after every epoch (ppl_epoch, lp, lp_app) and the loss at evenly "
-                                   "spaced steps (trajectory) in RUN/scores.parquet. Rerun the same command to resume.")
+    p = sub.add_parser("train-proxy",
+                       help="fine-tune the proxy on the pool; record ppl_epoch, lp, lp_app, trajectory",
+                       description="Fine-tune the proxy model on DATA (response tokens only) and store, per "
+                                   "example, the perplexity after every epoch (ppl_epoch, lp, lp_app) and "
+                                   "the loss at evenly spaced steps (trajectory) in RUN/scores.parquet. "
+                                   "Rerun the same command to resume.")
     add_data_options(p)
     add_arguments(p, TrainProxyConfig)
     add_run_options(p)

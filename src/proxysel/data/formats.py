@@ -66,11 +66,13 @@ def check_columns(columns: Mapping[str, str] | None) -> dict[str, str]:
     if columns is None:
         return {}
     if not isinstance(columns, Mapping):
-        raise UsageError(f"columns must be a mapping of logical field -> record key, got {type(columns).__name__}")
+        raise UsageError("columns must be a mapping of logical field -> record key, "
+                         f"got {type(columns).__name__}")
     out: dict[str, str] = {}
     for logical, key in columns.items():
         if logical not in LOGICAL_FIELDS:
-            raise UsageError(f"columns: unknown logical field {logical!r}; known: {', '.join(LOGICAL_FIELDS)}")
+            raise UsageError(f"columns: unknown logical field {logical!r}; "
+                             f"known: {', '.join(LOGICAL_FIELDS)}")
         if not isinstance(key, str) or not key:
             raise UsageError(f"columns[{logical!r}] must be a non-empty record key, got {key!r}")
         out[logical] = key
@@ -277,7 +279,8 @@ def _turns(fields: Mapping[str, Any], name, key: str, role_key: str, text_key: s
                                 f"{_kind(turn)}", f"{label}[{i}]")
         speaker = turn.get(role_key)
         low = speaker.lower() if isinstance(speaker, str) else None
-        role = (SHAREGPT_ROLES.get(low) if sharegpt else (low if low in MESSAGE_ROLES else None)) if low else None
+        role = ((SHAREGPT_ROLES.get(low) if sharegpt else (low if low in MESSAGE_ROLES else None))
+                if low else None)
         if role is None:
             raise _role_problem(turn, speaker, f"{label}[{i}]", role_key, sharegpt)
         text = turn.get(text_key)
@@ -325,7 +328,8 @@ def _turn_text(turn: dict[str, Any], key: str, where: str) -> str:
     if isinstance(value, list) and key == "content":
         parts = []
         for j, part in enumerate(value):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            if (not isinstance(part, dict) or part.get("type") != "text"
+                    or not isinstance(part.get("text"), str)):
                 what = f"a {part.get('type')!r} part" if isinstance(part, dict) else _kind(part)
                 raise RecordProblem(f"{where}[{j}] is {what}; only text parts "
                                     "{'type': 'text', 'text': ...} are supported", f"{where}[{j}]")
@@ -340,8 +344,9 @@ def example_record(fmt: str, i: int = 0) -> dict[str, Any]:
     q, a = f"Sort the numbers {i} 1 2.", f"The sorted numbers are 1 2 {i}."
     examples = {
         "alpaca": {"instruction": q, "input": "", "output": a},
-        "sharegpt": {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": q},
-                                       {"from": "gpt", "value": a}, {"from": "human", "value": "And reversed?"},
+        "sharegpt": {"conversations": [{"from": "system", "value": "Be brief."},
+                                       {"from": "human", "value": q}, {"from": "gpt", "value": a},
+                                       {"from": "human", "value": "And reversed?"},
                                        {"from": "gpt", "value": f"{i} 2 1"}]},
         "messages": {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": q},
                                   {"role": "assistant", "content": a}]},

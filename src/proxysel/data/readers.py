@@ -19,13 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxysel.data.example import Example, Pool, SkippedRecord
-from proxysel.data.formats import (RecordProblem, _kind, blank, canonical_json, check_columns,
-                                   check_format, detect, find_lone_surrogate, record_id, rename,
-                                   to_messages)
-from proxysel.errors import BadInputError, UsageError
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from proxysel.data.example import Example, Pool, SkippedRecord
+from proxysel.data.formats import (
+    RecordProblem,
+    _kind,
+    blank,
+    canonical_json,
+    check_columns,
+    check_format,
+    detect,
+    find_lone_surrogate,
+    record_id,
+    rename,
+    to_messages,
+)
+from proxysel.errors import BadInputError, UsageError
 
 #: Default cap on one record's size in bytes (``max_record_bytes``).
 DEFAULT_MAX_RECORD_BYTES = 16 * 2**20
@@ -115,7 +126,8 @@ def read_pool(path: str | Path, *, format: str | None = None, columns: Mapping[s
     def bad(file: str, line: int | None, offset: int | None, field: str | None, message: str) -> None:
         if on_bad_record == "error":
             if _SKIP_HINT not in message:  # say what to do: fix it, or skip such records
-                message += f". Fix the record, or pass {_SKIP_HINT} to skip bad records (listed in the manifest)"
+                message += (f". Fix the record, or pass {_SKIP_HINT} to skip bad records "
+                            "(listed in the manifest)")
             raise BadInputError(file, message, line=line, field=field, offset=offset)
         skipped.append(SkippedRecord(file=file, line=line, offset=offset, field=field, reason=message))
 
@@ -143,7 +155,8 @@ def read_pool(path: str | Path, *, format: str | None = None, columns: Mapping[s
                     if dedupe:
                         skipped.append(SkippedRecord(
                             file=example.file, line=example.line, offset=item.offset, field="id",
-                            reason=f"duplicate id {example.id!r} (kept the first, at {first.file}:{first.line})"))
+                            reason=f"duplicate id {example.id!r} (kept the first, at "
+                                   f"{first.file}:{first.line})"))
                     else:
                         duplicates.append((first, example))
                     continue
@@ -171,7 +184,8 @@ def read_pool(path: str | Path, *, format: str | None = None, columns: Mapping[s
                             "by id, so ids must be unique: fix the ids, or pass dedupe=True (--dedupe) "
                             "to keep the first record of each id", line=b.line, field="id")
     if not examples:
-        first_skip = f"; the first: {skipped[0].file}:{skipped[0].line}: {skipped[0].reason}" if skipped else ""
+        first_skip = (f"; the first: {skipped[0].file}:{skipped[0].line}: {skipped[0].reason}"
+                      if skipped else "")
         raise BadInputError(str(root), f"no usable records ({len(skipped)} skipped{first_skip})")
     if fmt or cols:
         # The same bytes read with another layout or field mapping are other examples.
@@ -217,8 +231,9 @@ def _walk(folder: Path) -> list[tuple[Path, str]]:
         return [(f, "arrow") for f in _hf_data_files(folder)]
     if (folder / "dataset_dict.json").is_file():
         splits = sorted(p.name for p in folder.iterdir() if p.is_dir() and is_hf_dataset(p))
-        raise BadInputError(str(folder), f"is a datasets DatasetDict with splits {', '.join(splits) or '(none)'}; "
-                            f"give one split's folder, e.g. {folder / (splits[0] if splits else 'train')}")
+        raise BadInputError(str(folder), "is a datasets DatasetDict with splits "
+                                         f"{', '.join(splits) or '(none)'}; give one split's folder, e.g. "
+                                         f"{folder / (splits[0] if splits else 'train')}")
     out: list[tuple[Path, str]] = []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name.startswith("."):
@@ -445,7 +460,8 @@ class _JsonArray:
     def _byte_at(self, pos: int) -> int:
         return self.byte + len(self.buf[self.pos:pos].encode("utf-8", "surrogateescape"))
 
-    def _fatal(self, index: int, message: str, line: int | None = None, offset: int | None = None) -> RawRecord:
+    def _fatal(self, index: int, message: str, line: int | None = None,
+               offset: int | None = None) -> RawRecord:
         return RawRecord(self.label, self.line if line is None else line,
                          self.byte if offset is None else offset, index,
                          problem=RecordProblem(message), fatal=True)
@@ -491,8 +507,8 @@ class _JsonArray:
             item.problem = self._record_problem(raw, value, offset)
             yield item
             ident = value.get("id") if isinstance(value, dict) else None
-            last = (f"the last complete record is id {ident!r} at line {line}" if isinstance(ident, (str, int))
-                    else f"the last complete record starts at line {line}")
+            last = (f"the last complete record is id {ident!r} at line {line}"
+                    if isinstance(ident, (str, int)) else f"the last complete record starts at line {line}")
             c = self._peek()
             if c == ",":
                 self._advance(self.pos + 1)

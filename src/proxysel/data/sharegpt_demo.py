@@ -85,7 +85,8 @@ def sharegpt_pairs(n: int, skip: int = 0, max_chars: int | None = None) -> list[
     >>> train, held_out = sharegpt_pairs(1000), sharegpt_pairs(200, skip=1000)  # doctest: +SKIP
     """
     if n < 0 or skip < 0 or (max_chars is not None and max_chars < 1):
-        raise UsageError(f"n and skip must be >= 0 and max_chars >= 1, got n={n}, skip={skip}, max_chars={max_chars}")
+        raise UsageError("n and skip must be >= 0 and max_chars >= 1, "
+                         f"got n={n}, skip={skip}, max_chars={max_chars}")
     out: list[dict[str, Any]] = []
     seen = 0
     if n == 0:

@@ -11,11 +11,12 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
+import pyarrow as pa
+
 from proxysel.data.example import Example
 from proxysel.data.formats import canonical_json
 from proxysel.data.readers import file_kind, read_table
 from proxysel.store.atomic import atomic_write_bytes, atomic_write_parquet
-import pyarrow as pa
 
 _TABLE_KINDS = {"parquet", "arrow"}
 

@@ -36,8 +36,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from proxysel.errors import ProxyselError, UsageError
 from proxysel.engine import plan_batches
+from proxysel.errors import ProxyselError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,8 @@ class Dist:
         bucket: list[Any] = []
         size = 0
         for p in live + [None]:
-            if p is not None and (not bucket or (size + p.numel() <= BUCKET and p.grad.dtype == bucket[0].grad.dtype)):
+            if p is not None and (not bucket or (size + p.numel() <= BUCKET
+                                                 and p.grad.dtype == bucket[0].grad.dtype)):
                 bucket.append(p)
                 size += p.numel()
                 continue
@@ -214,7 +215,8 @@ def rank_batches(encoded: Sequence[Any], batch_tokens: int, rank: int, world: in
     return [[todo[b] for b in batch] for batch in batches[rank::world]]
 
 
-def collect_by_id(ids: Sequence[str], truncated: Sequence[bool], gathered: Sequence[tuple[list[str], list[float]]]) -> list[float]:
+def collect_by_id(ids: Sequence[str], truncated: Sequence[bool],
+                  gathered: Sequence[tuple[list[str], list[float]]]) -> list[float]:
     """Assemble per-example values sent by the ranks as ``(ids, values)`` into the order of ``ids``.
 
     Truncated examples get NaN. Raises ProxyselError if an id comes back twice, an unknown id

@@ -113,7 +113,8 @@ def latest_state(root: str | os.PathLike[str]) -> Path | None:
     return max(found)[1] if found else None
 
 
-def load_state(folder: str | os.PathLike[str], model: Any, optimizer: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def load_state(folder: str | os.PathLike[str], model: Any,
+               optimizer: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Restore parameters, optimizer and RNG from ``folder``; returns (state.json, arrays).
 
     ``model`` and ``optimizer`` must be built exactly as when the state was saved (same model,
@@ -146,7 +147,8 @@ def load_state(folder: str | os.PathLike[str], model: Any, optimizer: Any) -> tu
     optimizer.load_state_dict({"state": per_param, "param_groups": sd["param_groups"]})
     extra = load_file(str(folder / "extra.safetensors"))
     torch.set_rng_state(extra["rng/torch"])
-    cuda_keys = sorted((k for k in extra if k.startswith("rng/cuda/")), key=lambda k: int(k.rsplit("/", 1)[1]))
+    cuda_keys = sorted((k for k in extra if k.startswith("rng/cuda/")),
+                       key=lambda k: int(k.rsplit("/", 1)[1]))
     cuda = [extra[k] for k in cuda_keys]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)

@@ -130,9 +130,9 @@ class Renderer:
                 content = m.content.strip()
                 start = text.find(content, cursor)
             if start < 0:
-                raise BadInputError(example.file, f"example {example.id!r}: the model's chat template does not "
-                                    f"render assistant turn {i} verbatim (it drops or rewrites the response), so "
-                                    "its tokens cannot be scored; use --template alpaca",
+                raise BadInputError(example.file, f"example {example.id!r}: the model's chat template does "
+                                    f"not render assistant turn {i} verbatim (it drops or rewrites the "
+                                    "response), so its tokens cannot be scored; use --template alpaca",
                                     line=example.line or None, field=_response_field(example, i))
             end = start + len(content)
             for tok in self._specials if self.end_of_turn else ():
@@ -169,7 +169,8 @@ class Renderer:
                             f"\n\n### Input:\n{fields[1]}\n\n### Response:")
                     else:
                         instruction = fields[0] if fields is not None else m.content
-                        add(f"{system or ALPACA_PREAMBLE}\n\n### Instruction:\n{instruction}\n\n### Response:")
+                        add(f"{system or ALPACA_PREAMBLE}\n\n### Instruction:\n{instruction}\n\n"
+                            "### Response:")
                     first_user = False
                 else:
                     add(f"\n\n### Instruction:\n{m.content}\n\n### Response:")

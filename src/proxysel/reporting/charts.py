@@ -88,7 +88,8 @@ def robust_range(values: np.ndarray, q: float = 0.005) -> tuple[float, float]:
     v = values[np.isfinite(values)]
     if v.size == 0:
         return math.nan, math.nan
-    lo, hi = (float(x) for x in np.quantile(v, [q, 1 - q])) if v.size > 50 else (float(v.min()), float(v.max()))
+    lo, hi = ((float(x) for x in np.quantile(v, [q, 1 - q])) if v.size > 50
+              else (float(v.min()), float(v.max())))
     if hi <= lo:
         pad = abs(lo) * 0.05 or 0.5
         lo, hi = lo - pad, hi + pad
@@ -139,7 +140,8 @@ class Frame:
         self.parts.append(s)
 
     def title(self, text: str) -> None:
-        self.add(f'<text x="{self.x0}" y="18" font-size="13" font-weight="600" fill="{INK}">{esc(text)}</text>')
+        self.add(f'<text x="{self.x0}" y="18" font-size="13" font-weight="600" fill="{INK}">'
+                 f'{esc(text)}</text>')
 
     def x_axis(self, scale: Scale, label: str, ticks: Sequence[float] | None = None,
                labels: Sequence[str] | None = None) -> None:
@@ -181,7 +183,8 @@ class Frame:
             x -= width
             if line:
                 pattern = f' stroke-dasharray="{dash[0]}"' if dash and dash[0] else ""
-                self.add(f'<line x1="{x}" x2="{x + 18}" y1="14" y2="14" stroke="{colour}" stroke-width="3"{pattern}/>')
+                self.add(f'<line x1="{x}" x2="{x + 18}" y1="14" y2="14" stroke="{colour}" '
+                         f'stroke-width="3"{pattern}/>')
                 self.add(f'<text x="{x + 22}" y="18" font-size="11" fill="{INK}">{esc(label)}</text>')
             else:
                 self.add(f'<rect x="{x}" y="8" width="12" height="12" rx="2" fill="{colour}"/>')
@@ -194,7 +197,8 @@ class Frame:
 
 
 def no_data(message: str, width: int = 560, height: int = 120) -> str:
-    return (f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{esc(message)}" font-family="{esc(FONT)}">'
+    return (f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{esc(message)}" '
+            f'font-family="{esc(FONT)}">'
             f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" rx="6" fill="#f9fafb" '
             f'stroke="{GRID}"/><text x="{width / 2}" y="{height / 2}" text-anchor="middle" font-size="12" '
             f'fill="{MUTED}">{esc(message)}</text></svg>')
@@ -352,8 +356,8 @@ def lines(series: Sequence[Line], *, title: str, xlabel: str, ylabel: str, x_lab
             continue
         dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
         tip = f"<title>{esc(s.label)}</title>" if s.label else ""
-        f.add(f'<path d="{"".join(d)}" stroke="{s.colour}" stroke-width="{s.width}" stroke-opacity="{s.opacity}" '
-              f'fill="none" stroke-linejoin="round"{dash}>{tip}</path>')
+        f.add(f'<path d="{"".join(d)}" stroke="{s.colour}" stroke-width="{s.width}" '
+              f'stroke-opacity="{s.opacity}" fill="none" stroke-linejoin="round"{dash}>{tip}</path>')
     if legend:
         f.legend(legend, line=True)
     return f.svg(title)
@@ -383,14 +387,16 @@ def cluster_bars(sizes: np.ndarray, kept: np.ndarray | None, labels: Sequence[st
             continue
         rate = kept[i] / sizes[i] if sizes[i] else 0.0
         y_kept = ys(kept[i])
-        f.add(f'<g><title>cluster {esc(labels[i])}: {int(kept[i]):,} of {int(sizes[i]):,} kept ({rate:.0%})</title>'
+        f.add(f'<g><title>cluster {esc(labels[i])}: {int(kept[i]):,} of {int(sizes[i]):,} kept '
+              f'({rate:.0%})</title>'
               f'<rect x="{x}" y="{_n(y_all)}" width="{w}" height="{_n(y_kept - y_all)}" fill="{DROPPED}"/>'
               f'<rect x="{x}" y="{_n(y_kept)}" width="{w}" height="{_n(f.y0 - y_kept)}" fill="{KEPT}"/></g>')
     if kept is not None:
         rs = Scale(0, 1, f.y0, f.y1)
         rate = np.divide(kept, sizes, out=np.zeros(m), where=sizes > 0)
         tick = max(3.0, min(band * 0.7, 26.0))
-        d = "".join(f"M{_n(f.x0 + (i + 0.5) * band - tick / 2)} {_n(rs(rate[i]))}h{_n(tick)}" for i in range(m))
+        d = "".join(f"M{_n(f.x0 + (i + 0.5) * band - tick / 2)} {_n(rs(rate[i]))}h{_n(tick)}"
+                    for i in range(m))
         f.add(f'<path d="{d}" stroke="{INK}" stroke-width="3" stroke-linecap="round" fill="none"/>')
         f.y_axis(rs, "keep rate", right=True, grid=False, tick_format=lambda t: f"{t:.0%}")
         f.legend([(KEPT, "kept"), (DROPPED, "dropped"), (INK, "keep rate")])
@@ -419,18 +425,20 @@ def rate_bars(labels: Sequence[str], kept: np.ndarray, total: np.ndarray, *, tit
     for t in (0, 0.25, 0.5, 0.75, 1.0):
         x = _n(xs(t))
         f.add(f'<line x1="{x}" x2="{x}" y1="{f.y1 - 6}" y2="{f.y0 + 4}" stroke="{GRID}"/>')
-        f.add(f'<text x="{x}" y="{f.y0 + 17}" font-size="10.5" fill="{MUTED}" text-anchor="middle">{t:.0%}</text>')
+        f.add(f'<text x="{x}" y="{f.y0 + 17}" font-size="10.5" fill="{MUTED}" text-anchor="middle">'
+              f'{t:.0%}</text>')
     for i in range(m):
         y = f.y1 + i * row
         rate = kept[i] / total[i] if total[i] else 0.0
         label = labels[i] if len(labels[i]) <= 26 else labels[i][:25] + "…"
         f.add(f'<text x="{f.x0 - 8}" y="{y + 15}" font-size="11.5" fill="{INK}" text-anchor="end">'
               f'<title>{esc(labels[i])}</title>{esc(label)}</text>')
-        f.add(f'<rect x="{f.x0}" y="{y + 4}" width="{_n(f.x1 - f.x0)}" height="{row - 8}" rx="2" fill="{DROPPED}" '
-              f'fill-opacity="0.45"/>')
+        f.add(f'<rect x="{f.x0}" y="{y + 4}" width="{_n(f.x1 - f.x0)}" height="{row - 8}" rx="2" '
+              f'fill="{DROPPED}" fill-opacity="0.45"/>')
         if rate > 0:
             f.add(f'<rect x="{f.x0}" y="{y + 4}" width="{_n(xs(rate) - f.x0)}" height="{row - 8}" rx="2" '
-                  f'fill="{KEPT}"><title>{esc(labels[i])}: {int(kept[i]):,} of {int(total[i]):,} kept</title></rect>')
+                  f'fill="{KEPT}"><title>{esc(labels[i])}: {int(kept[i]):,} of {int(total[i]):,} kept'
+                  '</title></rect>')
         f.add(f'<text x="{f.x1 + 8}" y="{y + 15}" font-size="11" fill="{INK}">{rate:.0%} '
               f'<tspan fill="{MUTED}">({int(kept[i]):,}/{int(total[i]):,})</tspan></text>')
     if overall is not None:

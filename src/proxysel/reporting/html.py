@@ -105,7 +105,7 @@ code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font
 .reason{min-width:200px;max-width:300px}
 .scroll{overflow-x:auto}
 footer{color:var(--muted);font-size:12px;padding:4px 0 30px}
-""" % {"kept": KEPT, "dropped": DROPPED}
+""" % {"kept": KEPT, "dropped": DROPPED}  # noqa: E501  (CSS, one rule a line)
 
 
 def e(text: Any) -> str:
@@ -142,9 +142,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], num: Sequence[i
     body = []
     for r, row in enumerate(rows):
         cls = f' class="{row_class[r]}"' if row_class and row_class[r] else ""
-        cells = "".join(f'<td class="num">{c}</td>' if i in num else f"<td>{c}</td>" for i, c in enumerate(row))
+        cells = "".join(f'<td class="num">{c}</td>' if i in num else f"<td>{c}</td>"
+                        for i, c in enumerate(row))
         body.append(f"<tr{cls}>{cells}</tr>")
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _duration(seconds: Any) -> str:
@@ -273,7 +275,8 @@ def _summary(view: RunView) -> str:
             for key in ("model", "judge", "embedder"):
                 if isinstance(fp.get(key), str):
                     rev = fp.get("revision")
-                    rev_txt = f' <span class="mono">@{e(str(rev)[:12])}</span>' if isinstance(rev, str) and rev else ""
+                    rev_txt = (f' <span class="mono">@{e(str(rev)[:12])}</span>'
+                               if isinstance(rev, str) and rev else "")
                     models.append(f"{e(fp[key])}{rev_txt} <small>({e(name)})</small>")
     if view.embedding_model and not any(view.embedding_model in x for x in models):
         models.append(f"{e(view.embedding_model)} <small>(embeddings)</small>")
@@ -300,7 +303,8 @@ def _summary(view: RunView) -> str:
         ("packages", e(", ".join(f"{k} {v}" for k, v in sorted(pkgs.items()))) or "–"),
     ]
     notes = view.notes + (view.selection.notes if view.selection is not None else [])
-    notes_html = ("<ul class=\"notes\">" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>") if notes else ""
+    notes_html = ("<ul class=\"notes\">" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>"
+                  if notes else "")
     return _section("summary", f'{notes_html}<div class="stats">{"".join(stats)}</div>{_kv(pairs)}')
 
 
@@ -494,7 +498,8 @@ def _signals(view: RunView) -> str:
         figs.append(_figure(svg, caption))
     lead = "Every numeric column of scores.parquet. "
     lead += ("Kept examples are stacked under dropped ones; a dashed red line marks the cut where one "
-             "value separates kept from dropped." if sel is not None else "No selection yet: one series per signal.")
+             "value separates kept from dropped." if sel is not None
+             else "No selection yet: one series per signal.")
     if skip_lp:
         lead += " " + ONE_EPOCH_NOTE
     return _section("signals", f'<div class="grid2">{"".join(figs)}</div>', lead)
@@ -506,7 +511,8 @@ def _lp(view: RunView) -> str:
     lp_name = "lp" if "lp" in view.signals and not single else "lp_app" if "lp_app" in view.signals else None
     if ppl is None or lp_name is None or ppl.shape[1] < 1:
         return _section("lp", _empty("Needs the ppl_epoch and lp columns of `proxysel train-proxy`; "
-                                     "this run has " + ("no ppl_epoch." if ppl is None else "no lp or lp_app.")))
+                                     "this run has "
+                                     + ("no ppl_epoch." if ppl is None else "no lp or lp_app.")))
     p0, lp = ppl[:, 0], view.signals[lp_name]
     ok = np.flatnonzero(np.isfinite(p0) & np.isfinite(lp))
     rows = _sample(ok)
@@ -515,8 +521,9 @@ def _lp(view: RunView) -> str:
     logx = pos.size > 0 and bool(np.quantile(pos, 0.99) / max(np.quantile(pos, 0.01), 1e-12) > 30)
     label = "LP(1)" if lp_name == "lp" else "LP_app(1)"
     svg, caption = charts.scatter(p0[rows], lp[rows], None if state is None else state[rows],
-                                  title=f"{label} against P_0", xlabel="P_0: perplexity before training"
-                                  + (" (log scale)" if logx else ""), ylabel=label, logx=logx, width=720, height=400)
+                                  title=f"{label} against P_0",
+                                  xlabel="P_0: perplexity before training" + (" (log scale)" if logx else ""),
+                                  ylabel=label, logx=logx, width=720, height=400)
     caption = _sampled(len(rows), len(ok), caption)
     if lp_name == "lp":
         lead = "LP(1) = how much of the proxy's total perplexity drop happened in the first epoch. "
@@ -546,7 +553,8 @@ def _trajectories(view: RunView) -> str:
     t = traj.shape[1]
     plan = (view.manifest.get("stages", {}).get("train-proxy") or {}).get("plan") or {}
     steps = plan.get("checkpoints") if isinstance(plan, dict) else None
-    x_labels = [str(s) for s in steps] if isinstance(steps, list) and len(steps) == t else [str(i) for i in range(t)]
+    x_labels = ([str(s) for s in steps] if isinstance(steps, list) and len(steps) == t
+                else [str(i) for i in range(t)])
     xlabel = "optimizer step" if isinstance(steps, list) and len(steps) == t else "checkpoint"
     labels, where = _cluster_labels(view)
     state = _kept_state(view)
@@ -557,10 +565,11 @@ def _trajectories(view: RunView) -> str:
         ok = finite_rows & (labels >= 0)
         uniq, inv = np.unique(labels[ok], return_inverse=True)
         sizes = np.bincount(inv, minlength=len(uniq))
-        means = np.stack([np.bincount(inv, weights=traj[ok, j], minlength=len(uniq)) for j in range(t)], axis=1)
+        means = np.stack([np.bincount(inv, weights=traj[ok, j], minlength=len(uniq)) for j in range(t)],
+                         axis=1)
         means /= np.maximum(sizes, 1)[:, None]
-        kept = np.bincount(inv, weights=(state[ok] == 1) if state is not None else None, minlength=len(uniq)) \
-            if state is not None else np.zeros(len(uniq))
+        kept = (np.bincount(inv, weights=(state[ok] == 1) if state is not None else None, minlength=len(uniq))
+                if state is not None else np.zeros(len(uniq)))
         top = np.argsort(-sizes, kind="stable")[:MAX_CLUSTERS]
         for c in top[::-1]:
             rate = kept[c] / sizes[c] if state is not None else 0.5
@@ -579,7 +588,8 @@ def _trajectories(view: RunView) -> str:
             rows = finite_rows & mask
             if rows.any():
                 dash = "" if name == "mean of kept" else "6 4"
-                series.append(Line(traj[rows].mean(axis=0), colour, width=3.2, opacity=1.0, label=name, dash=dash))
+                series.append(Line(traj[rows].mean(axis=0), colour, width=3.2, opacity=1.0, label=name,
+                                   dash=dash))
                 legend.append((colour, name, dash))
     else:
         series.append(Line(traj[finite_rows].mean(axis=0), charts.INK, width=3, opacity=1, label="mean"))
@@ -596,8 +606,8 @@ def _trajectories(view: RunView) -> str:
 def _clusters(view: RunView) -> str:
     labels, where = _cluster_labels(view)
     if labels is None:
-        return _section("clusters", _empty("No cluster labels: the selection is not clustered and scores.parquet "
-                                           "has no cluster column."))
+        return _section("clusters", _empty("No cluster labels: the selection is not clustered and "
+                                           "scores.parquet has no cluster column."))
     ok = labels >= 0
     uniq, inv = np.unique(labels[ok], return_inverse=True)
     sizes = np.bincount(inv, minlength=len(uniq))
@@ -618,15 +628,16 @@ def _clusters(view: RunView) -> str:
     caption = f"labels from {where}; unlabelled rows: {int((~ok).sum()):,}"
     if len(uniq) > MAX_CLUSTERS:
         caption += f"; the {MAX_CLUSTERS} largest drawn"
-    lead = ("Bars: examples per cluster (kept in blue). Black marks: the share of the cluster kept (right axis)."
+    lead = ("Bars: examples per cluster (kept in blue). "
+            "Black marks: the share of the cluster kept (right axis)."
             if state is not None else "Examples per cluster.")
     return _section("clusters", f'<div class="stats">{"".join(stats)}</div>{_figure(svg, caption)}', lead)
 
 
 def _embeddings(view: RunView) -> str:
     if view.embeddings is None:
-        return _section("embeddings", _empty("No embeddings.parquet in this run (`proxysel score DATA --signals "
-                                             "embedding --out RUN`)."))
+        return _section("embeddings", _empty("No embeddings.parquet in this run "
+                                             "(`proxysel score DATA --signals embedding --out RUN`)."))
     emb, have = view.embeddings
     rows = np.flatnonzero(have)
     if len(rows) < 3 or emb.shape[1] < 2:
@@ -641,19 +652,22 @@ def _embeddings(view: RunView) -> str:
     state = _kept_state(view)
     svg, caption = charts.scatter(xy[:, 0], xy[:, 1], None if state is None else state[plot],
                                   title="Embeddings, first two principal components",
-                                  xlabel=f"PC1 ({var[0]:.0%} of variance)", ylabel=f"PC2 ({var[1]:.0%} of variance)",
+                                  xlabel=f"PC1 ({var[0]:.0%} of variance)",
+                                  ylabel=f"PC2 ({var[1]:.0%} of variance)",
                                   width=720, height=440)
     model = f" of {view.embedding_model}" if view.embedding_model else ""
     caption = _sampled(len(plot), len(rows), f"PCA{model} embeddings ({emb.shape[1]}-d) fitted on "
                                              f"{len(fit):,} rows; {caption}")
     return _section("embeddings", f'<div style="max-width:760px">{_figure(svg, caption)}</div>',
-                    "Where the kept examples sit in embedding space: a selection that covers the pool spreads "
-                    "its blue points over every region.")
+                    "Where the kept examples sit in embedding space: a selection that covers the pool "
+                    "spreads its blue points over every region.")
 
 
-def _group_rates(groups: np.ndarray, state: np.ndarray, order: str = "size") -> tuple[list[str], np.ndarray, np.ndarray]:
+def _group_rates(groups: np.ndarray, state: np.ndarray,
+                 order: str = "size") -> tuple[list[str], np.ndarray, np.ndarray]:
     """(labels, kept, total) per group label; the smallest beyond MAX_GROUPS pooled as "other"."""
-    ok = np.array([g is not None for g in groups.tolist()]) if groups.dtype == object else np.ones(len(groups), bool)
+    ok = (np.array([g is not None for g in groups.tolist()]) if groups.dtype == object
+          else np.ones(len(groups), bool))
     ok &= state >= 0
     g = groups[ok].astype(str)
     uniq, inv = np.unique(g, return_inverse=True)
@@ -699,7 +713,8 @@ def _breakdown(view: RunView) -> str:
     pool = view.pool
     if view.source is not None:
         labels, kept, total = _group_rates(view.source, sel.state)
-        figs.append(_figure(charts.rate_bars(labels, kept, total, title="Keep rate by source", overall=overall)))
+        figs.append(_figure(charts.rate_bars(labels, kept, total, title="Keep rate by source",
+                                             overall=overall)))
     else:
         why = ("the input records have no `source` field" if pool is not None
                else "no source column in scores.parquet and the input records were not read")
@@ -776,7 +791,8 @@ def _examples(view: RunView, key: str, kept: bool) -> str:
         body.append(cells)
     num = (2, 3) if sig else (2,)
     n = int(((sel.state == 1) if kept else (sel.state == 0)).sum())
-    lead = (f"The first {len(rows)} of {n:,} kept examples, most preferred first (by rank within their group)."
+    lead = (f"The first {len(rows)} of {n:,} kept examples, most preferred first "
+            "(by rank within their group)."
             if kept else f"The first {len(rows)} of {n:,} dropped examples, furthest from the cut first; "
                          f"rows excluded before ranking (NaN signal, truncated) come after the ranked ones.")
     return _section(key, _table(header, body, num=num), lead)
@@ -793,19 +809,21 @@ def render(view: RunView) -> str:
         sub += (f' · selection <code>{e(sel.name)}</code> ({e(sel.meta.get("method", "method unknown"))}, '
                 f'{sel.n_kept:,} kept)')
     key = (f'<div class="key"><span><i class="sw" style="background:{KEPT}"></i>kept</span>'
-           f'<span><i class="sw" style="background:{DROPPED}"></i>dropped</span></div>') if sel is not None else ""
+           f'<span><i class="sw" style="background:{DROPPED}"></i>dropped</span></div>'
+           if sel is not None else "")
     nav = "".join(f'<a href="#{k}">{e(t)}</a>' for k, t in SECTIONS)
     sections = [_summary(view), _selection(view), _stages(view), _skipped(view), _signals(view), _lp(view),
                 _trajectories(view), _clusters(view), _embeddings(view), _breakdown(view),
                 _examples(view, "most-kept", True), _examples(view, "least-kept", False)]
-    version = (view.manifest.get("packages") or {}).get("proxysel") or view.manifest.get("proxysel_version") or ""
+    version = ((view.manifest.get("packages") or {}).get("proxysel")
+               or view.manifest.get("proxysel_version") or "")
     title = f"proxysel report: {view.path.name}" + (f" / {sel.name}" if sel is not None else "")
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
-        "img-src data:\">"
+        "<meta http-equiv=\"Content-Security-Policy\" "
+        "content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
         f"<title>{e(title)}</title><style>{CSS}</style></head><body>"
         f'<header><div class="wrap"><h1>proxysel report</h1><div class="sub">{sub}</div>{key}</div></header>'
         f'<nav><div class="wrap">{nav}</div></nav>'

@@ -9,8 +9,13 @@
 from __future__ import annotations
 
 from proxysel.selectors.base import ScoreTable, Selection, Selector, parse_budget, resolve_budget
-from proxysel.selectors.registry import (available_selectors, get_selector, param_fields, register_selector,
-                                         unregister_selector)
+from proxysel.selectors.registry import (
+    available_selectors,
+    get_selector,
+    param_fields,
+    register_selector,
+    unregister_selector,
+)
 
 # Importing a selector module registers it, in the order the documentation lists them.
 from proxysel.selectors import (  # noqa: E402,F401  isort:skip

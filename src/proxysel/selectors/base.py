@@ -22,8 +22,8 @@ from proxysel.store.run import list_matrix
 
 __all__ = [
     "EXCLUDED_INF", "EXCLUDED_NAN", "EXCLUDED_TRUNCATED", "ClusterParams", "NoParams", "RankingParams",
-    "RankingSelector", "ScoreTable", "Selection", "Selector", "allocate_largest_remainder", "allocate_official",
-    "parse_budget", "resolve_budget",
+    "RankingSelector", "ScoreTable", "Selection", "Selector", "allocate_largest_remainder",
+    "allocate_official", "parse_budget", "resolve_budget",
 ]
 
 EXCLUDED_NAN = "excluded: signal is NaN"
@@ -76,7 +76,8 @@ def resolve_budget(budget: float | int, n: int) -> int:
             integral float above 1 such as ``5000.0`` counts too). Parsed by ``parse_budget``.
     n:      size of the candidate pool.
 
-    >>> resolve_budget(0.1, 52002), resolve_budget(300, 1000), resolve_budget(0.001, 10), resolve_budget(1.0, 7)
+    >>> (resolve_budget(0.1, 52002), resolve_budget(300, 1000), resolve_budget(0.001, 10),
+    ...  resolve_budget(1.0, 7))
     (5200, 300, 1, 7)
     """
     if n < 1:
@@ -200,7 +201,8 @@ class ScoreTable:
     def take(self, rows: np.ndarray) -> "ScoreTable":
         """The table of the given row indices (in that order), e.g. a parent selection's kept rows."""
         rows = np.asarray(rows, dtype=np.int64)
-        return ScoreTable(ids=[self.ids[i] for i in rows], columns={k: v[rows] for k, v in self.columns.items()},
+        return ScoreTable(ids=[self.ids[i] for i in rows],
+                          columns={k: v[rows] for k, v in self.columns.items()},
                           truncated=self.truncated[rows], reference=self.reference,
                           na_reason={k: v[rows] for k, v in self.na_reason.items()})
 
@@ -289,7 +291,8 @@ def check_int(name: str, value: Any, minimum: int, *, optional: bool = False) ->
     if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be {'None or ' if optional else ''}an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be {'None or ' if optional else ''}an integer >= {minimum}, "
+                         f"got {value!r}")
 
 
 def split_rngs(seed: Any) -> tuple[np.random.Generator, np.random.Generator]:
@@ -414,7 +417,8 @@ class Selector:
                 na = table.na_reason.get(name)
                 for i in np.flatnonzero(nan & ok):
                     why = na[i] if na is not None else ""
-                    reason[i] = f"excluded: not applicable ({why})" if why else EXCLUDED_NAN.replace("signal", signal)
+                    reason[i] = (f"excluded: not applicable ({why})" if why
+                                 else EXCLUDED_NAN.replace("signal", signal))
                 for i in np.flatnonzero(inf & ok):
                     reason[i] = EXCLUDED_INF.replace("signal", signal)
                 ok &= ~(nan | inf)
@@ -500,24 +504,25 @@ KMEANS_BACKENDS = ("numpy", "sklearn", "faiss")
 def official_option() -> Any:
     """The ``official`` parameter of the selectors that have an official implementation (lp, lp_app,
     s2l): set, it puts every parameter at the official code's value (docs/methods.md)."""
-    return option(False, "the official code's settings over the values given (lp/lp_app: 1,000 clusters by "
-                         "scikit-learn KMeans and the official per-cluster rounding; s2l: faiss k-means, stratified "
-                         "by source; docs/methods.md)")
+    return option(False, "the official code's settings over the values given (lp/lp_app: 1,000 clusters "
+                         "by scikit-learn KMeans and the official per-cluster rounding; s2l: faiss k-means, "
+                         "stratified by source; docs/methods.md)")
 
 
 @dataclass(frozen=True)
 class ClusterParams:
     """What every clustered selector shares: how the clusters are made."""
 
-    clusters: int | None = option(None, "k-means clusters K (lp/lp_app: over the embeddings, default 100; s2l: over "
-                                        "the trajectories, default 100); null: the scores' own cluster column",
-                                  minimum=1)
+    clusters: int | None = option(None, "k-means clusters K (lp/lp_app: over the embeddings, default 100; "
+                                        "s2l: over the trajectories, default 100); null: the scores' own "
+                                        "cluster column", minimum=1)
     cluster_features: str = option("embedding", "the 2-D column k-means reads (embedding, trajectory, ...)")
-    kmeans: str = option("numpy", "k-means backend: numpy (proxysel's, seeded), sklearn (KMeans, k-means++ as "
-                                  "the official LP code) or faiss (as the official S2L code)", choices=KMEANS_BACKENDS)
+    kmeans: str = option("numpy", "k-means backend: numpy (proxysel's, seeded), sklearn (KMeans, k-means++ "
+                                  "as the official LP code) or faiss (as the official S2L code)",
+                         choices=KMEANS_BACKENDS)
     kmeans_iter: int = option(20, "Lloyd iterations of k-means", minimum=1)
-    include_truncated: bool = option(False, "let fully truncated examples compete (their signal must still be "
-                                            "finite; default: left out)")
+    include_truncated: bool = option(False, "let fully truncated examples compete (their signal must still "
+                                            "be finite; default: left out)")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -527,10 +532,12 @@ class ClusterParams:
 class RankingParams(ClusterParams):
     """The parameters of every ``RankingSelector``."""
 
-    within_clusters: bool = option(False, "rank inside clusters, the budget split in proportion to their size "
-                                          "(with clusters: K over cluster_features)", negative="--global")
+    within_clusters: bool = option(False, "rank inside clusters, the budget split in proportion to their "
+                                          "size (with clusters: K over cluster_features)",
+                                   negative="--global")
     rounding: str = option("exact", "exact: the budget is met exactly (largest remainders across clusters); "
-                                    "official: ceil(n_c / round(100/pct)) per cluster, as Small2Large's subset.py",
+                                    "official: ceil(n_c / round(100/pct)) per cluster, as Small2Large's "
+                                    "subset.py",
                            choices=("exact", "official"))
 
     def __post_init__(self) -> None:

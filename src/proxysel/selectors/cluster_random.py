@@ -26,8 +26,8 @@ class ClusterRandomParams(LPParams):
 
     def __post_init__(self) -> None:
         if not self.within_clusters:
-            raise FieldError("within_clusters", "cluster_random always draws within clusters; use random for the "
-                                                "whole pool")
+            raise FieldError("within_clusters", "cluster_random always draws within clusters; use random for "
+                                                "the whole pool")
         super().__post_init__()
 
 

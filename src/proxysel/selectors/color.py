@@ -13,10 +13,9 @@ official ``argsort`` is not stable).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
-
-from dataclasses import dataclass
 
 from proxysel.options import option
 from proxysel.selectors.base import RankingParams, RankingSelector
@@ -26,9 +25,9 @@ from proxysel.selectors.top import order_by
 
 @dataclass(frozen=True)
 class ColorParams(RankingParams):
-    tau: float | None = option(None, "CoLoR-Filter's candidate set: rank only a seeded random draw of round(tau x k) "
-                                     "candidates and keep its top k (paper: 7 to 64); null: rank every candidate",
-                               minimum=1)
+    tau: float | None = option(None, "CoLoR-Filter's candidate set: rank only a seeded random draw of "
+                                     "round(tau x k) candidates and keep its top k (paper: 7 to 64); "
+                                     "null: rank every candidate", minimum=1)
     signal: str = option("color", "the score column to rank by", nonempty=True)
 
 

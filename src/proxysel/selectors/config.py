@@ -81,11 +81,12 @@ class SelectorChoice:
     that ``select``, ``run`` and ``bench`` share; ``parent`` starts it from another selection)."""
 
     method: str = option(None, "the selector (docs/methods.md)", choices=available_selectors)
-    name: str | None = option(None, "folder under RUN/selections/ (default METHOD[-SIGNAL-ORDER]-BUDGET-sSEED)")
+    name: str | None = option(None,
+                              "folder under RUN/selections/ (default METHOD[-SIGNAL-ORDER]-BUDGET-sSEED)")
     parent: str | None = option(None, "start from another selection's kept set: filter, then select (written "
                                       "from: in YAML)", flag="--from", metavar="NAME")
-    options: dict[str, Any] = option({}, "the selector's own parameters (flat keys in YAML; see docs/methods.md)",
-                                     cli=False)
+    options: dict[str, Any] = option({}, "the selector's own parameters (flat keys in YAML; see "
+                                         "docs/methods.md)", cli=False)
 
     def __post_init__(self) -> None:
         self._check_choice()
@@ -167,7 +168,8 @@ class SelectorChoice:
         return set(param_fields()) | {"from"}
 
     def _to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("parent", "options")}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("parent", "options")}
         if self.parent is not None:
             out["from"] = self.parent
         return {**out, **self.options}
@@ -188,5 +190,6 @@ class SelectConfig(SelectorChoice):
         self._check_choice()
         if self.name is None:
             object.__setattr__(self, "name", default_name(self.method, self.budget, self.seed,
-                                                          self.options.get("signal"), self.options.get("order")))
+                                                          self.options.get("signal"),
+                                                          self.options.get("order")))
         self._check_names()

@@ -11,13 +11,21 @@ weights (Vieira 2014; Kool et al. 2019), in one vectorised pass.
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
 
+import numpy as np
+
 from proxysel.options import option
-from proxysel.selectors.base import (RankingParams, RankingSelector, ScoreTable, Selection, allocate_largest_remainder,
-                                     format_value, resolve_budget, split_rngs)
+from proxysel.selectors.base import (
+    RankingParams,
+    RankingSelector,
+    ScoreTable,
+    Selection,
+    allocate_largest_remainder,
+    format_value,
+    resolve_budget,
+    split_rngs,
+)
 from proxysel.selectors.registry import register_selector
 
 

@@ -15,11 +15,10 @@ scale and skew mix; ``middle`` is the central band of ``top --order middle``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-
-from dataclasses import dataclass
 
 from proxysel.options import FieldError, option
 from proxysel.selectors.base import RankingParams, RankingSelector
@@ -89,7 +88,8 @@ def parse_weights(weights: Any) -> list[tuple[str, str, float]]:
 @dataclass(frozen=True)
 class FuseParams(RankingParams):
     weights: dict[str, Any] | None = option(None, "signal -> direction (low, high, middle), or signal -> "
-                                                  "{direction: ..., weight: w}, e.g. {lp_app: low, ppl: middle}")
+                                                  "{direction: ..., weight: w}, e.g. {lp_app: low, "
+                                                  "ppl: middle}")
 
     def __post_init__(self) -> None:
         super().__post_init__()

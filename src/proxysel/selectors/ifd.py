@@ -7,9 +7,9 @@ highest IFD comes first.
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from proxysel.options import option
 from proxysel.selectors.base import RankingParams, RankingSelector, ScoreTable, format_value
@@ -20,8 +20,8 @@ ON_SHORT = ("error", "keep")
 
 @dataclass(frozen=True)
 class IFDParams(RankingParams):
-    signal: str = option("ifd", "ifd: the perplexity ratio (ifd, Superfiltering) or the loss ratio (ifd_loss, "
-                                "Cherry LLM)", choices=("ifd", "ifd_loss"))
+    signal: str = option("ifd", "ifd: the perplexity ratio (ifd, Superfiltering) or the loss ratio "
+                                "(ifd_loss, Cherry LLM)", choices=("ifd", "ifd_loss"))
     on_short: str = option("error", "ifd: when fewer than the budget have IFD < 1: error, or keep them all",
                            choices=ON_SHORT)
 

@@ -27,8 +27,8 @@ class LPParams(RankingParams):
 
     within_clusters: bool = option(True, "rank inside clusters (false: one global cut, no embeddings needed)",
                                    negative="--global")
-    clusters: int | None = option(100, "k-means clusters K over cluster_features (the official code: 1,000 on "
-                                       "Alpaca); null: the scores' own cluster column", minimum=1)
+    clusters: int | None = option(100, "k-means clusters K over cluster_features (the official code: 1,000 "
+                                       "on Alpaca); null: the scores' own cluster column", minimum=1)
     official: bool = official_option()
 
     def __post_init__(self) -> None:

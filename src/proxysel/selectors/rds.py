@@ -129,12 +129,12 @@ def round_robin(pool: np.ndarray, reference: np.ndarray, groups: np.ndarray, *,
 
 @dataclass(frozen=True)
 class RdsParams:
-    by: str = option("group", "rds: group: max similarity within a reference group, round-robin across groups (the "
-                              "official multi-task RDS+); example: round-robin over every reference example",
-                     choices=BYS)
+    by: str = option("group", "rds: group: max similarity within a reference group, round-robin across "
+                              "groups (the official multi-task RDS+); example: round-robin over every "
+                              "reference example", choices=BYS)
     block_rows: int = option(16384, "rds: pool rows per similarity block (memory, not the result)", minimum=1)
-    include_truncated: bool = option(False, "let fully truncated examples compete (their signal must still be "
-                                            "finite; default: left out)")
+    include_truncated: bool = option(False, "let fully truncated examples compete (their signal must still "
+                                            "be finite; default: left out)")
 
     def __post_init__(self) -> None:
         check_fields(self)

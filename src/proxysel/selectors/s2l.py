@@ -53,8 +53,8 @@ class S2LParams(ClusterParams):
     stratify: str | None = option("auto", "s2l: split the budget by this record field first (e.g. source), "
                                           "smallest group first, as the official code always does; auto: by "
                                           "source when every record has one; null: no split")
-    set_aside: int = option(2, "s2l: clusters of at most this many members only fill the remainder (official: "
-                               "2)", minimum=0)
+    set_aside: int = option(2, "s2l: clusters of at most this many members only fill the remainder "
+                               "(official: 2)", minimum=0)
     official: bool = official_option()
 
     def __post_init__(self) -> None:

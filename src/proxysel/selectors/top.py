@@ -5,9 +5,9 @@ The perplexity baselines of the LP, S2L and Ask-LLM papers are ``top`` on ``ppl`
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from proxysel.options import option
 from proxysel.selectors.base import RankingParams, RankingSelector

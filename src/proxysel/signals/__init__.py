@@ -5,8 +5,15 @@ Importing this package registers the built-in signals, in the order ``--signals`
 
 from __future__ import annotations
 
-from proxysel.signals.base import (Signal, available_signals, get_signal, producer_of, register_signal, score_signals,
-                                   unregister_signal)
+from proxysel.signals.base import (
+    Signal,
+    available_signals,
+    get_signal,
+    producer_of,
+    register_signal,
+    score_signals,
+    unregister_signal,
+)
 
 # Importing a signal module registers it.
 from proxysel.signals import (  # noqa: E402,F401  isort:skip

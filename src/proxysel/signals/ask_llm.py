@@ -19,13 +19,13 @@ import logging
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from proxysel.data.example import Pool
 from proxysel.data.text import conversation_text
 from proxysel.engine import backbone_and_head, batched_with_backoff
 from proxysel.errors import UsageError
 from proxysel.signals.base import Signal, register_signal
-import pyarrow as pa
 
 PROMPT = """###
 {example}
@@ -35,7 +35,7 @@ Does the previous paragraph demarcated within ### and ### contain informative si
 
 OPTIONS:
 - yes
-- no"""
+- no"""  # noqa: E501  (the paper's prompt, verbatim)
 
 ANSWER_SUFFIX = "\nAnswer:"
 

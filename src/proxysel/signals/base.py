@@ -97,7 +97,8 @@ class Signal:
     #: how the command line makes it, for error messages (``{data}`` and ``{run}`` are filled in)
     hint: ClassVar[str] = ""
 
-    def __init__(self, config: Any, runtime: RuntimeConfig | None = None, reference: Pool | None = None) -> None:
+    def __init__(self, config: Any, runtime: RuntimeConfig | None = None,
+                 reference: Pool | None = None) -> None:
         self.config = config
         self.runtime = runtime or RuntimeConfig()
         self.reference = reference

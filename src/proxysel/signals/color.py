@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from proxysel.data.example import Example, Pool
 from proxysel.dynamics.train import fine_tune
@@ -39,7 +40,6 @@ from proxysel.options import DEFAULT_BATCH_TOKENS, TrainProxyConfig, check_field
 from proxysel.signals.base import Signal, register_signal
 from proxysel.signals.loss import loss_table
 from proxysel.store.atomic import save_model_folder
-import pyarrow as pa
 
 __all__ = ["COLUMNS", "ColorConfig", "ColorSignal", "color_losses", "color_scores", "fine_tune_conditional"]
 
@@ -108,8 +108,8 @@ class ColorConfig:
     lr: float = option(1e-4, "peak learning rate of that fine-tune", minimum=0, exclusive_min=True,
                        flag="--color-lr")
     batch_size: int = option(4, "examples per micro-batch", minimum=1, flag="--color-batch-size")
-    grad_accum: int = option(2, "micro-batches per step (effective batch = batch_size x grad_accum)", minimum=1,
-                             flag="--color-grad-accum")
+    grad_accum: int = option(2, "micro-batches per step (effective batch = batch_size x grad_accum)",
+                             minimum=1, flag="--color-grad-accum")
     seed: int = option(0, "seed of the fine-tune's data order", flag="--color-seed")
 
     def __post_init__(self) -> None:
@@ -137,8 +137,9 @@ class ColorSignal(Signal):
         final = ((run.manifest.get("stages") or {}).get("train-proxy") or {}).get("final_checkpoint")
         folder = run.path / final if final else None
         if folder is None or not folder.is_dir():
-            raise UsageError("score.color.prior trained needs the proxy's final weights: run `proxysel train-proxy "
-                             "DATA --keep-checkpoints --out RUN` (full fine-tuning) into this run first")
+            raise UsageError("score.color.prior trained needs the proxy's final weights: run "
+                             "`proxysel train-proxy DATA --keep-checkpoints --out RUN` (full fine-tuning) "
+                             "into this run first")
         return str(folder), f"the proxy after train-proxy ({folder.name})"
 
     def prepare(self, run: Any) -> dict[str, Any]:
@@ -147,7 +148,8 @@ class ColorSignal(Signal):
         recipe = TrainProxyConfig(model=prior, epochs=c.epochs, lr=c.lr, batch_size=c.batch_size,
                                   grad_accum=c.grad_accum, seed=c.seed, max_length=self.config.max_length,
                                   template=self.config.template, batch_tokens=self.config.batch_tokens,
-                                  dtype="bfloat16" if self.config.dtype == "bfloat16" else "float32", checkpoints=0)
+                                  dtype="bfloat16" if self.config.dtype == "bfloat16" else "float32",
+                                  checkpoints=0)
         base = super().fingerprint(self.reference, {})
         fingerprint = {**base, "model": prior, "prior": c.prior, "recipe": dataclasses.asdict(recipe)}
         stage = run.stage(self.prepare_stages[0], fingerprint)
@@ -160,7 +162,8 @@ class ColorSignal(Signal):
             save_model_folder(self.conditional_path, model, lm.tokenizer)
             stage.mark_complete({"seconds": round(time.perf_counter() - t0, 3), "prior": what,
                                  "reference_examples": len(self.reference.examples)})
-            log.info("color: conditional model fine-tuned on %d reference examples", len(self.reference.examples))
+            log.info("color: conditional model fine-tuned on %d reference examples",
+                     len(self.reference.examples))
         return {"conditional": fingerprint, "prior_spec": prior}
 
     def fingerprint(self, pool: Pool, upstream: dict[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxysel.options import (DEFAULT_BATCH_TOKENS, DEFAULT_MAX_LENGTH, DEFAULT_PROXY, DTYPES, TEMPLATES,
-                              FieldError, check_fields, option)
+from proxysel.options import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_PROXY,
+    DTYPES,
+    TEMPLATES,
+    FieldError,
+    check_fields,
+    option,
+)
 from proxysel.signals.base import available_signals, get_signal, score_signals
 from proxysel.signals.color import ColorConfig
 from proxysel.signals.density_stage import DensityConfig
@@ -17,8 +25,8 @@ __all__ = ["ScoreConfig"]
 class ScoreConfig:
     """``proxysel score``: per-example signals of the pool."""
 
-    signals: tuple[str, ...] = option(("loss",), "comma-separated signals (docs/signals.md); density reads the "
-                                                "embeddings", choices=score_signals)
+    signals: tuple[str, ...] = option(("loss",), "comma-separated signals (docs/signals.md); density reads "
+                                                "the embeddings", choices=score_signals)
     model: str = option(DEFAULT_PROXY, "model of loss, ifd and the reference-aware signals: bundled name "
                                        "(smollm2-135m, gemma3-270m), .gguf file, local folder or hub id")
     judge: str = option(DEFAULT_PROXY, "Ask-LLM judge, any instruction-tuned causal LM")
@@ -27,12 +35,13 @@ class ScoreConfig:
                              minimum=2)
     dtype: str = option("float32", "weights and compute type (bfloat16 is ~1.7x faster on CPUs with AVX-512 "
                                    "BF16)", choices=DTYPES)
-    template: str = option("auto", "auto: the model's chat template if it has one, else Alpaca", choices=TEMPLATES)
+    template: str = option("auto", "auto: the model's chat template if it has one, else Alpaca",
+                           choices=TEMPLATES)
     batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "padded tokens per batch (batch size x longest example)",
                                minimum=1)
     density: DensityConfig = option(DensityConfig(), "the density sketch")
-    color: ColorConfig = option(ColorConfig(), "CoLoR-Filter's conditional model (the prior fine-tuned on the "
-                                               "reference set)")
+    color: ColorConfig = option(ColorConfig(), "CoLoR-Filter's conditional model (the prior fine-tuned on "
+                                               "the reference set)")
 
     def __post_init__(self) -> None:
         for name in self.signals or ():

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from proxysel.data.example import Pool
 from proxysel.errors import UsageError
-from proxysel.options import config_to_dict, check_fields, option
+from proxysel.options import check_fields, config_to_dict, option
 from proxysel.signals.base import Signal, register_signal
 from proxysel.signals.density import DEFAULT_BUCKETS, DEFAULT_HASHES, DEFAULT_WIDTH, lsh_density
-import pyarrow as pa
 
 
 @dataclass(frozen=True)

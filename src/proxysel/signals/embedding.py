@@ -40,7 +40,8 @@ def load_embedder(spec: str, device: str | None = None, trust_remote_code: bool 
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:  # pragma: no cover
-        raise UsageError("the embedding signal needs sentence-transformers: pip install 'proxysel[models]'") from e
+        raise UsageError("the embedding signal needs sentence-transformers: "
+                         "pip install 'proxysel[models]'") from e
     path, _ = embedder_path(spec)
     try:
         return SentenceTransformer(path, device=device or "cpu", trust_remote_code=trust_remote_code)
@@ -67,7 +68,8 @@ EMBEDDING_TEXT = "v2-stripped"
 
 @register_signal("embedding")
 class EmbeddingSignal(Signal):
-    """Sentence embeddings of ``score.embedder`` into RUN/embeddings.parquet (float32, unit norm for minilm)."""
+    """Sentence embeddings of ``score.embedder`` into RUN/embeddings.parquet (float32, unit norm for
+    minilm)."""
 
     columns = ("embedding",)
     vectors = True

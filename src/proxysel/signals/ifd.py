@@ -21,11 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from proxysel.data.text import response_text
-from proxysel.signals.base import Signal, register_signal
-import pyarrow as pa
 from proxysel.engine import score_losses
+from proxysel.signals.base import Signal, register_signal
 
 
 @register_signal("ifd")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxysel.signals.base import Signal, register_signal
 import pyarrow as pa
+
 from proxysel.engine import score_losses
+from proxysel.signals.base import Signal, register_signal
 
 
 def loss_table(ids: list[str], result: Any) -> Any:

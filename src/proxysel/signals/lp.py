@@ -109,7 +109,8 @@ class LPSignal(_TrainProxySignal):
 
     columns = ("lp",)
     hint = "proxysel train-proxy {data} --epochs 3 --out {run}"
-    needs_hint = "lp needs P_n after n >= 2 epochs (with one epoch LP(1) is 1 for every example; lp_app needs 1)"
+    needs_hint = ("lp needs P_n after n >= 2 epochs (with one epoch LP(1) is 1 for every example; "
+                  "lp_app needs 1)")
 
     @classmethod
     def provided_by(cls, config: Any) -> bool:

@@ -29,13 +29,13 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from proxysel.data.example import Pool
 from proxysel.engine import backbone_and_head, batched_with_backoff, collate, evaluating
 from proxysel.models.render import Encoded
 from proxysel.options import DEFAULT_BATCH_TOKENS
 from proxysel.signals.base import Signal, register_signal
-import pyarrow as pa
 
 __all__ = ["RdsSignal", "position_weights", "rds_embed"]
 
@@ -50,8 +50,9 @@ def position_weights(attention_mask: Any) -> Any:
     return positions / positions.sum(dim=1, keepdim=True).clamp_min(1.0)
 
 
-def rds_embed(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_tokens: int = DEFAULT_BATCH_TOKENS,
-              device: Any = None, on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+def rds_embed(model: Any, encoded: Sequence[Encoded], *, pad_id: int,
+              batch_tokens: int = DEFAULT_BATCH_TOKENS, device: Any = None,
+              on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
     """RDS+ embeddings of ``encoded``: float32 (n, hidden), unit L2 norm; row i belongs to encoded[i].
 
     Position-weighted mean (see the module docstring) of the last hidden states over all tokens

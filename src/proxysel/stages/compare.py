@@ -29,7 +29,8 @@ def _signal(run: str | Path, column: str) -> dict[str, float]:
     if table is None:
         raise UsageError(f"{run}: no scores.parquet")
     if column not in table.column_names:
-        raise UsageError(f"{folder.scores_path}: no column '{column}' (columns: {', '.join(table.column_names)})")
+        raise UsageError(f"{folder.scores_path}: no column '{column}' "
+                         f"(columns: {', '.join(table.column_names)})")
     return dict(zip(table.column("id").to_pylist(), table.column(column).to_pylist()))
 
 

@@ -24,8 +24,8 @@ def read_input(data: str | Path, read: ReadConfig, what: str = "data") -> Pool:
 
 def record_data(run: Any, data: str | Path, pool: Pool, read: ReadConfig) -> None:
     """Record in the manifest what was read and how; refuse a run folder that holds other data."""
-    block = {"path": str(Path(data).resolve()), "fingerprint": pool.fingerprint, "n_examples": len(pool.examples),
-             "files": pool.paths, "read_options": read.read_options()}
+    block = {"path": str(Path(data).resolve()), "fingerprint": pool.fingerprint,
+             "n_examples": len(pool.examples), "files": pool.paths, "read_options": read.read_options()}
     old = run.manifest.get("data")
     if old and old.get("fingerprint") not in (None, pool.fingerprint) and not run.overwrite:
         raise UsageError(f"run folder {run.path} holds results for other data (fingerprint "
@@ -52,12 +52,14 @@ def _recorded(run: Any, key: str, hint: str) -> dict[str, Any]:
 def read_run_pool(run: Any, data: str | Path | None = None, *, key: str = "data") -> Pool:
     """Read the run's input (``key`` "data") or reference set ("reference") again, with the options it
     was read with; check that it did not change since."""
-    hint = ("input data recorded; run `proxysel score` or `proxysel train-proxy` into it first" if key == "data"
+    hint = ("input data recorded; run `proxysel score` or `proxysel train-proxy` into it first"
+            if key == "data"
             else "reference set recorded; score a reference-aware signal with --reference first")
     block = _recorded(run, key, hint)
     pool = read_pool(data or block["path"], **dict(block.get("read_options") or {}))
     if pool.fingerprint != block.get("fingerprint"):
-        raise UsageError(f"the {'input data' if key == 'data' else 'reference set'} at {data or block['path']} "
-                         f"changed since it was scored (fingerprint {pool.fingerprint[:12]} != "
-                         f"{str(block.get('fingerprint'))[:12]}); score it again or point --data at the original")
+        raise UsageError(f"the {'input data' if key == 'data' else 'reference set'} at "
+                         f"{data or block['path']} changed since it was scored (fingerprint "
+                         f"{pool.fingerprint[:12]} != {str(block.get('fingerprint'))[:12]}); score it again "
+                         "or point --data at the original")
     return pool

@@ -37,7 +37,8 @@ def make_backend(runtime: RuntimeConfig) -> Any:
                                  cpus_per_actor=runtime.ray_cpus_per_actor)
 
 
-def score_pool(run: Any, pool: Pool, config: Any, runtime: RuntimeConfig, reference: Pool | None = None) -> None:
+def score_pool(run: Any, pool: Pool, config: Any, runtime: RuntimeConfig,
+               reference: Pool | None = None) -> None:
     """Compute ``config.signals`` (a ScoreConfig) of ``pool`` into ``run`` (an open ``store.Run``)."""
     signals = [get_signal(name)(config, runtime, reference) for name in config.ordered_signals()]
     try:
@@ -66,8 +67,9 @@ def not_applicable(pool: Pool, signal: Signal) -> dict[str, str]:
     if missing and len(missing) == len(pool.examples):
         layouts = Counter(e.format for e in pool.examples)
         shown = ", ".join(f"{n} {fmt}" for fmt, n in layouts.most_common())
-        raise UsageError(f"--signals {signal.name} needs a {' and a '.join(signal.needs)} in a record: none of the "
-                         f"{len(missing)} records ({shown}) has {'them' if len(signal.needs) > 1 else 'one'} "
+        raise UsageError(f"--signals {signal.name} needs a {' and a '.join(signal.needs)} in a record: "
+                         f"none of the {len(missing)} records ({shown}) has "
+                         f"{'them' if len(signal.needs) > 1 else 'one'} "
                          f"({next(iter(missing.values()))}); leave {signal.name} out for this pool")
     return missing
 
@@ -97,8 +99,8 @@ def _applicable_only(compute: Any, missing: dict[str, str], name: str) -> Any:
 def run_signal(run: Any, pool: Pool, signal: Signal) -> None:
     """Compute one signal into its stage (resuming it) and store its columns or vectors."""
     if signal.needs_reference and signal.reference is None:
-        raise UsageError(f"the {signal.name} signal scores the pool against a reference set: pass --reference "
-                         "FILE (reference: in a run config)")
+        raise UsageError(f"the {signal.name} signal scores the pool against a reference set: pass "
+                         "--reference FILE (reference: in a run config)")
     missing = not_applicable(pool, signal)
     upstream = {**_upstream(run, signal), **signal.prepare(run)}
     fingerprint = signal.fingerprint(pool, upstream)
@@ -120,8 +122,8 @@ def run_signal(run: Any, pool: Pool, signal: Signal) -> None:
         ref = signal.reference
         table = run_sharded(run, ref, stage_name=name, fingerprint=signal.fingerprint(ref, upstream),
                             shard_size=signal.runtime.shard_size, setup=signal.setup, compute=signal.compute,
-                            desc=f"{name} [{signal.model}]", merge=False, backend=make_backend(signal.runtime),
-                            device=signal.runtime.device)
+                            desc=f"{name} [{signal.model}]", merge=False,
+                            backend=make_backend(signal.runtime), device=signal.runtime.device)
         _store_vectors(run, signal, table, name)
 
 

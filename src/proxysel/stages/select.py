@@ -43,7 +43,8 @@ def missing_column_error(run: Any, column: str, method: str) -> UsageError:
         how = f"a stage that writes the column '{column}'"
     else:
         how = f"{producer.command}: {producer.how_to_make(data=data, run=str(run.path))}"
-    return UsageError(f"{method} reads '{column}', which run folder {run.path} does not hold; {method} needs {how}")
+    return UsageError(f"{method} reads '{column}', which run folder {run.path} does not hold; "
+                      f"{method} needs {how}")
 
 
 def build_table(run: Any, pool: Pool, reads: tuple[str, ...], stratify: str | None = None,
@@ -51,8 +52,8 @@ def build_table(run: Any, pool: Pool, reads: tuple[str, ...], stratify: str | No
     """The run's scores as a ScoreTable in pool order, with the vector sets and record field it reads."""
     scores = run.read_scores()
     if scores is None:
-        raise UsageError(f"run folder {run.path} has no scores; run `proxysel score` or `proxysel train-proxy` "
-                         "into it first")
+        raise UsageError(f"run folder {run.path} has no scores; run `proxysel score` or "
+                         "`proxysel train-proxy` into it first")
     vector_sets = set(run.vector_sets())
     for column in reads:
         if column not in scores.column_names and column not in vector_sets:
@@ -144,17 +145,20 @@ def _chain(run: Any, config: SelectConfig) -> tuple[list[dict[str, Any]], list[s
     number = len(steps)
     what = describe_step(str(step["method"]), step["budget"], step["params"])
     dropped = {}
-    for i, kept, reason in zip(parent.table.column("id").to_pylist(), parent.table.column("selected").to_pylist(),
+    for i, kept, reason in zip(parent.table.column("id").to_pylist(),
+                               parent.table.column("selected").to_pylist(),
                                parent.table.column("reason").to_pylist()):
         if not kept:
             already = str(reason or "")
-            dropped[i] = already if already.startswith("dropped at step") else f"dropped at step {number} ({what})"
+            dropped[i] = (already if already.startswith("dropped at step")
+                          else f"dropped at step {number} ({what})")
     return steps, parent.selected_ids, dropped
 
 
 def select_run(run_dir: str | Path, config: SelectConfig, *, data: str | Path | None = None,
                reference: str | Path | None = None, overwrite: bool = False) -> Path:
-    """Select from ``run_dir``'s scores as ``config`` says and write the subset; returns RUN/selections/NAME."""
+    """Select from ``run_dir``'s scores as ``config`` says and write the subset; returns
+    RUN/selections/NAME."""
     selector = config.selector()
     with Run.open(run_dir, create=False) as run:
         pool = read_run_pool(run, data)
@@ -169,7 +173,8 @@ def select_run(run_dir: str | Path, config: SelectConfig, *, data: str | Path | 
                 keep = set(parent_ids)
                 rows = np.asarray([i for i, x in enumerate(table.ids) if x in keep], dtype=np.int64)
                 if k > len(rows):
-                    raise UsageError(f"budget {k} is larger than the {len(rows)} examples '{config.parent}' kept")
+                    raise UsageError(f"budget {k} is larger than the {len(rows)} examples "
+                                     f"'{config.parent}' kept")
                 sel = _widen(selector.select(table.take(rows), k, seed=config.seed), table, rows, dropped)
         except ValueError as e:
             raise UsageError(f"selector {config.method}: {e}") from None
@@ -178,8 +183,9 @@ def select_run(run_dir: str | Path, config: SelectConfig, *, data: str | Path | 
             if why.startswith("excluded"):
                 excluded[why] = excluded.get(why, 0) + 1
         params = sel.params
-        meta = {"method": config.method, "params": params, "budget": config.budget, "budget_resolved": sel.budget,
-                "seed": config.seed, "stratify": selector.stratify_field(), "parent": config.parent,
+        meta = {"method": config.method, "params": params, "budget": config.budget,
+                "budget_resolved": sel.budget, "seed": config.seed, "stratify": selector.stratify_field(),
+                "parent": config.parent,
                 "n_pool": table.n, "n_selected": sel.n_selected, "notes": sel.notes,
                 "excluded": dict(sorted(excluded.items())), "data_fingerprint": pool.fingerprint,
                 "chain": steps + [{"name": config.name, "method": config.method, "budget": config.budget,
@@ -188,9 +194,10 @@ def select_run(run_dir: str | Path, config: SelectConfig, *, data: str | Path | 
             meta["reference_fingerprint"] = ref.fingerprint
         old, _ = run.read_selection_meta(config.name)
         if old and not overwrite and {k: old.get(k) for k in IDENTITY} != {k: meta.get(k) for k in IDENTITY}:
-            raise RunConflictError(f"selection '{config.name}' exists with other parameters ({old.get('method')}, "
-                                   f"budget {old.get('budget')}, seed {old.get('seed')}); pass --name for a new "
-                                   "one or --overwrite to replace it")
+            raise RunConflictError(f"selection '{config.name}' exists with other parameters "
+                                   f"({old.get('method')}, budget {old.get('budget')}, "
+                                   f"seed {old.get('seed')}); pass --name for a new one or --overwrite to "
+                                   "replace it")
         chosen = [e for e, s in zip(pool.examples, sel.selected) if s]
         out = run.write_selection(config.name, sel.to_arrow(), meta,
                                   lambda folder: write_selected(chosen, folder, stem="selected"))
@@ -203,7 +210,8 @@ def select_run(run_dir: str | Path, config: SelectConfig, *, data: str | Path | 
 
 
 def _widen(sub: Selection, table: ScoreTable, rows: np.ndarray, dropped: dict[str, str]) -> Selection:
-    """A selection over ``rows`` of ``table`` as one over the whole table: the rest keep the chain's reason."""
+    """A selection over ``rows`` of ``table`` as one over the whole table: the rest keep the chain's
+    reason."""
     n = table.n
     selected = np.zeros(n, dtype=bool)
     rank = np.full(n, -1, dtype=np.int64)

@@ -29,8 +29,8 @@ def shards(n: int, shard_size: int) -> list[range]:
 
 
 def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str, Any], shard_size: int,
-                setup: Callable[[str | None], Any], compute: Callable[[Any, list[Example], Any], Any], desc: str,
-                merge: bool = True, backend: Any = None, device: str | None = None) -> Any:
+                setup: Callable[[str | None], Any], compute: Callable[[Any, list[Example], Any], Any],
+                desc: str, merge: bool = True, backend: Any = None, device: str | None = None) -> Any:
     """Compute a per-example stage shard by shard, resumably, and merge it into scores.parquet.
 
     setup(device) -> state: loads models; called once per worker, only if some shard is left.
@@ -52,9 +52,11 @@ def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str,
         jobs = [(k, [pool.examples[i] for i in parts[k]]) for k in todo]
         expected = {k: [e.id for e in examples] for k, examples in jobs}
         with Progress(sum(len(parts[k]) for k in todo), desc=desc) as bar:
-            for k, table, worker in backend.map_shards(jobs, setup=setup, compute=compute, device=device, bar=bar):
+            for k, table, worker in backend.map_shards(jobs, setup=setup, compute=compute, device=device,
+                                                       bar=bar):
                 if table.column("id").to_pylist() != expected.pop(k, None):
-                    raise ProxyselError(f"stage {stage_name}: shard {k} came back with other ids than were sent")
+                    raise ProxyselError(f"stage {stage_name}: shard {k} came back with other ids than were "
+                                        "sent")
                 if "n_tokens" in table.column_names:
                     tokens += int(np.asarray(table.column("n_tokens")).sum())
                 stage.write_shard(k, table)
@@ -75,7 +77,8 @@ def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str,
     if non_finite:
         # Flagged here and in the manifest; selectors never pick such rows (selection.parquet says why).
         info["non_finite"] = non_finite
-        log.warning("%s: NaN or inf values (truncated examples aside): %s; selections leave such examples out",
+        log.warning("%s: NaN or inf values (truncated examples aside): %s; selections leave such examples "
+                    "out",
                     stage_name, ", ".join(f"{k} in {v} examples" for k, v in non_finite.items()))
     if tokens:
         info["tokens_computed"] = tokens

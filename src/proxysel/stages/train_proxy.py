@@ -27,15 +27,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import secrets
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import pyarrow as pa
 
 from proxysel.data.example import Pool
@@ -99,7 +96,8 @@ def _record_losses(stage: Any, record: int, n_parts: int) -> np.ndarray:
 #: The options the stage's results depend on (its fingerprint); lp_epoch and keep_checkpoints only
 #: change what is derived or kept, so changing them reruns nothing.
 FINGERPRINT_FIELDS = ("epochs", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
-                      "max_grad_norm", "seed", "dtype", "lora", "lora_r", "lora_alpha", "online", "batch_tokens")
+                      "max_grad_norm", "seed", "dtype", "lora", "lora_r", "lora_alpha", "online",
+                      "batch_tokens")
 
 
 def _n_records(plan_info: dict[str, Any], config: TrainProxyConfig) -> int:
@@ -139,8 +137,9 @@ def run_train_proxy_stage(run: Any, pool: Pool, config: TrainProxyConfig, runtim
     """
     _, revision = resolve_model_path(config.model)
     fingerprint = {"data": pool.fingerprint, "model": config.model, "revision": revision,
-                   "max_length": config.max_length, "template": config.template, "shard_size": runtime.shard_size,
-                   "checkpoints": config.n_checkpoints, **{k: getattr(config, k) for k in FINGERPRINT_FIELDS}}
+                   "max_length": config.max_length, "template": config.template,
+                   "shard_size": runtime.shard_size, "checkpoints": config.n_checkpoints,
+                   **{k: getattr(config, k) for k in FINGERPRINT_FIELDS}}
     dist = dist or Dist()
     stage = dist.on_main(lambda: run.stage(STAGE, fingerprint))  # a fingerprint conflict stops every rank
     n = len(pool.examples)
@@ -157,7 +156,8 @@ def run_train_proxy_stage(run: Any, pool: Pool, config: TrainProxyConfig, runtim
     if not dist.is_main:
         return {}
     plan_info = info["plan"]
-    pass_steps, checkpoints, epoch_ends = plan_info["pass_steps"], plan_info["checkpoints"], plan_info["epoch_ends"]
+    pass_steps, checkpoints, epoch_ends = (plan_info["pass_steps"], plan_info["checkpoints"],
+                                           plan_info["epoch_ends"])
 
     # Assemble the columns from the stored records (also when the stage was already complete,
     # e.g. rerun with another --lp-epoch: no model is loaded then).
@@ -172,7 +172,8 @@ def run_train_proxy_stage(run: Any, pool: Pool, config: TrainProxyConfig, runtim
     columns: dict[str, Any] = {
         "id": pa.array(ids, pa.string()),
         "n_tokens": pa.concat_arrays([t.column("n_tokens").combine_chunks() for t in first]),
-        "n_response_tokens": pa.concat_arrays([t.column("n_response_tokens").combine_chunks() for t in first]),
+        "n_response_tokens": pa.concat_arrays([t.column("n_response_tokens").combine_chunks()
+                                               for t in first]),
         "truncated": pa.concat_arrays([t.column("truncated").combine_chunks() for t in first]),
         "ppl_epoch": pa.array(list(ppl_epoch), pa.list_(pa.float64())),
     }
@@ -237,7 +238,8 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, config
         mine_ids: list[str] = []
         mine: list[float] = []
         for batch in rank_batches(sub, config.batch_tokens, dist.rank, dist.world):
-            res = score_losses(lm.model, [sub[b] for b in batch], pad_id=pad_id, batch_tokens=config.batch_tokens)
+            res = score_losses(lm.model, [sub[b] for b in batch], pad_id=pad_id,
+                               batch_tokens=config.batch_tokens)
             mine_ids += [ids[idx[b]] for b in batch]
             mine += res.loss.tolist()
         gathered = dist.gather((mine_ids, mine))
@@ -277,8 +279,8 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, config
                  dist.world, dist.backend, "one" if config.grad_accum <= dist.world else
                  f"about {config.grad_accum / dist.world:g}", config.grad_accum)
         if config.grad_accum % dist.world:
-            log.warning("--grad-accum %d is not a multiple of the %d ranks: some ranks idle for a micro-batch "
-                        "of every step", config.grad_accum, dist.world)
+            log.warning("--grad-accum %d is not a multiple of the %d ranks: some ranks idle for a "
+                        "micro-batch of every step", config.grad_accum, dist.world)
 
     t0 = time.perf_counter()
     with _progress(plan.total_steps, f"train-proxy [{model}]", unit="step") as bar:
@@ -319,10 +321,12 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, config
         "train_loss_per_epoch": per_epoch,
         "train_loss_first_last": [hist[0]["loss"], hist[-1]["loss"]] if hist else None,
         "history": str((stage.path / HISTORY).relative_to(run.path)),
-        "checkpoints_dir": str((stage.path / "checkpoints").relative_to(run.path)) if keep_checkpoints else None,
+        "checkpoints_dir": (str((stage.path / "checkpoints").relative_to(run.path))
+                            if keep_checkpoints else None),
         # the weights after the last step, as a model folder (`score --model`, CoLoR's trained prior)
-        "final_checkpoint": str((stage_path / "checkpoints" / f"step-{plan.total_steps:06d}").relative_to(run.path))
-        if keep_checkpoints and not config.lora else None,
+        "final_checkpoint": (str((stage_path / "checkpoints" / f"step-{plan.total_steps:06d}")
+                                 .relative_to(run.path))
+                             if keep_checkpoints and not config.lora else None),
     }
 
 

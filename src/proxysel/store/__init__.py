@@ -10,7 +10,16 @@ from .atomic import (
     to_jsonable,
 )
 from .lock import RunLock, read_lock
-from .run import SCORE_COLUMNS, Run, RunFolder, SelectionRecord, Stage, check_name, fingerprint_diff, package_versions
+from .run import (
+    SCORE_COLUMNS,
+    Run,
+    RunFolder,
+    SelectionRecord,
+    Stage,
+    check_name,
+    fingerprint_diff,
+    package_versions,
+)
 
 __all__ = [
     "PARQUET_OPTIONS",

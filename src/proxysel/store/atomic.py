@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:  # pragma: no cover

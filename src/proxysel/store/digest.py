@@ -70,5 +70,5 @@ def marker_problem(path: Path, marker: Path) -> str | None:
     if data is None:
         return f"its marker {marker.name} is missing or unreadable"
     sha, size = data.get("sha256"), data.get("bytes")  # older markers have no size
-    return digest_problem(path, sha if isinstance(sha, str) else None, size if isinstance(size, int) else None,
-                          source=f"its marker {marker.name}")
+    return digest_problem(path, sha if isinstance(sha, str) else None,
+                          size if isinstance(size, int) else None, source=f"its marker {marker.name}")

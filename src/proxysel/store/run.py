@@ -39,7 +39,6 @@ import platform
 import re
 import secrets
 import shutil
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -51,13 +50,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+import proxysel
+from proxysel.logs import attach_run
+
 from ..errors import ProxyselError, RunConflictError, UsageError
 from ..names import check_name
 from .atomic import TMP_PREFIX, atomic_write_json, atomic_write_parquet, dumps_json, to_jsonable
 from .digest import digest_problem, file_sha256, marker_problem, read_json
 from .lock import LOCK_NAME, RunLock
-import proxysel
-from proxysel.logs import attach_run
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,8 @@ class Stage:
             missing = sorted(set(range(n_shards)) - set(done))
             if missing:
                 raise ProxyselError(f"stage '{self.name}' in {self.run.path} misses shards "
-                                    f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; run the stage again")
+                                    f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; "
+                                    "run the stage again")
             done = list(range(n_shards))
         if not done:
             raise ProxyselError(f"stage '{self.name}' in {self.run.path} has no finished shards")
@@ -302,7 +303,8 @@ def shard_file(i: int) -> str:
 
 
 def vectors_file(name: str) -> str:
-    """The file of vector set ``name``: ``embeddings.parquet`` for ``embedding``, else ``<name>_embeddings.parquet``."""
+    """The file of vector set ``name``: ``embeddings.parquet`` for ``embedding``, else
+    ``<name>_embeddings.parquet``."""
     check_name(name, "vector set name")
     return EMBEDDINGS if name == "embedding" else f"{name}_embeddings.parquet"
 
@@ -456,8 +458,8 @@ class RunFolder:
         sha = record.get("sha256") if isinstance(record, dict) else None
         problem = digest_problem(path, sha, record.get("bytes")) if sha else None
         if problem is not None:
-            raise ProxyselError(f"{path} {problem}; `proxysel verify {self.path} --repair` rebuilds it from the "
-                                "stages")
+            raise ProxyselError(f"{path} {problem}; `proxysel verify {self.path} --repair` rebuilds it from "
+                                "the stages")
         return pq.read_table(path) if path.is_file() else None
 
     def read_scores(self) -> pa.Table | None:
@@ -1068,7 +1070,8 @@ class Run(RunFolder):
         self._check_open()
         array = np.asarray(array)
         if array.ndim != 2 or array.shape[1] < 1:
-            raise ValueError(f"embeddings must be a 2-d array (n_examples, dim >= 1), got shape {array.shape}")
+            raise ValueError("embeddings must be a 2-d array (n_examples, dim >= 1), "
+                             f"got shape {array.shape}")
         if not np.issubdtype(array.dtype, np.floating):
             raise ValueError(f"embeddings must be floating point, got {array.dtype}")
         if len(ids) != array.shape[0]:
@@ -1104,8 +1107,10 @@ class Run(RunFolder):
         """
         record = self.vector_record(name)
         if record.get("sha256"):
-            problem = self.check_file(self.vectors_path(name), sha256=record["sha256"], size=record.get("bytes"),
-                                      consequence=f"it is rebuilt from the {record.get('stage') or name} stage")
+            problem = self.check_file(self.vectors_path(name), sha256=record["sha256"],
+                                      size=record.get("bytes"),
+                                      consequence=f"it is rebuilt from the {record.get('stage') or name} "
+                                                  "stage")
             if problem is not None:
                 self._rebuild_vectors(name, problem, record)
         return super().read_vectors(name)
@@ -1122,14 +1127,16 @@ class Run(RunFolder):
         ids, array = embedding_matrix(table)
         self.write_vectors(name, ids, array, model=record.get("model", "unknown"), stage=record["stage"])
         if self.vector_record(name).get("sha256") != record["sha256"]:
-            log.warning("the rebuilt %s differs from the one the manifest recorded (its stage changed since)", path)
+            log.warning("the rebuilt %s differs from the one the manifest recorded (its stage changed since)",
+                        path)
 
 
 def embedding_matrix(table: pa.Table) -> tuple[list[str], np.ndarray]:
     """``(ids, array)`` of a table with an ``id`` column and one vector column (``embedding``, or a
     vector signal's own, a fixed-size list of floats): array float32 (n_rows, dim), row i belongs to
     ``ids[i]``."""
-    name = "embedding" if "embedding" in table.column_names else next(c for c in table.column_names if c != "id")
+    name = ("embedding" if "embedding" in table.column_names
+            else next(c for c in table.column_names if c != "id"))
     col = table.column(name).combine_chunks()
     dim = col.type.list_size
     array = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)

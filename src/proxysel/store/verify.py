@@ -34,10 +34,11 @@ from .run import COMPLETE, FINGERPRINT, MANIFEST, SCORES, SELECTION_META, Run, R
 REPAIR = {
     "shard": "run the command that made stage '{stage}' again: it computes this shard again",
     "fingerprint": "the next run of the command that made stage '{stage}' recomputes the whole stage",
-    "scores": "`proxysel verify RUN --repair`, or the next command that reads the scores (score, train-proxy, "
-              "select, bench, run), rebuilds it from the stages",
-    "vectors": "`proxysel verify RUN --repair`, or the next command that reads these vectors (select with "
-               "clusters, score --signals density, an rds selection), rebuilds it from the stage that made them",
+    "scores": "`proxysel verify RUN --repair`, or the next command that reads the scores (score, "
+              "train-proxy, select, bench, run), rebuilds it from the stages",
+    "vectors": "`proxysel verify RUN --repair`, or the next command that reads these vectors (select "
+               "with clusters, score --signals density, an rds selection), rebuilds it from the stage "
+               "that made them",
     "legacy": "delete it and run the commands that wrote it again (finished shards are reused)",
     "manifest": "restore it from a copy, or start a new run folder: without it nothing else can be checked "
                 "against what was written",
@@ -78,7 +79,8 @@ class VerifyReport:
         if self.unrecorded:
             names = ", ".join(str(p.relative_to(self.run)) for p in self.unrecorded[:5])
             more = f" and {len(self.unrecorded) - 5:,} more" if len(self.unrecorded) > 5 else ""
-            lines.append(f"  not verifiable (no recorded sha256; written by an older proxysel): {names}{more}")
+            lines.append("  not verifiable (no recorded sha256; written by an older proxysel): "
+                         f"{names}{more}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
@@ -148,7 +150,8 @@ def _stages(report: VerifyReport, manifest: dict) -> None:
                 shard = stage / f"shard-{k:05d}.parquet"
                 if not shard.with_suffix(".done").is_file():
                     report.damaged.append(Damage(shard, f"is missing (or its marker is), though stage "
-                                                        f"'{stage.name}' is complete with {count} shards", repair))
+                                                        f"'{stage.name}' is complete with {count} shards",
+                                                 repair))
 
 
 def _vector_sets(folder: RunFolder, manifest: dict) -> list[str]:
