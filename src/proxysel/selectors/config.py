@@ -21,7 +21,8 @@ from proxysel.options import FieldError, check_fields, coerce, did_you_mean, joi
 from proxysel.selectors.base import BUDGET_HELP, parse_budget
 from proxysel.selectors.registry import available_selectors, get_selector, param_fields
 
-__all__ = ["SelectConfig", "SelectorChoice", "check_chains", "default_name", "describe_step", "ordered_by_parent"]
+__all__ = ["SelectConfig", "SelectorChoice", "check_chains", "default_name", "describe_step",
+           "ordered_by_parent"]
 
 
 def default_name(method: str, budget: float | int, seed: int, signal: str | None = None,
@@ -34,7 +35,8 @@ def default_name(method: str, budget: float | int, seed: int, signal: str | None
 
 def describe_step(method: str, budget: Any, params: Mapping[str, Any]) -> str:
     """A selection as a chain step reads, e.g. ``top ppl middle 0.9``."""
-    words = [method] + [str(params[k]) for k in ("signal", "order") if params.get(k) and params.get(k) != method]
+    words = [method] + [str(params[k]) for k in ("signal", "order")
+                        if params.get(k) and params.get(k) != method]
     b = budget if not isinstance(budget, float) else f"{budget:g}"
     return " ".join([*words, str(b)])
 
