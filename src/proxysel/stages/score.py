@@ -111,8 +111,10 @@ def run_signal(run: Any, pool: Pool, signal: Signal) -> None:
                             compute=_applicable_only(signal.compute, missing, signal.name),
                             desc=desc, merge=not signal.vectors, backend=make_backend(signal.runtime),
                             device=signal.runtime.device)
-        if missing:
-            _record_not_applicable(run, signal.name, missing)
+        extra = {**signal.stage_info(), **(_not_applicable_entry(signal.name, missing) if missing else {})}
+        if extra:
+            entry = (run.manifest.get("stages") or {}).get(signal.name) or {}
+            run.record_stage(signal.name, {**entry, **extra})
     else:
         table = _run_global(run, pool, signal, fingerprint)
     if signal.vectors:
@@ -127,14 +129,12 @@ def run_signal(run: Any, pool: Pool, signal: Signal) -> None:
         _store_vectors(run, signal, table, name)
 
 
-def _record_not_applicable(run: Any, name: str, missing: dict[str, str]) -> None:
-    """Count the examples the signal does not fit in its manifest entry (the report shows them)."""
-    entry = dict((run.manifest.get("stages") or {}).get(name) or {})
-    entry["not_applicable"] = {"count": len(missing), "reasons": dict(Counter(missing.values())),
-                               "first_ids": list(missing)[:5]}
-    run.record_stage(name, entry)
+def _not_applicable_entry(name: str, missing: dict[str, str]) -> dict[str, Any]:
+    """The stage's manifest facts about the examples the signal does not fit (the report shows them)."""
     log.warning("%s: not applicable to %d examples (%s); they get NaN and are left out of selections", name,
                 len(missing), "; ".join(f"{n}: {why}" for why, n in Counter(missing.values()).items()))
+    return {"not_applicable": {"count": len(missing), "reasons": dict(Counter(missing.values())),
+                               "first_ids": list(missing)[:5]}}
 
 
 def _run_global(run: Any, pool: Pool, signal: Signal, fingerprint: dict[str, Any]) -> Any:
