@@ -44,6 +44,9 @@ def test_file_sections_merge_over_the_preset_and_overrides_are_typed(tmp_path):
     ("winrate: {n: 0}", "winrate.n", ">= 1"),
     ("winrate: {enable: true}", "winrate.enable", "did you mean 'enabled'"),
     ("data: {noise: {wrong: 0.6, garbage: 0.5}}", "data.noise.wrong", "nothing clean"),
+    ("data: {kind: skewed, noise: {near_duplicate: 0.6, wrong: 0.5}}", "data.noise.wrong", "nothing clean"),
+    ("data: {noise: {near_duplicate: 0.1}}", "data.noise.near_duplicate", "only the skewed pool"),
+    ("data: {kind: skewed, eval_per_family: 0}", "data.eval_per_family", ">= 1"),
     ("proxy: {checkpoints: 0}\nselectors: [{method: s2l}]", "proxy.checkpoints", "trajectory"),
     ("target: {scratch: {hidden: 30, heads: 4}}", "target.scratch.heads", "multiple"),
     ("trget: {epochs: 2}", "trget", "did you mean 'target'"),
@@ -93,3 +96,24 @@ def test_overrides_after_options_reach_the_config(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # a word that is no FIELD=VALUE is still refused
         main(["-q", "bench", str(path), "--out", str(out), "stray"])
     assert e.value.code == 2 and "unrecognized arguments: stray" in capsys.readouterr().err
+
+
+def test_skewed_data_writes_pool_reference_and_eval(tmp_path):
+    """The skewed kind's generator parameters reach benchmarking.skewed, and the reference set is
+    written next to the pool and eval sets."""
+    import collections
+    import json
+
+    from proxysel.benchmarking.runner import prepare_data
+    from proxysel.benchmarking.skewed import FAMILIES
+
+    cfg = load_bench_config({"data": {"kind": "skewed", "n_pool": 300, "eval_per_family": 6,
+                                      "reference_per_family": 3, "noise": {"garbage": 0.1}}})
+    pool_path, eval_path = prepare_data(cfg, tmp_path)
+    read = {p.stem: [json.loads(x) for x in p.read_text().splitlines()]
+            for p in (pool_path, eval_path, tmp_path / "data" / "reference.jsonl")}
+    assert len(read["pool"]) == 300 and sum(r["noise"] == "garbage" for r in read["pool"]) == 30
+    assert collections.Counter(r["family"] for r in read["eval"]) == dict.fromkeys(FAMILIES, 6)
+    assert collections.Counter(r["family"] for r in read["reference"]) == dict.fromkeys(FAMILIES, 3)
+    again = tmp_path / "again"
+    assert prepare_data(cfg, again)[0].read_text() == pool_path.read_text()  # same config, same records

