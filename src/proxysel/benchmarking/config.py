@@ -82,7 +82,8 @@ class BenchDataConfig:
             raise _FieldError("pool" if self.pool is not None else "eval",
                               f"paths are read only with data.kind files, not {self.kind}")
         if self.kind != "skewed" and self.noise.near_duplicate:
-            raise _FieldError("noise.near_duplicate", f"only the skewed pool has near-duplicates, not {self.kind}")
+            raise _FieldError("noise.near_duplicate",
+                              f"only the skewed pool has near-duplicates, not {self.kind}")
         if not self.families:
             raise _FieldError("families", "give at least one family")
         if not self.difficulties:

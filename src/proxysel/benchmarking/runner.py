@@ -88,7 +88,8 @@ def prepare_data(cfg: BenchConfig, out: Path) -> tuple[Path, Path]:
         noise = {"wrong": d.noise.wrong, "garbage": d.noise.garbage, "near_duplicate": d.noise.near_duplicate,
                  "duplicate": d.noise.duplicate}
         pool, reference, test = make_sets(d.n_pool, n_eval_per_family=d.eval_per_family,
-                                          n_reference_per_family=d.reference_per_family, noise=noise, seed=d.seed)
+                                          n_reference_per_family=d.reference_per_family, noise=noise,
+                                          seed=d.seed)
         extra.append((out / "data" / "reference.jsonl", reference))
     elif d.kind == "synthetic":
         from proxysel.benchmarking.synthetic import make_pool, make_test_set
@@ -324,7 +325,8 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, pool: An
     epochs = 0 if base else cfg.target.epochs
     if cfg.match == "steps" and ids is not None:
         epochs = matched_epochs(len(examples), len(pool.examples), eff, cfg.target.epochs)
-    exact = cfg.eval.exact_match if cfg.eval.exact_match is not None else cfg.data.kind in ("synthetic", "skewed")
+    exact = cfg.eval.exact_match if cfg.eval.exact_match is not None \
+        else cfg.data.kind in ("synthetic", "skewed")
     _, revision = resolve_model_path(target_spec)
     # the untrained target depends on no training setting, only on how the held-out set is rendered
     recipe = {k: getattr(cfg.target, k) for k in ("max_length", "template")} if base \
