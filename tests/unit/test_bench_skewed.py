@@ -26,7 +26,8 @@ PATTERNS = {
     "add": [r"Add one to each: (.+)", r"Increase every digit by one: (.+)", r"Each digit plus 1: (.+)"],
     "sort_first": [r"Sort, then take the first: (.+)", r"Smallest after sorting: (.+)",
                    r"Sort and give the first: (.+)"],
-    "rev_upper": [r"Reverse, then uppercase: (.+)", r"Backwards in capitals: (.+)", r"Reverse and capitalise (.+)"],
+    "rev_upper": [r"Reverse, then uppercase: (.+)", r"Backwards in capitals: (.+)",
+                  r"Reverse and capitalise (.+)"],
     "opposite": [r"Opposite: (.+)", r"Give the opposites of (.+)", r"Antonyms of (.+)"],
     "code": [r"Encode: (.+)", r"Apply the code to (.+)", r"Write in code: (.+)"],
 }
@@ -49,9 +50,10 @@ def solve(family, body):
         items = re.fullmatch(r"((?:\d, )*\d) or (\d)", body).group(1).split(", ") + [body[-1]]
         return max(items), items
     items = body.split()
-    answers = {"copy": lambda: items, "reverse": lambda: items[::-1], "upper": lambda: [c.upper() for c in items],
-               "count": lambda: [str(len(items))], "sort_first": lambda: sorted(items)[:1],
-               "add": lambda: [str(int(c) + 1) for c in items], "rev_upper": lambda: [c.upper() for c in items[::-1]],
+    answers = {"copy": lambda: items, "reverse": lambda: items[::-1],
+               "upper": lambda: [c.upper() for c in items], "count": lambda: [str(len(items))],
+               "sort_first": lambda: sorted(items)[:1], "add": lambda: [str(int(c) + 1) for c in items],
+               "rev_upper": lambda: [c.upper() for c in items[::-1]],
                "opposite": lambda: [OPPOSITE[w] for w in items], "code": lambda: [CODE[c] for c in items]}
     return " ".join(answers[family]()), items
 

@@ -10,22 +10,22 @@ read it) and a clean, family-balanced *eval* set that no selector reads. Every r
 - ``noise``: ``clean``, ``wrong``, ``garbage``, ``near_duplicate`` or ``duplicate``;
 - ``dup_of``: for the two kinds of duplicate, the id of the clean pool record repeated; else None.
 
-Families (letters a-l, digits 0-9 and the words of ``OPPOSITES`` are one token each with a scratch
-tokenizer of 512; ``x`` is the task's input; three instruction templates per family, the input
-last in each; inputs have distinct items except in ``add`` and ``sort_first``):
+Families (letters a-l, A-L, m-x and digits are one token each, space included, with the preset's
+512-token scratch tokenizer; ``x`` is the task's input; three instruction templates per family,
+the input last in each; inputs have distinct items except in ``add`` and ``sort_first``):
 
-| family     | shape      | share | instruction (one of three templates) | answer        | difficulty 1 / 2 / 3 |
-|------------|------------|-------|--------------------------------------|---------------|----------------------|
-| copy       | string     | 0.43  | ``Copy: c a f``                      | ``c a f``     | 3 / 4 / 6 letters    |
-| reverse    | string     | 0.11  | ``Write backwards: c a f``           | ``f a c``     | 3 / 4 / 6 letters    |
-| compare    | numeric    | 0.09  | ``Largest of 4, 7 or 2``             | ``7``         | 3 / 4 / 6 digits     |
-| add        | numeric    | 0.09  | ``Add one to each: 3 0 8``           | ``4 1 9``     | 3 / 4 / 6 digits 0-8 |
-| opposite   | lookup     | 0.07  | ``Opposite: hot up``                 | ``cold down`` | 2 / 3 / 4 words      |
-| upper      | string     | 0.06  | ``Uppercase: c a f``                 | ``C A F``     | 3 / 4 / 6 letters    |
-| count      | numeric    | 0.04  | ``How many letters: c a f``          | ``3``         | 3 / 5 / 7 letters    |
-| sort_first | multi-step | 0.04  | ``Sort, then take the first: 5 2 9`` | ``2``         | 3 / 5 / 7 digits     |
-| rev_upper  | multi-step | 0.04  | ``Reverse, then uppercase: c a f``   | ``F A C``     | 3 / 4 / 6 letters    |
-| code       | lookup     | 0.03  | ``Encode: c a f``                    | ``r t m``     | 3 / 4 / 6 letters    |
+| family | shape | share | instruction (one of three templates) | answer | difficulty 1 / 2 / 3 |
+|---|---|---|---|---|---|
+| copy | string | 0.43 | ``Copy: c a f`` | ``c a f`` | 3 / 4 / 6 letters |
+| reverse | string | 0.11 | ``Write backwards: c a f`` | ``f a c`` | 3 / 4 / 6 letters |
+| compare | numeric | 0.09 | ``Largest of 4, 7 or 2`` | ``7`` | 3 / 4 / 6 digits |
+| add | numeric | 0.09 | ``Add one to each: 3 0 8`` | ``4 1 9`` | 3 / 4 / 6 digits 0-8 |
+| opposite | lookup | 0.07 | ``Opposite: hot up`` | ``cold down`` | 2 / 3 / 4 words |
+| upper | string | 0.06 | ``Uppercase: c a f`` | ``C A F`` | 3 / 4 / 6 letters |
+| count | numeric | 0.04 | ``How many letters: c a f`` | ``3`` | 3 / 5 / 7 letters |
+| sort_first | multi-step | 0.04 | ``Sort, then take the first: 5 2 9`` | ``2`` | 3 / 5 / 7 digits |
+| rev_upper | multi-step | 0.04 | ``Reverse, then uppercase: c a f`` | ``F A C`` | 3 / 4 / 6 letters |
+| code | lookup | 0.03 | ``Encode: c a f`` | ``r t m`` | 3 / 4 / 6 letters |
 
 The shares are Zipf-like, as family sizes are in real instruction pools: with the default noise
 the largest family holds over 40% of the pool and the smallest under 3% (57 of 2,000 records).
@@ -106,7 +106,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            _pick(LETTERS, (3, 4, 6)), " ".join),
     Family("reverse", "string", 0.11, ("Reverse: {x}", "Write backwards: {x}", "Reverse the letters {x}"),
            _pick(LETTERS, (3, 4, 6)), lambda t: " ".join(t[::-1])),
-    Family("compare", "numeric", 0.09, ("Largest of {x}", "Which is the largest: {x}?", "Pick the biggest: {x}"),
+    Family("compare", "numeric", 0.09,
+           ("Largest of {x}", "Which is the largest: {x}?", "Pick the biggest: {x}"),
            _pick(DIGITS, (3, 4, 6)), max, show=_choices, items=DIGITS),
     Family("add", "numeric", 0.09, ("Add one to each: {x}", "Increase every digit by one: {x}",
                                     "Each digit plus 1: {x}"),
@@ -114,7 +115,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            lambda t: " ".join(str(int(c) + 1) for c in t), items=DIGITS),
     Family("opposite", "lookup", 0.07, ("Opposite: {x}", "Give the opposites of {x}", "Antonyms of {x}"),
            _pick(_WORDS, (2, 3, 4)), lambda t: " ".join(OPPOSITES[w] for w in t), items=_WORDS),
-    Family("upper", "string", 0.06, ("Uppercase: {x}", "Write in capitals: {x}", "Capitalise the letters {x}"),
+    Family("upper", "string", 0.06,
+           ("Uppercase: {x}", "Write in capitals: {x}", "Capitalise the letters {x}"),
            _pick(LETTERS, (3, 4, 6)), lambda t: " ".join(t).upper(), items=LETTERS.upper()),
     Family("count", "numeric", 0.04, ("Count: {x}", "How many letters: {x}", "Number of letters in {x}"),
            _pick(LETTERS, (3, 5, 7)), lambda t: str(len(t)), items=DIGITS),
@@ -143,7 +145,10 @@ def answer(family: str, task: Task) -> str:
 def normalise(record: Mapping[str, Any]) -> str:
     """Instruction and output, lower-cased, with every run of whitespace one space: two records that
     give the same text here are the same example (the leakage check compares these)."""
-    return " ".join(str(record["instruction"]).lower().split()) + "\n" + " ".join(str(record["output"]).lower().split())
+    def flat(text: Any) -> str:
+        return " ".join(str(text).lower().split())
+
+    return flat(record["instruction"]) + "\n" + flat(record["output"])
 
 
 def wrong_answer(family: str, task: Task, rng: np.random.Generator) -> str:
@@ -206,7 +211,8 @@ def _record(family: str, task: Task, template: int, difficulty: int, noise: str,
             "_task": task, "_template": template}
 
 
-def _clean_set(drawer: _Drawer, per_family: int, prefix: str, families: Sequence[str]) -> list[dict[str, Any]]:
+def _clean_set(drawer: _Drawer, per_family: int, prefix: str, families: Sequence[str]
+               ) -> list[dict[str, Any]]:
     out = []
     for family in families:
         for k in range(per_family):
@@ -246,7 +252,8 @@ def make_sets(n_pool: int = 2000, *, n_eval_per_family: int = 40, n_reference_pe
         n_copies = per_noise["near_duplicate"][i] + per_noise["duplicate"][i]
         n_clean = sizes[i] - per_noise["wrong"][i] - n_copies
         if n_clean < max(1, n_copies):
-            raise ValueError(f"family {family} has {sizes[i]} records: too few for its noise; lower the rates")
+            raise ValueError(f"family {family} has {sizes[i]} records: too few for its noise; "
+                             "lower the rates")
         clean = []
         for k in range(n_clean):
             d = k % 3 + 1
