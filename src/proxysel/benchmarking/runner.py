@@ -284,10 +284,15 @@ def score_proxy_signals(cfg: BenchConfig, data: BenchData, proxy_spec: str, prox
     every reference-aware selector."""
     signals = score_signals_needed(cfg)
     p = cfg.proxy
+    model = proxy_spec
+    if cfg.signals_from == "trained":  # the proxy's weights after its run (train-proxy --keep-checkpoints)
+        folder = RunFolder(proxy_run)
+        entry = folder.manifest["stages"]["train-proxy"]
+        model = str(folder.recorded_path(entry["final_checkpoint"], "the proxy's final weights"))
     for with_ref in (False, True):
         names = tuple(n for n in signals if get_signal(n).needs_reference == with_ref)
         if names:
-            config = ScoreConfig(signals=names, model=proxy_spec, embedder=cfg.embedder,
+            config = ScoreConfig(signals=names, model=model, embedder=cfg.embedder,
                                  max_length=p.max_length, template=p.template, dtype=p.dtype,
                                  batch_tokens=p.batch_tokens)
             score(data.pool_path, out=proxy_run, config=config, read=ReadConfig(), runtime=runtime,

@@ -72,7 +72,8 @@ def _wrong_answer(family: str, instruction: str, answer: str, rng: np.random.Gen
             return " ".join(shuffled)
 
 
-def _garbage(rng: np.random.Generator) -> tuple[str, str]:
+def garbage_pair(rng: np.random.Generator) -> tuple[str, str]:
+    """(instruction, answer) of random printable characters: 8-19 and 6-15 long."""
     def text(lo: int, hi: int) -> str:
         return "".join(_PRINTABLE[i] for i in rng.integers(0, len(_PRINTABLE), int(rng.integers(lo, hi))))
 
@@ -119,7 +120,7 @@ def make_pool(n: int, *, families: Sequence[str] = FAMILIES, difficulties: Seque
         records.append({"instruction": instruction, "output": _wrong_answer(family, instruction, answer, rng),
                         "family": family, "difficulty": difficulty, "noise": "wrong"})
     for _ in range(counts["garbage"]):
-        instruction, answer = _garbage(rng)
+        instruction, answer = garbage_pair(rng)
         records.append({"instruction": instruction, "output": answer, "family": "garbage",
                         "difficulty": 0, "noise": "garbage"})
     easy = [r for r in records[:n_clean] if r["difficulty"] == min(difficulties)]

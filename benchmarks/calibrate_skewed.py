@@ -1,0 +1,209 @@
+"""Calibrate the ``skewed`` preset's target: does it learn the pool, and can a selection matter?
+
+Generates the pool and eval sets (``benchmarking.skewed``) as the preset does, builds the scratch
+target (and its tokenizer, trained on the pool) as ``runner.prepare_models`` does, trains it with
+the bench's own loop (``target.train_target``) on each of these subsets, and prints the exact match
+per family on the clean, family-balanced eval set (greedy decoding, ``target.evaluate_target``):
+
+- ``full``: the whole pool, noise included;
+- ``random-F``: a random share F of the pool (``--random``);
+- ``balanced-F``: a share F drawn from the clean records, the same count per family
+  (``--balanced``; a family with too few clean records gives its remainder to the others);
+- ``sqrt-F``: the same with family quotas proportional to the square root of the family's pool
+  size (``--sqrt``): rebalanced, but the large families still lead.
+
+The last two are sanity checks that a family-aware selection can beat random here. Every subset
+is drawn per seed, and the seed also orders the target's data. Defaults: the ``skewed`` preset
+(data, target recipe, vocabulary, eval length); the flags override them.
+
+    python benchmarks/calibrate_skewed.py --seeds 0 1 2 --random 0.1 0.3 --balanced 0.1 --sqrt 0.1 0.3 --proxy
+
+``--proxy`` also times ``api.train_proxy`` with the preset's proxy on the pool. CPU seconds are
+this process's (``time.process_time``), less sensitive to other load than the wall seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def subset(pool: list[dict[str, Any]], kind: str, share: float, seed: int) -> list[str]:
+    """Ids of ``round(share * len(pool))`` records: ``random`` (any record), or clean records with
+    family quotas ``balanced`` (equal) or ``sqrt`` (proportional to sqrt of the family's pool size)."""
+    from proxysel.benchmarking.skewed import apportion
+
+    rng = np.random.default_rng([seed, 99])
+    k = int(round(share * len(pool)))
+    if kind == "random":
+        return [pool[int(i)]["id"] for i in np.sort(rng.choice(len(pool), k, replace=False))]
+    clean: dict[str, list[str]] = {}
+    sizes: dict[str, int] = {}
+    for r in pool:
+        if r["family"] != "garbage":
+            sizes[r["family"]] = sizes.get(r["family"], 0) + 1
+        if r["noise"] == "clean":
+            clean.setdefault(r["family"], []).append(r["id"])
+    names = sorted(clean)
+    weight = {f: 1.0 if kind == "balanced" else float(np.sqrt(sizes[f])) for f in names}
+    quota = dict.fromkeys(names, 0)
+    left, open_ = k, list(names)
+    while left > 0 and open_:  # a family with too few clean records gives its remainder to the others
+        for f, q in zip(open_, apportion(left, [weight[f] for f in open_])):
+            quota[f] += q
+        left = sum(max(0, quota[f] - len(clean[f])) for f in names)
+        quota = {f: min(q, len(clean[f])) for f, q in quota.items()}
+        open_ = [f for f in names if quota[f] < len(clean[f])]
+    return [str(i) for f in names for i in rng.choice(clean[f], quota[f], replace=False)]
+
+
+def _write(path: Path, records: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from proxysel.benchmarking.presets import preset_dict
+
+    p = preset_dict("skewed")
+    d, t, noise = p["data"], p["target"], p["data"]["noise"]
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-pool", type=int, default=d["n_pool"])
+    ap.add_argument("--eval-per-family", type=int, default=d["eval_per_family"])
+    for name in ("wrong", "garbage", "near_duplicate", "duplicate"):
+        ap.add_argument(f"--{name.replace('_', '-')}", type=float, default=noise[name], help="noise rate")
+    ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--vocab-size", type=int, default=p["vocab_size"])
+    ap.add_argument("--hidden", type=int, default=t["scratch"]["hidden"])
+    ap.add_argument("--layers", type=int, default=t["scratch"]["layers"])
+    ap.add_argument("--heads", type=int, default=t["scratch"]["heads"])
+    ap.add_argument("--epochs", type=int, default=t["epochs"])
+    ap.add_argument("--lr", type=float, default=t["lr"])
+    ap.add_argument("--batch-size", type=int, default=t["batch_size"])
+    ap.add_argument("--warmup", type=float, default=t["warmup_ratio"])
+    ap.add_argument("--max-new-tokens", type=int, default=p["eval"]["max_new_tokens"])
+    ap.add_argument("--full", action=argparse.BooleanOptionalAction, default=True,
+                    help="train on the whole pool")
+    ap.add_argument("--random", type=float, nargs="*", default=[], help="random shares, e.g. 0.1 0.3")
+    ap.add_argument("--balanced", type=float, nargs="*", default=[], help="clean shares, equal per family")
+    ap.add_argument("--sqrt", type=float, nargs="*", default=[], help="clean shares, sqrt family quotas")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--proxy", action="store_true", help="time api.train_proxy with the preset's proxy")
+    ap.add_argument("--detail", action="store_true", help="exact match per family x difficulty, and misses")
+    ap.add_argument("--threads", type=int, default=p["threads"])
+    ap.add_argument("--work", type=Path, default=None,
+                    help="folder for data and models (default: a temp dir)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from proxysel.benchmarking.config import ModelRecipe
+    from proxysel.benchmarking.skewed import make_sets
+    from proxysel.benchmarking.target import evaluate_target, train_target
+    from proxysel.data import read_pool
+    from proxysel.models.scratch import build_llama, build_tokenizer, llama_parameters
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="calibrate-skewed-"))
+    work.mkdir(parents=True, exist_ok=True)
+    noise = {k: getattr(args, k) for k in ("wrong", "garbage", "near_duplicate", "duplicate")}
+    pool_recs, _, eval_recs = make_sets(args.n_pool, n_eval_per_family=args.eval_per_family, noise=noise,
+                                        seed=args.data_seed)
+    _write(work / "pool.jsonl", pool_recs)
+    _write(work / "eval.jsonl", eval_recs)
+    pool, held = read_pool(work / "pool.jsonl"), read_pool(work / "eval.jsonl")
+    by_id = {e.id: e for e in pool.examples}
+    groups = [r["family"] for r in eval_recs]
+    families = sorted(set(groups))
+
+    tok = build_tokenizer([m.content for e in pool.examples for m in e.messages], vocab_size=args.vocab_size)
+    longest = max(len(tok(r["output"])["input_ids"]) for r in eval_recs)
+    build_llama(tok, work / "target", hidden=args.hidden, layers=args.layers, heads=args.heads, seed=0)
+    recipe = ModelRecipe(model=str(work / "target"), epochs=args.epochs, lr=args.lr,
+                         batch_size=args.batch_size, grad_accum=1, warmup_ratio=args.warmup, max_length=64)
+    print(f"# target: width {args.hidden}, {args.layers} layers, {args.heads} heads, "
+          f"{llama_parameters(len(tok), args.hidden, args.layers):,} parameters; vocab {len(tok)}; "
+          f"{args.epochs} epochs, lr {args.lr:g}, batch {args.batch_size}, warmup {args.warmup:g}; "
+          f"torch threads {args.threads}")
+    print(f"# pool {len(pool_recs)}, eval {len(eval_recs)} ({args.eval_per_family}/family); longest eval "
+          f"answer {longest} tokens, max_new_tokens {args.max_new_tokens}", flush=True)
+
+    runs: list[tuple[str, list[str] | None, int]] = []
+    for seed in args.seeds:
+        runs += [("full", None, seed)] if args.full else []
+        for kind in ("random", "balanced", "sqrt"):
+            runs += [(f"{kind}-{f:g}", subset(pool_recs, kind, f, seed), seed) for f in getattr(args, kind)]
+    rows = []
+    for name, ids, seed in runs:
+        examples = pool.examples if ids is None else [by_id[i] for i in ids]
+        cpu0 = time.process_time()
+        trained = train_target(str(work / "target"), recipe, examples, epochs=args.epochs, seed=seed,
+                               state_dir=work / "state" / f"{name}-s{seed}")
+        cpu = time.process_time() - cpu0
+        m = evaluate_target(trained, held.examples, exact_match=True, max_new_tokens=args.max_new_tokens,
+                            batch_size=64, batch_tokens=8192, groups=groups)
+        per = {f: m["per_group"][f]["exact_match"] for f in families}
+        macro = float(np.mean(list(per.values())))
+        rows.append((f"{name}-s{seed}", len(examples), trained.steps, trained.seconds, cpu, macro, per))
+        print(f"{name}-s{seed}: {len(examples)} examples, {trained.steps} steps, "
+              f"train {trained.seconds:.0f}s (CPU {cpu:.0f}s), eval {m['eval_seconds']:.0f}s, "
+              f"pooled EM {m['exact_match']:.3f}, macro {macro:.3f}, lowest family {min(per.values()):.3f}",
+              flush=True)
+        if args.detail:
+            _print_detail(trained, held.examples, eval_recs, args.max_new_tokens)
+
+    print("\n| subset | examples | steps | train s (CPU s) | macro EM | " + " | ".join(families) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(families))
+    for name, n, steps, sec, cpu, macro, per in rows:
+        print(f"| {name} | {n} | {steps} | {sec:.0f} ({cpu:.0f}) | {macro:.2f} | "
+              + " | ".join(f"{per[f]:.2f}" for f in families) + " |")
+    if args.proxy:
+        _time_proxy(work, tok)
+    return 0
+
+
+def _print_detail(trained: Any, examples: list[Any], records: list[dict[str, Any]],
+                  max_new_tokens: int) -> None:
+    from proxysel.benchmarking.target import greedy_answers
+
+    answers = greedy_answers(trained.lm, trained.renderer, examples, max_new_tokens=max_new_tokens,
+                             batch_size=64)
+    cells: dict[tuple[str, int], list[bool]] = {}
+    for a, r in zip(answers, records):
+        cells.setdefault((r["family"], r["difficulty"]), []).append(a == r["output"])
+    for family in sorted({f for f, _ in cells}):
+        em = " ".join(f"d{d} {np.mean(cells[(family, d)]):.2f}" for d in (1, 2, 3) if (family, d) in cells)
+        misses = [(r["instruction"], a) for a, r in zip(answers, records)
+                  if r["family"] == family and a != r["output"]]
+        print(f"  {family}: {em}; e.g. {misses[:2]}")
+
+
+def _time_proxy(work: Path, tok: Any) -> None:
+    from proxysel import api
+    from proxysel.benchmarking.presets import preset_dict
+    from proxysel.models.scratch import build_llama, llama_parameters
+
+    p = preset_dict("skewed")["proxy"]
+    s = p["scratch"]
+    build_llama(tok, work / "proxy-model", hidden=s["hidden"], layers=s["layers"], heads=s["heads"], seed=0)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    keys = ("epochs", "checkpoints", "lr", "batch_size", "grad_accum", "warmup_ratio", "max_length")
+    api.train_proxy(work / "pool.jsonl", out=work / "proxy-run", model=str(work / "proxy-model"),
+                    overwrite=True, **{k: p[k] for k in keys})
+    print(f"\n# proxy: width {s['hidden']}, {s['layers']} layers, "
+          f"{llama_parameters(len(tok), s['hidden'], s['layers']):,} parameters, {p['epochs']} epochs, "
+          f"lr {p['lr']:g}, batch {p['batch_size']}, {p['checkpoints']} checkpoints: api.train_proxy "
+          f"{time.perf_counter() - t0:.0f}s (CPU {time.process_time() - cpu0:.0f}s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
