@@ -116,6 +116,7 @@ def test_skewed_data_writes_pool_reference_and_eval(tmp_path):
     assert len(read["pool"]) == 300 and sum(r["noise"] == "garbage" for r in read["pool"]) == 30
     assert collections.Counter(r["family"] for r in read["eval"]) == dict.fromkeys(FAMILIES, 6)
     assert collections.Counter(r["family"] for r in read["reference"]) == dict.fromkeys(FAMILIES, 3)
-    assert prepare_data(cfg.data, tmp_path / "again").pool.read_text() == paths.pool.read_text()  # same records
+    again = prepare_data(cfg.data, tmp_path / "again")
+    assert again.pool.read_text() == paths.pool.read_text()  # the same config, the same records
     with pytest.raises(ConfigError, match="multiple of the skewed pool's 10 families"):
         prepare_data(load_bench_config({"data": {"kind": "skewed", "n_eval": 55}}).data, tmp_path / "odd")

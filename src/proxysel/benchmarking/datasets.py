@@ -120,8 +120,9 @@ def skewed_sets(d: "BenchDataConfig") -> BenchSets:
     families = len(SKEWED_FAMILIES)
     for name in ("n_eval", "n_reference"):
         if getattr(d, name) % families:
-            raise ConfigError(f"data.{name}", f"must be a multiple of the skewed pool's {families} families (the "
-                                              f"eval and reference sets are family-balanced), got {getattr(d, name)}")
+            raise ConfigError(f"data.{name}", f"must be a multiple of the skewed pool's {families} families "
+                                              f"(the eval and reference sets are family-balanced), got "
+                                              f"{getattr(d, name)}")
     noise = {"wrong": d.noise.wrong, "garbage": d.noise.garbage, "near_duplicate": d.noise.near_duplicate,
              "duplicate": d.noise.duplicate}
     pool, reference, held_out = make_sets(d.n_pool, n_eval_per_family=d.n_eval // families,
