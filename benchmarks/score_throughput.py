@@ -34,18 +34,19 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def plain_loop(model, encoded, pad_id: int, batch: int = 8) -> np.ndarray:
+def plain_loop(model, encoded, pad_id: int, batch: int = 8, device: str = "cpu") -> np.ndarray:
+    """The baseline: batches of ``batch`` in input order, padded, full-vocabulary logits."""
     from proxysel.engine import collate
 
     out = np.zeros(len(encoded))
     with torch.inference_mode():
         for s in range(0, len(encoded), batch):
             chunk = encoded[s:s + batch]
-            ids, att, tgt = collate(chunk, pad_id)
+            ids, att, tgt = collate(chunk, pad_id, device)
             logits = model(input_ids=ids, attention_mask=att).logits.float()
             tok = F.cross_entropy(logits.transpose(1, 2), tgt, reduction="none", ignore_index=-100)
             mask = (tgt != -100).float()
-            out[s:s + len(chunk)] = ((tok * mask).sum(1) / mask.sum(1)).double().numpy()
+            out[s:s + len(chunk)] = ((tok * mask).sum(1) / mask.sum(1)).double().cpu().numpy()
     return out
 
 

@@ -40,28 +40,31 @@ EFFECTIVE = 32
 MICRO = 4
 
 
-def demo_encoded(n: int, max_length: int):
+def demo_encoded(n: int, max_length: int, model: str = "smollm2-135m", data: str | None = None):
+    """The first ``n`` demo conversations (or records of the file ``data``) that keep a response
+    at ``max_length`` tokens of ``model``, and the model's tokenizer."""
     from proxysel.data import read_pool
     from proxysel.data.sharegpt_demo import demo_pool_path
     from proxysel.models.loader import load_tokenizer, resolve_model_path
     from proxysel.models.render import Renderer
 
-    tmp = Path(tempfile.mkdtemp(prefix="proxysel-bench-"))
-    pool = read_pool(demo_pool_path(tmp, n=2 * n + 50))  # room for the truncated ones
-    tokenizer = load_tokenizer(resolve_model_path("smollm2-135m")[0])
+    if data is None:
+        data = demo_pool_path(Path(tempfile.mkdtemp(prefix="proxysel-bench-")), n=2 * n + 50)  # room for the truncated
+    pool = read_pool(data)
+    tokenizer = load_tokenizer(resolve_model_path(model)[0])
     renderer = Renderer(tokenizer, max_length=max_length)
     encoded = [e for e in (renderer.encode(x) for x in pool.examples) if not e.truncated]
     if len(encoded) < n:
-        raise SystemExit(f"only {len(encoded)} demo conversations keep a response at this --max-length")
+        raise SystemExit(f"only {len(encoded)} conversations keep a response at this --max-length")
     return encoded[:n], tokenizer
 
 
-def fresh_model():
+def fresh_model(model: str = "smollm2-135m", device: str = "cpu"):
     from proxysel.models.loader import load_causal_lm
 
-    model = load_causal_lm("smollm2-135m").model
-    model.train()
-    return model
+    out = load_causal_lm(model, device=device).model
+    out.train()
+    return out
 
 
 class StepClock:
@@ -76,13 +79,14 @@ class StepClock:
         self.tokens.append(tokens)
 
 
-def run_proxysel(encoded, pad_id: int, steps: int, lora: bool, bf16: bool) -> dict:
+def run_proxysel(encoded, pad_id: int, steps: int, lora: bool, bf16: bool, model_name: str = "smollm2-135m",
+                 device: str = "cpu") -> dict:
     from proxysel.dynamics.schedule import make_plan
     from proxysel.dynamics.train import TrainConfig, add_lora, train
 
     config = TrainConfig(epochs=1, checkpoints=0, batch_size=MICRO, grad_accum=EFFECTIVE // MICRO, lora=lora,
                          dtype="bfloat16" if bf16 else "float32")
-    model = fresh_model()
+    model = fresh_model(model_name, device)
     if lora:
         add_lora(model, config)
     data = encoded[:steps * EFFECTIVE]
@@ -94,14 +98,21 @@ def run_proxysel(encoded, pad_id: int, steps: int, lora: bool, bf16: bool) -> di
     with tempfile.TemporaryDirectory() as state:
         train(model, data, pad_id=pad_id, config=config, plan=plan, state_dir=state, evaluate=lambda s: None,
               progress=clock)
+    _sync(device)
     dt = np.diff(clock.times)
     return {"seconds": float(dt[1:].sum()), "tokens": int(sum(clock.tokens[1:]))}
 
 
-def run_trainer(encoded, tokenizer, steps: int, lora: bool, bf16: bool) -> dict:
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_trainer(encoded, tokenizer, steps: int, lora: bool, bf16: bool, model_name: str = "smollm2-135m",
+                device: str = "cpu") -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    model = fresh_model()
+    model = fresh_model(model_name, device)
     if lora:
         from peft import LoraConfig, get_peft_model
 
@@ -132,6 +143,7 @@ def run_trainer(encoded, tokenizer, steps: int, lora: bool, bf16: bool) -> dict:
                 self.times.append(time.perf_counter())
 
         def on_step_end(self, args, state, control, **kw):
+            _sync(device)  # the Trainer keeps its loss on the device: wait for the step's kernels
             self.times.append(time.perf_counter())
 
     clock = Clock()
@@ -140,7 +152,7 @@ def run_trainer(encoded, tokenizer, steps: int, lora: bool, bf16: bool) -> dict:
         args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=MICRO, gradient_accumulation_steps=EFFECTIVE // MICRO,
             learning_rate=2e-5, lr_scheduler_type="cosine", warmup_steps=0.03, num_train_epochs=1,
-            max_grad_norm=1.0, weight_decay=0.0, bf16=bf16, use_cpu=True, save_strategy="no",
+            max_grad_norm=1.0, weight_decay=0.0, bf16=bf16, use_cpu=device == "cpu", save_strategy="no",
             logging_strategy="no", report_to=[], dataloader_num_workers=0, remove_unused_columns=False,
             disable_tqdm=True, seed=42)
         Trainer(model=model, args=args, train_dataset=data, data_collator=collate, callbacks=[clock]).train()
