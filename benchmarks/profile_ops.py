@@ -1,12 +1,14 @@
 """Where scoring and proxy training spend their CPU time: torch.profiler's top operators (issue 17).
 
-    .venv/bin/python benchmarks/profile_ops.py [--what score-bf16,score-fp32,train-bf16] [--n 24] [--top 15]
+    .venv/bin/python benchmarks/profile_ops.py [--what score-bf16,score-fp32,train-bf16,trainer-bf16] [--n 24]
 
 score-*: one ``engine.score_losses`` call over the first ``--n`` ShareGPT demo conversations (max
 length 512) with SmolLM2-135M held in that dtype, after a warm-up call. train-bf16 / train-fp32: one
 ``dynamics.train.backward`` over an effective batch of 32 conversations (max length 256), in bf16
-autocast or fp32, then the optimizer step. Prints, per run, a markdown table of the operators with
-the most self CPU time (what the operator did itself, not its children) and their share.
+autocast or fp32, then the optimizer step, after a warm-up step. trainer-bf16 / trainer-fp32: the
+second optimizer step of the HF Trainer on the same kind of batch (benchmarks/train_throughput.py's
+setup). Prints, per run, a markdown table of the operators with the most self CPU time (what the
+operator did itself, not its children) and their share.
 """
 
 from __future__ import annotations
@@ -81,19 +83,49 @@ def profile_train(dtype: str, top: int) -> None:
     print(top_table(prof, top) + "\n", flush=True)
 
 
+def profile_trainer(dtype: str, top: int) -> None:
+    from transformers import TrainerCallback
+
+    import train_throughput
+
+    encoded, tok = train_throughput.demo_encoded(2 * train_throughput.EFFECTIVE, 256)
+    state: dict = {}
+
+    class Profile(TrainerCallback):
+        def on_step_begin(self, args, st, control, **kw):
+            if st.global_step == 1:
+                state["prof"] = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                state["prof"].__enter__()
+                state["t"] = time.perf_counter()
+
+        def on_step_end(self, args, st, control, **kw):
+            if "prof" in state and "wall" not in state:
+                state["prof"].__exit__(None, None, None)
+                state["wall"] = time.perf_counter() - state["t"]
+
+    train_throughput.run_trainer(encoded, tok, 2, False, dtype == "bfloat16", callbacks=[Profile()])
+    print(f"### HF Trainer step, {dtype}: 32 conversations, {state['wall']:.1f} s under the profiler\n")
+    print(top_table(state["prof"], top) + "\n", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--what", default="score-bf16,score-fp32,train-bf16")
+    ap.add_argument("--what", default="score-bf16,score-fp32,train-bf16,trainer-bf16")
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dtypes = {"bf16": "bfloat16", "fp32": "float32"}
     for what in args.what.split(","):
         kind, dt = what.split("-")
         if kind == "score":
             profile_score(dtypes[dt], args.n, args.top)
-        else:
+        elif kind == "train":
             profile_train(dtypes[dt], args.top)
+        else:
+            profile_trainer(dtypes[dt], args.top)
     return 0
 
 

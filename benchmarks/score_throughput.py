@@ -22,16 +22,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+#: what the timings read: wall time, or time.process_time (CPU seconds of the process, which
+#: single-threaded runs keep steady on a shared machine; benchmarks/bench_quick.py --clock cpu)
+CLOCK = time.perf_counter
+
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
     a = torch.randn(n, n, dtype=dtype)
     b = torch.randn(n, n, dtype=dtype)
     for _ in range(2):
         a @ b
-    t = time.perf_counter()
+    t = CLOCK()
     for _ in range(reps):
         a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
+    return 2 * n ** 3 * reps / (CLOCK() - t) / 1e9
 
 
 def plain_loop(model, encoded, pad_id: int, batch: int = 8, device: str = "cpu") -> np.ndarray:
@@ -77,9 +81,9 @@ def measure(n: int, max_length: int = 512, batch_tokens: int = 8192) -> dict:
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
 
     def timed(fn):
-        t = time.perf_counter()
+        t = CLOCK()
         v = fn()
-        return v, time.perf_counter() - t
+        return v, CLOCK() - t
 
     score_losses(lm.model, enc[:8], pad_id=pad)  # warm-up
     base, t_base = timed(lambda: plain_loop(lm.model, enc, pad))

@@ -38,6 +38,8 @@ import torch
 
 EFFECTIVE = 32
 MICRO = 4
+#: what the step timings read (see score_throughput.CLOCK)
+CLOCK = time.perf_counter
 
 
 def demo_encoded(n: int, max_length: int, model: str = "smollm2-135m", data: str | None = None):
@@ -71,11 +73,11 @@ class StepClock:
     """A progress object for dynamics.train that records when every update ends."""
 
     def __init__(self) -> None:
-        self.times: list[float] = [time.perf_counter()]
+        self.times: list[float] = [CLOCK()]
         self.tokens: list[int] = []
 
     def update(self, n: int, tokens: int = 0, **_: object) -> None:
-        self.times.append(time.perf_counter())
+        self.times.append(CLOCK())
         self.tokens.append(tokens)
 
 
@@ -109,7 +111,7 @@ def _sync(device: str) -> None:
 
 
 def run_trainer(encoded, tokenizer, steps: int, lora: bool, bf16: bool, model_name: str = "smollm2-135m",
-                device: str = "cpu") -> dict:
+                device: str = "cpu", callbacks: list | None = None) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     model = fresh_model(model_name, device)
@@ -140,11 +142,11 @@ def run_trainer(encoded, tokenizer, steps: int, lora: bool, bf16: bool, model_na
 
         def on_step_begin(self, args, state, control, **kw):
             if not self.times:
-                self.times.append(time.perf_counter())
+                self.times.append(CLOCK())
 
         def on_step_end(self, args, state, control, **kw):
             _sync(device)  # the Trainer keeps its loss on the device: wait for the step's kernels
-            self.times.append(time.perf_counter())
+            self.times.append(CLOCK())
 
     clock = Clock()
     clock.times = []
@@ -155,7 +157,8 @@ def run_trainer(encoded, tokenizer, steps: int, lora: bool, bf16: bool, model_na
             max_grad_norm=1.0, weight_decay=0.0, bf16=bf16, use_cpu=device == "cpu", save_strategy="no",
             logging_strategy="no", report_to=[], dataloader_num_workers=0, remove_unused_columns=False,
             disable_tqdm=True, seed=42)
-        Trainer(model=model, args=args, train_dataset=data, data_collator=collate, callbacks=[clock]).train()
+        Trainer(model=model, args=args, train_dataset=data, data_collator=collate,
+                callbacks=[clock, *(callbacks or [])]).train()
     dt = np.diff(clock.times)
     # the collator runs for the micro-batches of a step just before that step
     per_step = [sum(tokens[k * (EFFECTIVE // MICRO):(k + 1) * (EFFECTIVE // MICRO)]) for k in range(steps)]
@@ -166,11 +169,11 @@ def throughput(args) -> None:
     encoded, tok = demo_encoded(args.steps * EFFECTIVE, args.max_length)
     lengths = [e.n_tokens for e in encoded]
     print(f"## Proxy training throughput vs HF Trainer\n")
-    print(f"`.venv/bin/python benchmarks/train_throughput.py --steps {args.steps} --max-length {args.max_length}`"
+    print(f"`.venv/bin/python {' '.join(sys.argv)}`"
           f" on {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; SmolLM2-135M-Instruct, {len(encoded)} ShareGPT demo "
           f"conversations (mean {np.mean(lengths):.0f} tokens, max {max(lengths)}), effective batch 32 "
-          f"(4 x 8), {args.steps - 1} timed steps after 1 warm-up step.\n")
+          f"(4 x 8), {args.steps - 1} timed steps after 1 warm-up step, {args.clock} time.\n")
     print("| mode | proxysel tok/s | Trainer tok/s | ratio |")
     print("|---|---|---|---|")
     for mode in args.modes.split(","):
@@ -229,7 +232,15 @@ def main() -> int:
     ap.add_argument("--modes", default="full-fp32,full-bf16,lora-fp32,lora-bf16")
     ap.add_argument("--lp-app", type=int, default=0, help="measure lp_app on this many demo conversations")
     ap.add_argument("--dtype", default="float32", help="--lp-app only")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall seconds, or CPU seconds of this process (steadier on a shared machine with --threads 1)")
     args = ap.parse_args()
+    global CLOCK
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu":
+        CLOCK = time.process_time
     if args.lp_app:
         lp_app_cost(args)
     else:

@@ -1,12 +1,20 @@
 """The scoring engine: per-example mean loss over the scored (response) tokens, fast.
 
-What makes it fast, each measured in benchmarks/score_throughput.py:
+What makes it fast, each measured in benchmarks/score_throughput.py (and benchmarks/bench_quick.py):
 - batches are formed over examples sorted by length under a token budget (padded tokens =
-  batch size x longest example <= ``batch_tokens``), so little compute goes to padding;
+  batch size x longest example <= ``batch_tokens``), so little compute goes to padding; on a
+  CPU the cuts between batches are placed to minimise padding plus a small cost per batch
+  (``plan_batches(batch_cost=CPU_BATCH_COST)``), on a GPU each batch is filled to the budget;
+- right-padded batches run without a padding mask: the causal mask alone is exact for every
+  real position, and SDPA then takes its causal kernel, which skips the masked half;
 - the backbone runs once, and the lm_head is applied only at the positions that predict a
   scored token (for a 135M model with a 49k vocabulary the lm_head is about a third of the
   FLOPs of a full forward pass), in chunks so that the logits never exceed ~512 MB;
 - ``torch.inference_mode`` and no KV cache.
+
+The model runs in the dtype its weights are in: ``--dtype bfloat16`` loads bf16 weights and
+computes in bf16 (no autocast casts); the proxy-training passes run under bf16 autocast over
+float32 weights instead, where autocast casts each weight once per pass.
 
 The result equals ``model(input_ids, labels=labels).loss`` at batch size 1 (tests/unit/test_engine_parity.py).
 """
