@@ -112,6 +112,14 @@ def _cheapest_cuts(sizes: Sequence[int], batch_tokens: int, max_batch: int, batc
 CPU_BATCH_COST = 128
 
 
+def batch_cost_for(device: Any) -> int | None:
+    """The ``plan_batches`` batch cost that ``score_losses`` uses on ``device``: CPU_BATCH_COST on a CPU,
+    None (fill every batch to the budget) elsewhere."""
+    import torch
+
+    return CPU_BATCH_COST if torch.device(device).type == "cpu" else None
+
+
 def _backbone_and_head(model: Any) -> tuple[Any, Any, float | None]:
     base = getattr(model, model.base_model_prefix, None)
     if base is None:
@@ -234,7 +242,7 @@ def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_t
     todo = [i for i in range(n) if not trunc[i]]
     if device is None:
         device = next(model.parameters()).device
-    batch_cost = CPU_BATCH_COST if torch.device(device).type == "cpu" else None
+    batch_cost = batch_cost_for(device)
     was_training = model.training
     model.eval()
     def run_batch(batch: list[int]) -> None:

@@ -34,7 +34,7 @@ def test_dry_run_writes_every_table(tmp_path):
     # the engine agrees with the plain loop on every example (same model, same bf16 weights)
     for line in md.splitlines():
         if "| engine," in line:
-            spearman = float(line.split("|")[7])
+            spearman = float(line.split("|")[8])
             assert spearman > 0.99, line
     # training: both loops timed their second step (the examples of a step differ: each draws its own order)
     for slot in ("tiny (for smollm2-135m)", "tiny (for gemma3-270m)"):
