@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?= -m "not gpu"
 
-.PHONY: install demo lint test test-fast test-gpu bench-throughput clean
+.PHONY: install demo lint test test-fast test-gpu bench-throughput bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test-gpu: install
 
 bench-throughput: install
 	$(BIN)/python benchmarks/score_throughput.py
+
+# every CPU speed ratio of issue 17 in one table, in under 5 minutes (benchmarks/RESULTS.md)
+bench-quick: install
+	$(BIN)/python benchmarks/bench_quick.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

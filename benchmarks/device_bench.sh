@@ -9,17 +9,7 @@
 #   benchmarks/device_bench.sh SHA256 -- bench ARGS...     (results go to $OUT)
 set -euo pipefail
 want="$1"; shift; [ "$1" = "--" ] && shift
-if [ ! -d /tmp/payload ]; then
-  cat /tmp/parts/part? > /tmp/payload.tar
-  got=$(sha256sum /tmp/payload.tar | cut -d' ' -f1)
-  [ "$got" = "$want" ] || { echo "payload sha256 $got != $want"; exit 3; }
-  mkdir -p /tmp/payload && tar xf /tmp/payload.tar -C /tmp/payload && rm /tmp/payload.tar
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/payload/extra /tmp/payload/wheels/*.whl
-fi
-export PYTHONPATH="$PWD/src:/tmp/payload/site:/tmp/payload/extra" PROXYSEL_CACHE=/tmp/pcache
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
+source "$(dirname "$0")/device_env.sh" "$want"
 rc=0
 timeout "${BENCH_TIMEOUT:-540}" python3 -m proxysel.cli.main "$@" || rc=$?
 # results of every bench folder so far (a timed-out bench resumes from its cached cells)

@@ -38,51 +38,57 @@ import torch
 
 EFFECTIVE = 32
 MICRO = 4
+#: what the step timings read (see score_throughput.CLOCK)
+CLOCK = time.perf_counter
 
 
-def demo_encoded(n: int, max_length: int):
+def demo_encoded(n: int, max_length: int, model: str = "smollm2-135m", data: str | None = None):
+    """The first ``n`` demo conversations (or records of the file ``data``) that keep a response
+    at ``max_length`` tokens of ``model``, and the model's tokenizer."""
     from proxysel.data import read_pool
     from proxysel.data.sharegpt_demo import demo_pool_path
     from proxysel.models.loader import load_tokenizer, resolve_model_path
     from proxysel.models.render import Renderer
 
-    tmp = Path(tempfile.mkdtemp(prefix="proxysel-bench-"))
-    pool = read_pool(demo_pool_path(tmp, n=2 * n + 50))  # room for the truncated ones
-    tokenizer = load_tokenizer(resolve_model_path("smollm2-135m")[0])
+    if data is None:
+        data = demo_pool_path(Path(tempfile.mkdtemp(prefix="proxysel-bench-")), n=2 * n + 50)  # room for the truncated
+    pool = read_pool(data)
+    tokenizer = load_tokenizer(resolve_model_path(model)[0])
     renderer = Renderer(tokenizer, max_length=max_length)
     encoded = [e for e in (renderer.encode(x) for x in pool.examples) if not e.truncated]
     if len(encoded) < n:
-        raise SystemExit(f"only {len(encoded)} demo conversations keep a response at this --max-length")
+        raise SystemExit(f"only {len(encoded)} conversations keep a response at this --max-length")
     return encoded[:n], tokenizer
 
 
-def fresh_model():
+def fresh_model(model: str = "smollm2-135m", device: str = "cpu"):
     from proxysel.models.loader import load_causal_lm
 
-    model = load_causal_lm("smollm2-135m").model
-    model.train()
-    return model
+    out = load_causal_lm(model, device=device).model
+    out.train()
+    return out
 
 
 class StepClock:
     """A progress object for dynamics.train that records when every update ends."""
 
     def __init__(self) -> None:
-        self.times: list[float] = [time.perf_counter()]
+        self.times: list[float] = [CLOCK()]
         self.tokens: list[int] = []
 
     def update(self, n: int, tokens: int = 0, **_: object) -> None:
-        self.times.append(time.perf_counter())
+        self.times.append(CLOCK())
         self.tokens.append(tokens)
 
 
-def run_proxysel(encoded, pad_id: int, steps: int, lora: bool, bf16: bool) -> dict:
+def run_proxysel(encoded, pad_id: int, steps: int, lora: bool, bf16: bool, model_name: str = "smollm2-135m",
+                 device: str = "cpu") -> dict:
     from proxysel.dynamics.schedule import make_plan
     from proxysel.dynamics.train import TrainConfig, add_lora, train
 
     config = TrainConfig(epochs=1, checkpoints=0, batch_size=MICRO, grad_accum=EFFECTIVE // MICRO, lora=lora,
                          dtype="bfloat16" if bf16 else "float32")
-    model = fresh_model()
+    model = fresh_model(model_name, device)
     if lora:
         add_lora(model, config)
     data = encoded[:steps * EFFECTIVE]
@@ -94,14 +100,21 @@ def run_proxysel(encoded, pad_id: int, steps: int, lora: bool, bf16: bool) -> di
     with tempfile.TemporaryDirectory() as state:
         train(model, data, pad_id=pad_id, config=config, plan=plan, state_dir=state, evaluate=lambda s: None,
               progress=clock)
+    _sync(device)
     dt = np.diff(clock.times)
     return {"seconds": float(dt[1:].sum()), "tokens": int(sum(clock.tokens[1:]))}
 
 
-def run_trainer(encoded, tokenizer, steps: int, lora: bool, bf16: bool) -> dict:
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_trainer(encoded, tokenizer, steps: int, lora: bool, bf16: bool, model_name: str = "smollm2-135m",
+                device: str = "cpu", callbacks: list | None = None) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    model = fresh_model()
+    model = fresh_model(model_name, device)
     if lora:
         from peft import LoraConfig, get_peft_model
 
@@ -129,10 +142,11 @@ def run_trainer(encoded, tokenizer, steps: int, lora: bool, bf16: bool) -> dict:
 
         def on_step_begin(self, args, state, control, **kw):
             if not self.times:
-                self.times.append(time.perf_counter())
+                self.times.append(CLOCK())
 
         def on_step_end(self, args, state, control, **kw):
-            self.times.append(time.perf_counter())
+            _sync(device)  # the Trainer keeps its loss on the device: wait for the step's kernels
+            self.times.append(CLOCK())
 
     clock = Clock()
     clock.times = []
@@ -140,10 +154,11 @@ def run_trainer(encoded, tokenizer, steps: int, lora: bool, bf16: bool) -> dict:
         args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=MICRO, gradient_accumulation_steps=EFFECTIVE // MICRO,
             learning_rate=2e-5, lr_scheduler_type="cosine", warmup_steps=0.03, num_train_epochs=1,
-            max_grad_norm=1.0, weight_decay=0.0, bf16=bf16, use_cpu=True, save_strategy="no",
+            max_grad_norm=1.0, weight_decay=0.0, bf16=bf16, use_cpu=device == "cpu", save_strategy="no",
             logging_strategy="no", report_to=[], dataloader_num_workers=0, remove_unused_columns=False,
             disable_tqdm=True, seed=42)
-        Trainer(model=model, args=args, train_dataset=data, data_collator=collate, callbacks=[clock]).train()
+        Trainer(model=model, args=args, train_dataset=data, data_collator=collate,
+                callbacks=[clock, *(callbacks or [])]).train()
     dt = np.diff(clock.times)
     # the collator runs for the micro-batches of a step just before that step
     per_step = [sum(tokens[k * (EFFECTIVE // MICRO):(k + 1) * (EFFECTIVE // MICRO)]) for k in range(steps)]
@@ -154,11 +169,11 @@ def throughput(args) -> None:
     encoded, tok = demo_encoded(args.steps * EFFECTIVE, args.max_length)
     lengths = [e.n_tokens for e in encoded]
     print(f"## Proxy training throughput vs HF Trainer\n")
-    print(f"`.venv/bin/python benchmarks/train_throughput.py --steps {args.steps} --max-length {args.max_length}`"
+    print(f"`.venv/bin/python {' '.join(sys.argv)}`"
           f" on {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; SmolLM2-135M-Instruct, {len(encoded)} ShareGPT demo "
           f"conversations (mean {np.mean(lengths):.0f} tokens, max {max(lengths)}), effective batch 32 "
-          f"(4 x 8), {args.steps - 1} timed steps after 1 warm-up step.\n")
+          f"(4 x 8), {args.steps - 1} timed steps after 1 warm-up step, {args.clock} time.\n")
     print("| mode | proxysel tok/s | Trainer tok/s | ratio |")
     print("|---|---|---|---|")
     for mode in args.modes.split(","):
@@ -217,7 +232,15 @@ def main() -> int:
     ap.add_argument("--modes", default="full-fp32,full-bf16,lora-fp32,lora-bf16")
     ap.add_argument("--lp-app", type=int, default=0, help="measure lp_app on this many demo conversations")
     ap.add_argument("--dtype", default="float32", help="--lp-app only")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall seconds, or CPU seconds of this process (steadier on a shared machine with --threads 1)")
     args = ap.parse_args()
+    global CLOCK
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu":
+        CLOCK = time.process_time
     if args.lp_app:
         lp_app_cost(args)
     else:

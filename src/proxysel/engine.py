@@ -1,12 +1,20 @@
 """The scoring engine: per-example mean loss over the scored (response) tokens, fast.
 
-What makes it fast, each measured in benchmarks/score_throughput.py:
+What makes it fast, each measured in benchmarks/score_throughput.py (and benchmarks/bench_quick.py):
 - batches are formed over examples sorted by length under a token budget (padded tokens =
-  batch size x longest example <= ``batch_tokens``), so little compute goes to padding;
+  batch size x longest example <= ``batch_tokens``), so little compute goes to padding; on a
+  CPU the cuts between batches are placed to minimise padding plus a small cost per batch
+  (``plan_batches(batch_cost=CPU_BATCH_COST)``), on a GPU each batch is filled to the budget;
+- right-padded batches run without a padding mask: the causal mask alone is exact for every
+  real position, and SDPA then takes its causal kernel, which skips the masked half;
 - the backbone runs once, and the lm_head is applied only at the positions that predict a
   scored token (for a 135M model with a 49k vocabulary the lm_head is about a third of the
   FLOPs of a full forward pass), in chunks so that the logits never exceed ~512 MB;
 - ``torch.inference_mode`` and no KV cache.
+
+The model runs in the dtype its weights are in: ``--dtype bfloat16`` loads bf16 weights and
+computes in bf16 (no autocast casts); the proxy-training passes run under bf16 autocast over
+float32 weights instead, where autocast casts each weight once per pass.
 
 The result equals ``model(input_ids, labels=labels).loss`` at batch size 1 (tests/unit/test_engine_parity.py).
 """
@@ -14,6 +22,7 @@ The result equals ``model(input_ids, labels=labels).loss`` at batch size 1 (test
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 from dataclasses import dataclass
@@ -23,7 +32,6 @@ import numpy as np
 
 from proxysel.models.render import IGNORE, Encoded
 from proxysel.options import DEFAULT_BATCH_TOKENS
-import gc
 
 log = logging.getLogger(__name__)
 
@@ -44,28 +52,75 @@ class LossResult:
             return np.exp(self.loss)
 
 
-def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch: int = 256) -> list[list[int]]:
+def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch: int = 256,
+                 batch_cost: int | None = None) -> list[list[int]]:
     """Group example indices into batches of similar length.
 
     Indices are sorted by length, longest first (a memory error then shows up on the first
-    batch, not the last), ties kept in input order. A batch grows while
-    ``len(batch) x longest <= batch_tokens``; an example longer than the budget gets a batch of
-    its own. The plan depends only on the lengths, so a rerun computes identical numbers.
+    batch, not the last), ties kept in input order; every batch is a run of that order, with
+    ``len(batch) x longest <= batch_tokens`` (an example longer than the budget gets a batch of
+    its own) and at most ``max_batch`` examples.
+
+    batch_cost: None fills each batch greedily up to the budget (fewest batches: what a GPU
+    wants). A number of tokens cuts the order where that minimises the padded tokens plus
+    ``batch_cost`` per batch (dynamic programming over the cut points), which on a CPU, where a
+    batch costs little more than its tokens, trades a few more batches for much less padding:
+    on 60 ShareGPT conversations at 8192 tokens, 79% real tokens in 3 batches greedily against
+    97% in 8 with a cost of 128. The plan depends only on the lengths, so a rerun computes
+    identical numbers.
     """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    longest = 0
-    for i in order:
-        n = max(lengths[i], 1)
-        if cur and ((len(cur) + 1) * max(longest, n) > batch_tokens or len(cur) >= max_batch):
-            batches.append(cur)
-            cur, longest = [], 0
-        cur.append(i)
-        longest = max(longest, n)
-    if cur:
-        batches.append(cur)
-    return batches
+    sizes = [max(lengths[i], 1) for i in order]
+    cuts = _greedy_cuts(sizes, batch_tokens, max_batch) if batch_cost is None else \
+        _cheapest_cuts(sizes, batch_tokens, max_batch, batch_cost)
+    return [order[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+def _greedy_cuts(sizes: Sequence[int], batch_tokens: int, max_batch: int) -> list[int]:
+    """Start positions of the batches (and len(sizes)) for sizes sorted longest first."""
+    cuts = [0]
+    for k in range(1, len(sizes)):
+        n = k - cuts[-1] + 1  # the batch's size with example k in it
+        if n * sizes[cuts[-1]] > batch_tokens or n > max_batch:
+            cuts.append(k)
+    return cuts + [len(sizes)] if sizes else [0]
+
+
+def _cheapest_cuts(sizes: Sequence[int], batch_tokens: int, max_batch: int, batch_cost: int) -> list[int]:
+    """The cuts minimising sum(len(batch) x longest + batch_cost) for sizes sorted longest first.
+
+    best[j]: the least cost of the first j examples; a batch [i, j) costs (j - i) x sizes[i]. Each j
+    looks back over at most ``max_batch`` starts, vectorised: O(n x max_batch) in numpy.
+    """
+    n = len(sizes)
+    s = np.asarray(sizes, dtype=np.float64)
+    best = np.zeros(n + 1)
+    start = np.zeros(n + 1, dtype=np.int64)
+    for j in range(1, n + 1):
+        i = np.arange(max(0, j - max_batch), j)
+        padded = (j - i) * s[i]
+        cost = best[i] + padded + batch_cost
+        cost[(padded > batch_tokens) & (i < j - 1)] = np.inf  # over budget, unless alone
+        k = int(np.argmin(cost))  # ties: the earliest start, i.e. the larger batch
+        best[j], start[j] = cost[k], i[k]
+    cuts = [n]
+    while cuts[-1] > 0:
+        cuts.append(int(start[cuts[-1]]))
+    return cuts[::-1]
+
+
+#: ``plan_batches``' cost of one more batch on a CPU, in padded tokens: about what the fixed work of a
+#: forward pass (dispatching some 400 operators, the lm_head chunks, small-matrix inefficiency) costs
+#: against its per-token work, measured on SmolLM2-135M (benchmarks/RESULTS.md, issue 17).
+CPU_BATCH_COST = 128
+
+
+def batch_cost_for(device: Any) -> int | None:
+    """The ``plan_batches`` batch cost that ``score_losses`` uses on ``device``: CPU_BATCH_COST on a CPU,
+    None (fill every batch to the budget) elsewhere."""
+    import torch
+
+    return CPU_BATCH_COST if torch.device(device).type == "cpu" else None
 
 
 def backbone_and_head(model: Any) -> tuple[Any, Any, float | None]:
@@ -89,6 +144,12 @@ def batch_token_losses(model: Any, input_ids: Any, attention_mask: Any, targets:
     import torch.nn.functional as F
 
     base, head, cap = backbone_and_head(model)
+    if is_right_padded(attention_mask):
+        # In a causal LM a real token attends only to the positions before it, which right padding
+        # leaves real: the causal mask alone is exact for every scored position, and without a
+        # padding mask SDPA takes its causal kernel (it skips the upper triangle; with a mask it
+        # computes it and adds the mask). Padded positions compute garbage that nothing reads.
+        attention_mask = None
     hidden = base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     mask = targets != IGNORE
     rows = mask.nonzero(as_tuple=True)[0]
@@ -105,6 +166,15 @@ def batch_token_losses(model: Any, input_ids: Any, attention_mask: Any, targets:
         out.append(F.cross_entropy(logits, tgt[s:s + chunk_rows], reduction="none"))
     losses = torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
     return losses, rows
+
+
+def is_right_padded(attention_mask: Any) -> bool:
+    """True when every row of ``attention_mask`` (int (b, t)) is ones followed by zeros."""
+    import torch
+
+    n = attention_mask.sum(dim=1, keepdim=True)
+    return bool(torch.equal(attention_mask.bool(), torch.arange(attention_mask.shape[1],
+                                                                  device=attention_mask.device) < n))
 
 
 def collate(batch: Sequence[Encoded], pad_id: int, device: Any = "cpu") -> tuple[Any, Any, Any]:
@@ -125,8 +195,9 @@ def collate(batch: Sequence[Encoded], pad_id: int, device: Any = "cpu") -> tuple
 
 
 def batched_with_backoff(lengths: Sequence[int], batch_tokens: int, run_batch: Callable[[list[int]], None],
-                         what: str = "a") -> None:
-    """Call ``run_batch(indices)`` over ``plan_batches(lengths, batch_tokens)``, surviving out-of-memory.
+                         what: str = "a", batch_cost: int | None = None) -> None:
+    """Call ``run_batch(indices)`` over ``plan_batches(lengths, batch_tokens, batch_cost=batch_cost)``,
+    surviving out-of-memory.
 
     On an out-of-memory error the padded size of the batch that failed is halved and what is left
     is planned again; finished batches are not redone. An example that does not fit alone raises.
@@ -138,7 +209,7 @@ def batched_with_backoff(lengths: Sequence[int], batch_tokens: int, run_batch: C
     while remaining:
         padded = budget
         try:
-            for batch in plan_batches([lengths[i] for i in remaining], budget):
+            for batch in plan_batches([lengths[i] for i in remaining], budget, batch_cost=batch_cost):
                 idx = [remaining[b] for b in batch]
                 padded = len(idx) * max(lengths[i] for i in idx)
                 run_batch(idx)
@@ -174,6 +245,7 @@ def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_t
     todo = [i for i in range(n) if not trunc[i]]
     if device is None:
         device = next(model.parameters()).device
+    batch_cost = batch_cost_for(device)
 
     def run_batch(batch: list[int]) -> None:
         idx = [todo[b] for b in batch]
@@ -187,7 +259,8 @@ def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_t
             on_batch(len(idx), int(att.sum()))
 
     with evaluating(model):
-        batched_with_backoff([int(n_tok[i]) for i in todo], batch_tokens, run_batch, what="a scoring")
+        batched_with_backoff([int(n_tok[i]) for i in todo], batch_tokens, run_batch, what="a scoring",
+                             batch_cost=batch_cost)
         if on_batch is not None and trunc.any():
             on_batch(int(trunc.sum()), 0)
     return LossResult(loss, n_tok, n_resp, trunc)

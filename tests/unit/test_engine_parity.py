@@ -65,8 +65,11 @@ def test_parity_every_layout_tiny(tmp_path, tiny_model_dir, layout, template):
     _check_parity(lm, _pool(tmp_path, RECORDS[layout]).examples, template=template)
 
 
-def test_parity_mixed_batch_tiny(tmp_path, tiny_model_dir):
+def test_parity_mixed_batch_tiny(tmp_path, tiny_model_dir, monkeypatch):
     """Examples of different lengths padded together still match batch size 1."""
+    import proxysel.engine as engine
+
+    monkeypatch.setattr(engine, "CPU_BATCH_COST", None)  # the greedy plan: all of them in one batch
     lm = load_causal_lm(str(tiny_model_dir))
     records = [r for rs in RECORDS.values() for r in rs]
     enc, res = _check_parity(lm, _pool(tmp_path, records).examples, batch_tokens=10_000)
@@ -130,9 +133,54 @@ def test_plan_batches_respects_token_budget():
     assert batches[0] == [1]  # longest first, alone (2 x 100 > 128)
 
 
+def test_parity_cheapest_plan_tiny(tmp_path, tiny_model_dir):
+    """The CPU plan (padding + a cost per batch) cuts these examples into several batches of several
+    examples each, and every loss still matches batch size 1."""
+    from proxysel.engine import CPU_BATCH_COST
+
+    lm = load_causal_lm(str(tiny_model_dir))
+    records = [r for rs in RECORDS.values() for r in rs]
+    enc, _ = _check_parity(lm, _pool(tmp_path, records).examples, batch_tokens=10_000)
+    plan = plan_batches([e.n_tokens for e in enc], 10_000, batch_cost=CPU_BATCH_COST)
+    assert len(plan) > 1 and all(len(b) > 1 for b in plan)
+
+
+def test_plan_batches_with_a_batch_cost_minimises_padding_plus_cost():
+    # lengths 100, 90, 10, 10 under 1000 tokens: one batch pads to 4 x 100 = 400; [100, 90] + [10, 10]
+    # pads to 200 + 20 = 220. A batch costing 50 tokens makes the second cheaper (320 < 450); one
+    # costing 1000 the first (1400 < 2220).
+    lengths = [10, 100, 10, 90]
+    assert plan_batches(lengths, 1000, batch_cost=50) == [[1, 3], [0, 2]]
+    assert plan_batches(lengths, 1000, batch_cost=1000) == [[1, 3, 0, 2]]
+    assert plan_batches(lengths, 1000, batch_cost=0) == [[1], [3], [0, 2]]  # equal lengths pad nothing
+    # the budget still binds: 3 x 100 > 250, and an example over it is alone
+    assert plan_batches(lengths, 250, batch_cost=1000) == [[1, 3], [0, 2]]
+    assert plan_batches([300, 5], 250, batch_cost=1000) == [[0], [1]]
+    assert plan_batches([], 250, batch_cost=10) == []
+
+
+def test_attention_mask_is_dropped_only_for_right_padding(tiny_model_dir):
+    """Left padding keeps its mask (and its result): only right padding is exact without one."""
+    from proxysel.engine import batch_token_losses, is_right_padded
+
+    assert is_right_padded(torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0]]))
+    assert not is_right_padded(torch.tensor([[1, 1, 1], [0, 1, 1]]))
+    assert not is_right_padded(torch.tensor([[1, 0, 1]]))
+    lm = load_causal_lm(str(tiny_model_dir))
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    tgt = torch.tensor([[-100, 7, 8, 9, -100]])
+    with torch.inference_mode():
+        ref, _ = batch_token_losses(lm.model, ids, torch.ones_like(ids), tgt)
+        left = torch.tensor([[0, 0, 5, 6, 7, 8, 9]])  # the same example after two pad tokens
+        got, _ = batch_token_losses(lm.model, left, torch.tensor([[0, 0, 1, 1, 1, 1, 1]]),
+                                    torch.tensor([[-100, -100, -100, 7, 8, 9, -100]]))
+    assert torch.allclose(ref, got, atol=1e-5)
+
+
 def test_out_of_memory_halves_the_token_budget_and_retries(tmp_path, tiny_model_dir, monkeypatch, caplog):
     import proxysel.engine as engine
 
+    monkeypatch.setattr(engine, "CPU_BATCH_COST", None)  # the greedy plan: one batch of all at 100_000
     lm = load_causal_lm(str(tiny_model_dir))
     records = [r for rs in RECORDS.values() for r in rs]
     enc = [Renderer(lm.tokenizer).encode(e) for e in _pool(tmp_path, records).examples]

@@ -134,6 +134,13 @@ def autocast(config: TrainRecipe, device: Any) -> Any:
     return contextlib.nullcontext()
 
 
+def autocast_off(device: Any) -> Any:
+    """A region without autocast inside an autocast region (the outer region's weight cache survives it)."""
+    import torch
+
+    return torch.autocast(device_type=torch.device(device).type, enabled=False)
+
+
 @dataclass
 class BatchStats:
     """loss: per-token mean over the effective batch (what was differentiated). tokens: input tokens
@@ -177,17 +184,23 @@ def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pa
         example_loss = np.full(len(batch), np.nan)
         loss_sum, tokens = 0.0, 0
         try:
-            for micro in micros:
-                ids, att, tgt = collate([encoded[i] for i in micro], pad_id, device)
-                with autocast(config, device):
+            # One autocast region for all the micro-batches: autocast keeps the bf16 copy of each
+            # float32 weight for the whole region, so the weights are cast once per step instead of
+            # once per micro-batch (they change only at the optimizer step). The backward passes run
+            # with autocast off, as they did outside the region (same ops, same numbers).
+            with autocast(config, device):
+                for micro in micros:
+                    ids, att, tgt = collate([encoded[i] for i in micro], pad_id, device)
                     losses, rows = batch_token_losses(model, ids, att, tgt)
-                (losses.sum() / n_scored).backward()
-                losses = losses.detach().double()
-                loss_sum += float(losses.sum())
-                tokens += int(att.sum())
-                sums = torch.zeros(len(micro), dtype=torch.float64, device=losses.device).index_add_(0, rows, losses)
-                counts = torch.bincount(rows, minlength=len(micro)).double()
-                example_loss[[where[int(i)] for i in micro]] = (sums / counts).cpu().numpy()
+                    with autocast_off(device):
+                        (losses.sum() / n_scored).backward()
+                    losses = losses.detach().double()
+                    loss_sum += float(losses.sum())
+                    tokens += int(att.sum())
+                    sums = torch.zeros(len(micro), dtype=torch.float64, device=losses.device).index_add_(
+                        0, rows, losses)
+                    counts = torch.bincount(rows, minlength=len(micro)).double()
+                    example_loss[[where[int(i)] for i in micro]] = (sums / counts).cpu().numpy()
             break
         except (MemoryError, RuntimeError) as e:
             if not is_out_of_memory(e) or size <= 1:

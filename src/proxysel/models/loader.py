@@ -20,6 +20,7 @@ from typing import Any
 
 from proxysel.errors import UsageError
 from proxysel.models.bundled import BUNDLED, bundled_path, cache_dir
+from proxysel.store.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,41 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def stamped_sha256(path: Path) -> str:
+    """``file_sha256(path)``, hashed once per version of the file.
+
+    The hash is kept beside the model cache (``cache_dir()/hashes``) with the file's size, mtime
+    and inode; a later call (a later process) whose file still has all three reuses it instead of
+    reading the whole file again (98 MB for SmolLM2, 253 MB for Gemma3 on every start). A file
+    rewritten in place with the same size and mtime would keep its old hash, as with make and
+    rsync. An unwritable cache only costs the re-hashing.
+    """
+    path = path.resolve()
+    st = path.stat()
+    stamp = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    key = json.dumps(stamp, sort_keys=True)
+    if key in _SHA_MEMO:
+        return _SHA_MEMO[key]
+    where = cache_dir() / "hashes" / f"{path.stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}.json"
+    try:
+        saved = json.loads(where.read_text())
+        sha = saved["sha256"] if {k: saved.get(k) for k in stamp} == stamp else None
+    except (OSError, ValueError, KeyError, TypeError):
+        sha = None
+    if sha is None:
+        sha = file_sha256(path)
+        try:
+            where.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(where, {**stamp, "sha256": sha})
+        except OSError as e:
+            log.debug("cannot keep the hash of %s in %s: %s", path, where, e)
+    _SHA_MEMO[key] = sha
+    return sha
+
+
+_SHA_MEMO: dict[str, str] = {}  # stamp -> sha256 of the files this process has hashed
+
+
 def folder_revision(folder: Path) -> str:
     """A hash of a model folder: config plus the names, sizes and leading bytes of its weight files."""
     h = hashlib.sha256()
@@ -73,14 +109,14 @@ def folder_revision(folder: Path) -> str:
 
 def dequantized_dir(gguf_file: Path) -> tuple[Path, str]:
     """Return the cached safetensors folder for a GGUF file, creating it on first use."""
+    sha = stamped_sha256(gguf_file)
+    out = cache_dir() / "models" / f"{gguf_file.stem}-{sha[:16]}"
+    if (out / "COMPLETE").exists():
+        return out, sha[:16]
     _require_torch()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    sha = file_sha256(gguf_file)
-    out = cache_dir() / "models" / f"{gguf_file.stem}-{sha[:16]}"
-    if (out / "COMPLETE").exists():
-        return out, sha[:16]
     log.info("dequantizing %s once into %s (later loads take about a second)", gguf_file, out)
     tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
