@@ -73,7 +73,8 @@ def startup_seconds(runs: int = 2, cpu: bool = False, threads: int | None = None
     for k in range(runs):
         t = clock()
         subprocess.run([sys.executable, "-m", "proxysel.cli.main", "-q", "score", str(data), "--out",
-                        str(tmp / f"run{k}"), "--model", "smollm2-135m"], check=True, capture_output=True, env=env)
+                        str(tmp / f"run{k}"), "--model", "smollm2-135m"],
+                       check=True, capture_output=True, env=env)
         best = min(best, clock() - t)
     return best
 
@@ -82,7 +83,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--score-n", type=int, default=40, help="demo conversations scored (default 40)")
     ap.add_argument("--train-steps", type=int, default=2, help="optimizer steps per loop, the first untimed")
-    ap.add_argument("--train-effective", type=int, default=16, help="examples per optimizer step (default 16)")
+    ap.add_argument("--train-effective", type=int, default=16,
+                    help="examples per optimizer step (default 16)")
     ap.add_argument("--train-max-length", type=int, default=256)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
@@ -99,16 +101,18 @@ def main() -> int:
     load0 = loadavg()
     t0 = time.perf_counter()
     start = startup_seconds(cpu=args.clock == "cpu", threads=args.threads)
-    rows.append((f"`proxysel score` start-up, 2 examples, whole process ({args.clock} time)", f"{start:.1f} s", "",
-                 "", "<= 3 s"))
+    rows.append((f"`proxysel score` start-up, 2 examples, whole process ({args.clock} time)",
+                 f"{start:.1f} s", "", "", "<= 3 s"))
     s = score_throughput.measure(args.score_n)
     t_base = s["rows"][0][2]
-    for (name, _, t), peak, goal in zip(s["rows"][1:], (s["peak32"], s["peak16"]), (">= 75% of peak", ">= 60%")):
+    for (name, _, t), peak, goal in zip(s["rows"][1:], (s["peak32"], s["peak16"]),
+                                        (">= 75% of peak", ">= 60%")):
         gflops = 2 * s["params"] * s["tokens"] / t / 1e9
         rows.append((f"scoring, {name.split(', ')[1]} (x plain HF loop)", f"{s['tokens'] / t:.0f} tok/s",
                      f"{t_base / t:.2f}x", f"{100 * gflops / peak:.0f}%", goal))
     train_throughput.EFFECTIVE = args.train_effective
-    encoded, tok = train_throughput.demo_encoded(args.train_steps * args.train_effective, args.train_max_length)
+    encoded, tok = train_throughput.demo_encoded(args.train_steps * args.train_effective,
+                                                 args.train_max_length)
     for bf16 in (False, True):
         ours = train_throughput.run_proxysel(encoded, tok.pad_token_id, args.train_steps, False, bf16)
         theirs = train_throughput.run_trainer(encoded, tok, args.train_steps, False, bf16)
@@ -119,10 +123,12 @@ def main() -> int:
 
     print(f"### bench-quick ({time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {args.clock} time)\n")
-    print(f"`{' '.join(['python'] + sys.argv)}`: {wall:.0f} s; load average {load0} before, {loadavg()} after. "
+    print(f"`{' '.join(['python'] + sys.argv)}`: {wall:.0f} s; "
+          f"load average {load0} before, {loadavg()} after. "
           f"Scoring: {s['examples']} conversations, {s['tokens']} tokens (max 512), matmul peak fp32 "
           f"{s['peak32']:.0f} / bf16 {s['peak16']:.0f} GFLOP/s. Training: {len(encoded)} conversations at "
-          f"max length {args.train_max_length}, {args.train_steps - 1} timed step(s) of {args.train_effective}.\n")
+          f"max length {args.train_max_length}, {args.train_steps - 1} timed step(s) "
+          f"of {args.train_effective}.\n")
     print("| what | measured | ratio | % of peak | goal |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -66,7 +66,8 @@ DRY = Sizes(device="cpu", score_n=8, max_length=128, engine_budgets=(256, 1024),
             bench_overrides={"tiny": ["seeds=[0]", "budgets=[0.3]", "transfer.enabled=false"],
                              "synthetic": ["seeds=[0]", "budgets=[0.3]", "data.n_pool=60", "data.n_eval=12",
                                            "proxy.epochs=1", "target.epochs=1", "proxy.checkpoints=2",
-                                           "transfer.enabled=false", "selectors=[{method: s2l, clusters: 2}]"]})
+                                           "transfer.enabled=false",
+                                           "selectors=[{method: s2l, clusters: 2}]"]})
 
 
 class Report:
@@ -159,19 +160,24 @@ def scoring_section(rep: Report, sizes: Sizes, models: dict[str, str], data: str
     rows, raw = [], {}
     for label, spec in models.items():
         lm = load_causal_lm(spec, dtype="bfloat16", device=sizes.device)
+        model = lm.model
         enc, tok = encode(spec, data, sizes.score_n, sizes.max_length)
         pad = tok.pad_token_id
         tokens = sum(e.n_tokens for e in enc)
-        params = sum(p.numel() for p in lm.model.parameters())
-        score_losses(lm.model, enc[:16], pad_id=pad)  # warm-up: kernels, allocator
-        score_throughput.plain_loop(lm.model, enc[:16], pad, device=sizes.device)
-        base, t_base = timed(lambda: score_throughput.plain_loop(lm.model, enc, pad, device=sizes.device),
-                             sizes.device)
+        params = sum(p.numel() for p in model.parameters())
+        score_losses(model, enc[:16], pad_id=pad)  # warm-up: kernels, allocator
+        score_throughput.plain_loop(model, enc[:16], pad, device=sizes.device)
+        # The timed lambdas take the model as a default argument, not from the closure: the loop
+        # deletes it at its end to free the device memory before the next model loads.
+        base, t_base = timed(
+            lambda model=model: score_throughput.plain_loop(model, enc, pad, device=sizes.device),
+            sizes.device)
         lengths = [e.n_tokens for e in enc]
         plain = sum(len(b) * max(b) for b in (lengths[s:s + 8] for s in range(0, len(lengths), 8)))
         loops = [("plain HF loop, batch 8", base, t_base, plain)]
         for budget in sizes.engine_budgets:
-            v, t = timed(lambda: score_losses(lm.model, enc, pad_id=pad, batch_tokens=budget).loss, sizes.device)
+            v, t = timed(lambda model=model: score_losses(model, enc, pad_id=pad, batch_tokens=budget).loss,
+                         sizes.device)
             plan = plan_batches(lengths, budget, batch_cost=batch_cost_for(sizes.device))
             padded = sum(len(b) * max(lengths[i] for i in b) for b in plan)
             loops.append((f"engine, --batch-tokens {budget}", v, t, padded))
@@ -181,7 +187,7 @@ def scoring_section(rep: Report, sizes: Sizes, models: dict[str, str], data: str
                          f"{100 * tflops / peak:.1f}%", f"{100 * tokens / padded:.0f}%",
                          f"{score_throughput.spearman(v, base):.4f}", f"{np.max(np.abs(v - base)):.1e}"])
             raw[f"{label}/{name}"] = {"seconds": t, "tokens": tokens, "padded": padded, "params": params}
-        del lm
+        del lm, model
         free(sizes.device)
     rep.add("scoring", raw, f"## Scoring, bf16 weights, max length {sizes.max_length}, {sizes.score_n} "
             f"conversations (real tokens: the share of the padded batches that is not padding)\n\n"
@@ -242,8 +248,8 @@ def bench_section(rep: Report, sizes: Sizes, peak: float, work: Path, deadline: 
             rows.append([preset, "skipped: no time left", "", "", "", ""])
             continue
         out = work / f"bench-{preset}"
-        cmd = [sys.executable, "-m", "proxysel.cli.main", "-q", "bench", "--preset", preset, "--out", str(out),
-               *overrides]
+        cmd = [sys.executable, "-m", "proxysel.cli.main", "-q", "bench", "--preset", preset,
+               "--out", str(out), *overrides]
         t = time.perf_counter()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=left)
@@ -277,14 +283,15 @@ def target_flops(bench: Path) -> dict[str, Any]:
 
     lm = load_causal_lm(str(bench / "models" / "target"))
     params = sum(p.numel() for p in lm.model.parameters())
-    enc = [Renderer(lm.tokenizer, max_length=64).encode(e) for e in read_pool(bench / "data" / "pool.jsonl").examples]
+    enc = [Renderer(lm.tokenizer, max_length=64).encode(e)
+           for e in read_pool(bench / "data" / "pool.jsonl").examples]
     mean_tokens = sum(e.n_tokens for e in enc) / len(enc)
     with open(bench / "results.csv", newline="") as f:
         cells = list(csv.DictReader(f))
     trained = sum(int(c["n_train"]) * int(c["epochs"]) for c in cells)
     seconds = sum(float(c["train_seconds"]) for c in cells)
-    return {"params": params, "mean_tokens": mean_tokens, "examples_trained": trained, "train_seconds": seconds,
-            "flops": 6 * params * mean_tokens * trained}
+    return {"params": params, "mean_tokens": mean_tokens, "examples_trained": trained,
+            "train_seconds": seconds, "flops": 6 * params * mean_tokens * trained}
 
 
 def free(device: str) -> None:

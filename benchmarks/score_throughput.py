@@ -113,14 +113,16 @@ def main() -> int:
 
     print(f"### Scoring throughput ({time.strftime('%Y-%m-%d')}, {platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__})\n")
-    print(f"`{' '.join([sys.executable.split('/')[-1]] + sys.argv)}`: {m['examples']} ShareGPT conversations, "
-          f"{tokens} tokens (max {args.max_length}), SmolLM2-135M ({params:,} parameters).\n")
+    print(f"`{' '.join([sys.executable.split('/')[-1]] + sys.argv)}`: "
+          f"{m['examples']} ShareGPT conversations, {tokens} tokens (max {args.max_length}), "
+          f"SmolLM2-135M ({params:,} parameters).\n")
     print(f"Matmul peak measured in this run: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s.\n")
-    print("| loop | seconds | tokens/s | ratio vs plain | GFLOP/s | % of fp32 peak | max abs diff vs plain | Spearman vs plain |")
+    print("| loop | seconds | tokens/s | ratio vs plain | GFLOP/s | % of fp32 peak "
+          "| max abs diff vs plain | Spearman vs plain |")
     print("|---|---|---|---|---|---|---|---|")
     for name, v, t in m["rows"]:
-        print(f"| {name} | {t:.1f} | {tokens / t:.0f} | {t_base / t:.2f}x | {gf(t):.0f} | {100 * gf(t) / peak32:.0f}% "
-              f"| {np.max(np.abs(v - base)):.2e} | {spearman(v, base):.4f} |")
+        print(f"| {name} | {t:.1f} | {tokens / t:.0f} | {t_base / t:.2f}x | {gf(t):.0f} "
+              f"| {100 * gf(t) / peak32:.0f}% | {np.max(np.abs(v - base)):.2e} | {spearman(v, base):.4f} |")
     return 0
 
 

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                                           f"{v:.3f}" if c == "lp_app" else f"{v:.1f}"
                                           for c, v in zip(cols, vals)) + " |"
 
-    lines = ["| subset | " + " | ".join(f"median {c}" if c.startswith("ppl") else c for c in cols) + " |", "|---|" + "---|" * len(cols),
+    lines = ["| subset | " + " | ".join(f"median {c}" if c.startswith("ppl") else c for c in cols) + " |",
+             "|---|" + "---|" * len(cols),
              row("pool", [np.ones(len(pool), dtype=bool)])]
     by_selector: dict[str, list[np.ndarray]] = {}
     for d in sorted((args.bench / "proxy" / "selections").iterdir()):

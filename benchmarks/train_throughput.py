@@ -1,6 +1,7 @@
 """Proxy training throughput: proxysel's loop against the Hugging Face Trainer, in one process.
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 3] [--max-length 256] [--modes full-fp32,lora-bf16]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 3] [--max-length 256]
+        [--modes full-fp32,lora-bf16]
     .venv/bin/python benchmarks/train_throughput.py --lp-app 300     # lp_app wall time on the demo pool
 
 Throughput: both train SmolLM2-135M-Instruct on the same ShareGPT conversations (the demo sample:
@@ -51,7 +52,8 @@ def demo_encoded(n: int, max_length: int, model: str = "smollm2-135m", data: str
     from proxysel.models.render import Renderer
 
     if data is None:
-        data = demo_pool_path(Path(tempfile.mkdtemp(prefix="proxysel-bench-")), n=2 * n + 50)  # room for the truncated
+        data = demo_pool_path(Path(tempfile.mkdtemp(prefix="proxysel-bench-")),
+                              n=2 * n + 50)  # room for the truncated
     pool = read_pool(data)
     tokenizer = load_tokenizer(resolve_model_path(model)[0])
     renderer = Renderer(tokenizer, max_length=max_length)
@@ -168,7 +170,7 @@ def run_trainer(encoded, tokenizer, steps: int, lora: bool, bf16: bool, model_na
 def throughput(args) -> None:
     encoded, tok = demo_encoded(args.steps * EFFECTIVE, args.max_length)
     lengths = [e.n_tokens for e in encoded]
-    print(f"## Proxy training throughput vs HF Trainer\n")
+    print("## Proxy training throughput vs HF Trainer\n")
     print(f"`.venv/bin/python {' '.join(sys.argv)}`"
           f" on {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; SmolLM2-135M-Instruct, {len(encoded)} ShareGPT demo "
@@ -215,8 +217,10 @@ def lp_app_cost(args) -> None:
     print("|---|---|---|")
     print(f"| one training epoch alone | {train_s:.0f} | 1.00 |")
     print(f"| one scoring pass (mean of 2) | {score_s / 2:.0f} | {score_s / 2 / train_s:.2f} |")
-    print(f"| exact lp_app: epoch + 2 passes | {train_s + score_s:.0f} | {(train_s + score_s) / train_s:.2f} |")
-    print(f"| --online lp_app: epoch + 1 pass | {train_s + score_s / 2:.0f} | {(train_s + score_s / 2) / train_s:.2f} |")
+    print(f"| exact lp_app: epoch + 2 passes | {train_s + score_s:.0f} "
+          f"| {(train_s + score_s) / train_s:.2f} |")
+    print(f"| --online lp_app: epoch + 1 pass | {train_s + score_s / 2:.0f} "
+          f"| {(train_s + score_s / 2) / train_s:.2f} |")
     print(f"| this whole command (load, tokenize, write) | {wall:.0f} | {wall / train_s:.2f} |")
     rho_p = spearmanr(p1_online, p1_exact).statistic
     rho_lp = spearmanr((p0 - p1_online) / p0, (p0 - p1_exact) / p0).statistic
@@ -234,7 +238,8 @@ def main() -> int:
     ap.add_argument("--dtype", default="float32", help="--lp-app only")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                    help="wall seconds, or CPU seconds of this process (steadier on a shared machine with --threads 1)")
+                    help="wall seconds, or CPU seconds of this process "
+                         "(steadier on a shared machine with --threads 1)")
     args = ap.parse_args()
     global CLOCK
     if args.threads:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -227,8 +226,9 @@ def batched_with_backoff(lengths: Sequence[int], batch_tokens: int, run_batch: C
             free_accelerator_memory()
 
 
-def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int, batch_tokens: int = DEFAULT_BATCH_TOKENS,
-                 device: Any = None, on_batch: Callable[[int, int], None] | None = None) -> LossResult:
+def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int,
+                 batch_tokens: int = DEFAULT_BATCH_TOKENS, device: Any = None,
+                 on_batch: Callable[[int, int], None] | None = None) -> LossResult:
     """Per-example mean loss over scored tokens, in eval mode.
 
     encoded: the examples; row i of the result belongs to encoded[i].

@@ -28,7 +28,8 @@ TINY = dict(epochs=2, checkpoints=4, batch_size=2, grad_accum=4, lr=1e-2, max_le
 
 
 def _column(run, name):
-    return np.array([np.nan if v is None else v for v in pq.read_table(run / "scores.parquet").column(name).to_pylist()],
+    return np.array([np.nan if v is None else v
+                     for v in pq.read_table(run / "scores.parquet").column(name).to_pylist()],
                     dtype=float)
 
 
@@ -37,8 +38,8 @@ def test_cuda_losses_match_a_plain_cpu_loop(tmp_path, tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     data = write_qa_pool(tmp_path / "pool.jsonl", 40)
-    run = proxysel.score(data, out=tmp_path / "run", model=str(tiny_model_dir), signals=["loss"], device="cuda",
-                         max_length=64)
+    run = proxysel.score(data, out=tmp_path / "run", model=str(tiny_model_dir), signals=["loss"],
+                         device="cuda", max_length=64)
     got = _column(run, "loss")
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     renderer = Renderer(AutoTokenizer.from_pretrained(tiny_model_dir), max_length=64, template="auto")
@@ -58,7 +59,8 @@ def test_train_proxy_on_cuda_follows_the_cpu_run(tmp_path, tiny_model_dir):
     runs = {dev: proxysel.train_proxy(data, out=tmp_path / dev, model=str(tiny_model_dir), device=dev, **TINY)
             for dev in ("cpu", "cuda")}
     for col in ("lp_app", "lp"):
-        np.testing.assert_allclose(_column(runs["cuda"], col), _column(runs["cpu"], col), rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(_column(runs["cuda"], col), _column(runs["cpu"], col),
+                                   rtol=2e-3, atol=2e-3)
     for run in runs.values():
         proxysel.select(run, method="lp_app", budget=0.3, name="s", within_clusters=False)
     picked = {dev: set(RunFolder(run).selection_ids("s")) for dev, run in runs.items()}

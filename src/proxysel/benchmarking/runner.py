@@ -11,8 +11,9 @@ Layout of the bench folder ``OUT/``:
     cells/NAME/result.json one trained target: fingerprint, counts, steps, metrics (per group, pooled,
                            macro), per-example eval arrays, keep rates, its training tokens and FLOPs.
                            A rerun skips every cell whose result is there with the same fingerprint
-    winrate/NAME.json      (winrate.enabled) the judge's verdicts on cell NAME's answers against full-s<seed>'s,
-                           both orders, and their summary; cells/NAME/result.json then holds the answers
+    winrate/NAME.json      (winrate.enabled) the judge's verdicts on cell NAME's answers against
+                           full-s<seed>'s, both orders, and their summary; cells/NAME/result.json then
+                           holds the answers
     target-signals/        the transfer check: api.train_proxy with the target model
     results.csv            one row per cell (seed level)
     results.md             the headline (macro) and pooled metrics per (selector, budget), verdicts,
@@ -42,17 +43,17 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from proxysel.benchmarking import winrate
-from proxysel.benchmarking.analysis import (choice_stages, example_arrays, example_metrics, example_record)
+from proxysel.benchmarking.analysis import choice_stages, example_arrays, example_metrics, example_record
 from proxysel.benchmarking.config import BenchConfig, bench_config_dict, needs_reference
 from proxysel.benchmarking.datasets import check_leakage, prepare_data
 from proxysel.benchmarking.groups import GROUP_RULES, eval_groups
-from proxysel.benchmarking.ledger import proxy_costs_from_run, train_flops
+from proxysel.benchmarking.ledger import model_params, proxy_costs_from_run, train_flops
 from proxysel.benchmarking.report import Context, write_outputs
 from proxysel.benchmarking.target import evaluate_target, matched_epochs, train_target, untrained_target
 from proxysel.config import dump_config
 from proxysel.data import read_pool
 from proxysel.errors import RunConflictError
-from proxysel.models.loader import resolve_model_path
+from proxysel.models.loader import load_causal_lm, resolve_model_path
 from proxysel.models.scratch import build_llama, build_tokenizer, llama_parameters
 from proxysel.options import ConfigError, ReadConfig, RuntimeConfig
 from proxysel.selectors.config import SelectConfig, ordered_by_parent
@@ -60,15 +61,13 @@ from proxysel.signals import available_signals, get_signal, producer_of
 from proxysel.signals.config import ScoreConfig
 from proxysel.signals.lp import lp, lp_app
 from proxysel.stages.compare import compare_runs
+from proxysel.stages.inputs import record_reference
 from proxysel.stages.score import score
 from proxysel.stages.select import select_run
 from proxysel.stages.train_proxy import train_proxy
 from proxysel.store import Run, RunFolder
-from proxysel.stages.inputs import record_reference
 from proxysel.store.atomic import atomic_write_json, atomic_write_text
 from proxysel.store.run import content_hash, fingerprint_diff
-from proxysel.benchmarking.ledger import model_params
-from proxysel.models.loader import load_causal_lm
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,8 @@ class Cell:
     def name(self) -> str:
         if self.selector == "base":
             return "base"
-        return f"full-s{self.seed}" if self.budget is None else f"{self.selector}-{self.budget:g}-s{self.seed}"
+        return (f"full-s{self.seed}" if self.budget is None
+                else f"{self.selector}-{self.budget:g}-s{self.seed}")
 
 
 def plan_cells(cfg: BenchConfig) -> list[Cell]:
@@ -170,7 +170,8 @@ def _echo(echo: Callable[[str], None] | None) -> Callable[[str], None]:
     return say
 
 
-def run_bench(cfg: BenchConfig, *, overwrite: bool = False, echo: Callable[[str], None] | None = None) -> Path:
+def run_bench(cfg: BenchConfig, *, overwrite: bool = False,
+              echo: Callable[[str], None] | None = None) -> Path:
     """Run (or resume) the bench ``cfg`` describes; returns its folder. See the module docstring.
 
     echo: called with one line per step and per cell (progress); None logs them instead.
@@ -222,7 +223,8 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
         parent = None
         if c.parent is not None:
             parent_budget = getattr(choices[c.parent], "budget", None)
-            parent = Cell(c.parent, parent_budget if parent_budget is not None else cell.budget, cell.seed).name
+            parent = Cell(c.parent, parent_budget if parent_budget is not None else cell.budget,
+                          cell.seed).name
         select = SelectConfig(method=c.method, options=c.params(), parent=parent, budget=cell.budget,
                               seed=cell.seed, name=cell.name)
         select_run(proxy_run, select, overwrite=overwrite)
@@ -242,7 +244,8 @@ def _run_bench(cfg: BenchConfig, *, overwrite: bool, echo: Callable[[str], None]
         row = run_cell(cfg, out, cell, target_spec, data, subsets[cell.name], by_id, labels,
                        overwrite=overwrite, prefix=f"[{k}/{len(cells)}]", say=say)
         rows.append(row)
-        if k < len(cells) or cfg.transfer.enabled or cfg.winrate.enabled:  # else the final write follows at once
+        # After the last cell, with neither win rate nor transfer, the final write follows at once
+        if k < len(cells) or cfg.transfer.enabled or cfg.winrate.enabled:
             write_outputs(cfg, out, rows, None, pool, pending=len(cells) - k, context=context)
 
     # 6. win rate against full data (opt-in), transfer check, tables and plot
@@ -484,7 +487,8 @@ def run_cell(cfg: BenchConfig, out: Path, cell: Cell, target_spec: str, data: Be
         again = " again, only to answer the win-rate prompts (its metrics are kept)" if cached else ""
         say(f"{prefix} {cell.name}: training{again} on {len(examples)} examples for {epochs} epoch(s)")
         trained = train_target(target_spec, cfg.target, examples, epochs=epochs, seed=cell.seed,
-                               state_dir=folder / "state", device=cfg.device, batch_tokens=cfg.eval.batch_tokens)
+                               state_dir=folder / "state", device=cfg.device,
+                               batch_tokens=cfg.eval.batch_tokens)
     if cached is None:
         e = cfg.eval
         metrics, arrays = evaluate_target(trained, held_out.examples, exact_match=exact,
@@ -525,13 +529,13 @@ def run_transfer(cfg: BenchConfig, out: Path, pool_path: Path, target_spec: str,
     t0 = time.perf_counter()
     say(f"transfer: train-proxy with the target ({cfg.transfer.epochs} epoch(s)) into {run}")
     recipe = {k: getattr(t, k) for k in ("lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
-                                         "max_grad_norm", "dtype", "lora", "lora_r", "lora_alpha", "max_length",
-                                         "template")}
+                                         "max_grad_norm", "dtype", "lora", "lora_r", "lora_alpha",
+                                         "max_length", "template")}
     checkpoints = cfg.proxy.n_checkpoints if cfg.proxy.n_checkpoints >= 2 else 0
-    config = dataclasses.replace(cfg.proxy.train_proxy_config(target_spec), epochs=cfg.transfer.epochs, lp_epoch=1,
-                                 checkpoints=checkpoints, **recipe)
-    train_proxy(pool_path, out=run, config=config, read=ReadConfig(), runtime=RuntimeConfig(device=cfg.device),
-                overwrite=overwrite)
+    config = dataclasses.replace(cfg.proxy.train_proxy_config(target_spec), epochs=cfg.transfer.epochs,
+                                 lp_epoch=1, checkpoints=checkpoints, **recipe)
+    train_proxy(pool_path, out=run, config=config, read=ReadConfig(),
+                runtime=RuntimeConfig(device=cfg.device), overwrite=overwrite)
     signals = ["lp_app"] + (["lp"] if cfg.transfer.epochs >= 2 and cfg.proxy.epochs >= 2 else [])
     res = {s: compare_runs(out / "proxy", run, signal=s) for s in signals}
     say("transfer: " + ", ".join(f"{s} Spearman {r['spearman']:+.3f}" for s, r in res.items())

@@ -124,8 +124,8 @@ def make_pool(n: int, *, families: Sequence[str] = FAMILIES, difficulties: Seque
         records.append({"instruction": instruction, "output": answer, "family": "garbage",
                         "difficulty": 0, "noise": "garbage"})
     easy = [r for r in records[:n_clean] if r["difficulty"] == min(difficulties)]
-    sources = [easy[int(i)] for i in rng.choice(len(easy), min(duplicate_sources, len(easy)), replace=False)] \
-        if counts["duplicate"] else []
+    sources = ([easy[int(i)] for i in rng.choice(len(easy), min(duplicate_sources, len(easy)), replace=False)]
+               if counts["duplicate"] else [])
     for k in range(counts["duplicate"]):
         src = sources[k % len(sources)]
         records.append({**src, "noise": "duplicate"})

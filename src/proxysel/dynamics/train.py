@@ -49,11 +49,10 @@ import numpy as np
 from proxysel.dynamics.distributed import Dist
 from proxysel.dynamics.schedule import Plan, cosine_lr, make_plan, micro_batches
 from proxysel.dynamics.state import latest_state, load_state, save_state, trainable_parameters
-from proxysel.engine import batch_token_losses, collate
+from proxysel.engine import batch_token_losses, collate, free_accelerator_memory, is_out_of_memory
 from proxysel.errors import UsageError
-from proxysel.options import TrainProxyConfig, TrainRecipe
 from proxysel.models.render import Encoded
-from proxysel.engine import free_accelerator_memory, is_out_of_memory
+from proxysel.options import TrainProxyConfig, TrainRecipe
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +150,9 @@ class BatchStats:
     example_loss: np.ndarray
 
 
-def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pad_id: int, config: TrainProxyConfig,
-             device: Any, lengths: Sequence[int] | None = None, dist: Dist | None = None) -> BatchStats:
+def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pad_id: int,
+             config: TrainProxyConfig, device: Any, lengths: Sequence[int] | None = None,
+             dist: Dist | None = None) -> BatchStats:
     """Accumulate into ``.grad`` the gradient of the per-token mean loss over the effective ``batch``.
 
     The batch is cut into micro-batches of ``config.batch_size`` (longest first); each micro-batch's
@@ -215,7 +215,8 @@ def backward(model: Any, encoded: Sequence[Encoded], batch: Sequence[int], *, pa
         dist.all_reduce_grads(list(trainable_parameters(model).values()))
         # One float64 vector: loss sum, token count, then each example's loss (0 on the ranks that did
         # not train it, so the sum is exact).
-        stats = torch.tensor([loss_sum, float(tokens), *np.nan_to_num(example_loss, nan=0.0)], dtype=torch.float64)
+        stats = torch.tensor([loss_sum, float(tokens), *np.nan_to_num(example_loss, nan=0.0)],
+                             dtype=torch.float64)
         owned = torch.tensor(~np.isnan(example_loss), dtype=torch.float64)
         if dist.backend == "nccl":
             stats, owned = stats.to(device), owned.to(device)
@@ -342,7 +343,8 @@ def fine_tune(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: Tr
     if config.lora:
         add_lora(model, config)
     plan = make_plan([e.truncated for e in encoded], epochs=config.epochs,
-                     effective_batch=config.effective_batch, n_checkpoints=0, warmup_ratio=config.warmup_ratio)
+                     effective_batch=config.effective_batch, n_checkpoints=0,
+                     warmup_ratio=config.warmup_ratio)
     if len(plan.trainable) == 0:
         raise UsageError(f"every one of the {len(encoded)} training examples lost its response to "
                          f"{max_length_name}")

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from proxysel.errors import UsageError
-import os
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,8 @@ def load_causal_lm(spec: str, *, dtype: str = "float32", device: str = "cpu",
         has_pickle = any(path.glob("*.bin")) or any(path.glob("*.pt"))
         if not has_st and has_pickle:
             raise UsageError(f"{path} has only pickle weights (.bin/.pt); they can run code when loaded. "
-                             "Convert them to safetensors, or pass --allow-pickle to load them with weights_only.")
+                             "Convert them to safetensors, or pass --allow-pickle to load them "
+                             "with weights_only.")
     try:
         tok = load_tokenizer(path, trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
