@@ -301,3 +301,19 @@ def test_a_filter_and_a_chain_in_a_bench(tmp_path):
     assert [s["name"] for s in meta["chain"]] == ["mid-0.9-s0", "mid-lp_app-0.3-s0"]
     with pytest.raises(Exception, match="selectors.from.: .nope. is not one of the selections"):
         load_bench_config(preset="tiny", overrides=["selectors=[{method: lp_app, from: nope}]"])
+
+
+def test_the_ledger_counts_the_score_stages_of_a_trained_proxy(tmp_path):
+    """With signals_from: trained the loss stage runs the proxy's last checkpoint, named by its path:
+    the ledger counts that model's N too, so ppl's scoring pass has FLOPs (2·N·T) and no unknown N."""
+    out = tmp_path / "trained"
+    assert main(["-q", "bench", "--preset", "tiny", "--out", str(out), "seeds=[0]", "budgets=[0.3]",
+                 "signals_from=trained", "proxy.keep_checkpoints=true",
+                 "selectors=[{name: low, method: top, signal: ppl, order: low}]",
+                 "transfer.enabled=false", "baselines=[random]"]) == 0
+    row = {r["selector"]: r for r in json.loads((out / "ledger.json").read_text())["selectors"]}["low"]
+    assert row["stages"] == ["loss"] and row["forward_tokens"] > 0
+    assert not any("no parameter count" in u for u in row["unknown"]), row["unknown"]
+    n = json.loads((out / "ledger-params.json").read_text())
+    assert len(n) == 2 and len(set(n.values())) == 1  # the proxy and its checkpoint: the same N
+    assert row["forward_flops"] == 2 * next(iter(n.values())) * row["forward_tokens"]

@@ -330,11 +330,15 @@ def bench_context(cfg: BenchConfig, out: Path, data: BenchData, proxy_spec: str,
                   choices: dict[str, Any]) -> Context:
     """What the report needs beyond the cells: the eval groups and the ledger's inputs."""
     records = proxy_costs_from_run(out / "proxy")
+    # N of every model whose tokens the ledger counts: the proxy, and with signals_from: trained
+    # its checkpoint, which the score stages name by path (the same N, counted once per path)
+    counted = {r["model"] for r in records.values()
+               if r.get("model") is not None and (r.get("train_tokens") or r.get("forward_tokens"))}
     return Context(groups=data.groups, eval_ids=[e.id for e in data.eval.examples], grouping=data.grouping,
                    n_pool=len(data.pool.examples), n_eval=len(data.eval.examples),
                    n_reference=0 if data.reference is None else len(data.reference.examples),
                    stages={name: chain_stages(c, choices) for name, c in choices.items()}, records=records,
-                   n_params={proxy_spec: proxy_params(out, proxy_spec)}, n_boot=cfg.eval.n_boot,
+                   n_params={m: proxy_params(out, m) for m in {proxy_spec, *counted}}, n_boot=cfg.eval.n_boot,
                    level=cfg.eval.level)
 
 
