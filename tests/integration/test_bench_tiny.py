@@ -317,3 +317,4 @@ def test_the_ledger_counts_the_score_stages_of_a_trained_proxy(tmp_path):
     n = json.loads((out / "ledger-params.json").read_text())
     assert len(n) == 2 and len(set(n.values())) == 1  # the proxy and its checkpoint: the same N
     assert row["forward_flops"] == 2 * next(iter(n.values())) * row["forward_tokens"]
+

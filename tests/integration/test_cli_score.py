@@ -16,6 +16,7 @@ pytest.importorskip("torch")
 
 from conftest import kill_after_markers  # noqa: E402
 from proxysel.cli.main import main  # noqa: E402
+from proxysel.store import RunFolder  # noqa: E402
 
 
 def _pool(path: Path, n: int) -> Path:
@@ -116,3 +117,21 @@ def test_sigkill_during_score_then_resume_is_identical(tmp_path, tiny_model_dir)
     assert (run / "scores.parquet").read_bytes() == (ref / "scores.parquet").read_bytes()
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["loss"]["shards_computed"] == 60 - done_at_kill
+
+
+def test_a_rerun_keeps_the_seconds_of_the_stages_it_finds_done(tmp_path, tiny_model_dir):
+    """A sharded stage opened again with nothing to compute keeps the seconds of the process that
+    computed it (seconds_all), so a resumed bench's ledger still charges them."""
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"instruction": f"say {i}", "output": f"{i} " * (i % 5 + 1)}) + "\n"
+                            for i in range(12)))
+    args = ["-q", "score", str(pool), "--signals", "loss", "--model", str(tiny_model_dir), "--out",
+            str(tmp_path / "r"), "--shard-size", "4"]
+    assert main(args) == 0
+    first = RunFolder(tmp_path / "r").manifest["stages"]["loss"]
+    assert first["seconds_all"] == first["seconds"] > 0 and first["shards_timed"] == first["shards"] == 3
+    assert main(args) == 0
+    again = RunFolder(tmp_path / "r").manifest["stages"]["loss"]
+    assert again["shards_computed"] == 0
+    assert again["seconds_all"] == round(first["seconds_all"] + again["seconds"], 3)
+    assert again["shards_timed"] == 3

@@ -140,8 +140,8 @@ def _train_proxy_record(run: RunFolder, entry: Mapping[str, Any]) -> dict[str, A
 def _signal_record(run: RunFolder, name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     fp = entry.get("fingerprint") or {}
     missing = []
-    if entry.get("shards_computed", entry.get("shards")) != entry.get("shards"):
-        missing.append("seconds of the shards computed by an earlier process")
+    if entry.get("shards_timed", entry.get("shards_computed", entry.get("shards"))) != entry.get("shards"):
+        missing.append("seconds of the shards computed by an interrupted earlier process")
     forward_tokens: int | None = None
     passes = 0
     if name in ("loss", "color"):
@@ -156,7 +156,7 @@ def _signal_record(run: RunFolder, name: str, entry: Mapping[str, Any]) -> dict[
         missing.append("forward_tokens (the stage does not record its token counts)")
     return {"model": fp.get("embedder", fp.get("model")), "lora": False, "train_tokens": 0,
             "forward_tokens": forward_tokens, "passes": passes,
-            "seconds": entry.get("seconds"), "missing": missing}
+            "seconds": entry.get("seconds_all", entry.get("seconds")), "missing": missing}
 
 
 def proxy_costs_from_run(run_dir: str | Path) -> dict[str, dict[str, Any]]:
@@ -174,7 +174,8 @@ def proxy_costs_from_run(run_dir: str | Path) -> dict[str, dict[str, Any]]:
                       (``embedding``, ``ifd``, ``ask_llm``, ``density``, ``rds``, ``rds_reference``,
                       ``color-conditional``).
       passes:         scoring passes over the pool.
-      seconds:        wall seconds the manifest records (of the last process only).
+      seconds:        wall seconds the manifest records (a sharded stage: summed over the processes
+                      that computed its shards, ``seconds_all``; train-proxy: the last process).
       missing:        what the record cannot account for, in words.
 
     Stages not in ``COMPUTE_STAGES`` (selections, report) and stages not complete are left out.

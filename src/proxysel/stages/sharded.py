@@ -43,6 +43,12 @@ def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str,
     """
     backend = backend or LocalBackend()
     stage = run.stage(stage_name, fingerprint)
+    # A complete stage opened again keeps its manifest entry until it is marked complete anew: the
+    # seconds of the processes that computed its shards carry over (the ledger reads them)
+    before = run.manifest["stages"].get(stage_name) or {}
+    carried = (float(before.get("seconds_all", before.get("seconds", 0.0))),
+               int(before.get("shards_timed", before.get("shards_computed", 0)))) \
+        if before.get("status") == "complete" and not stage.overwritten else (0.0, 0)
     parts = shards(len(pool.examples), shard_size)
     todo = [k for k in range(len(parts)) if not stage.shard_done(k)]
     t0 = time.perf_counter()
@@ -67,7 +73,11 @@ def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str,
     table = stage.read_shards()
     if merge:
         stage.merge_scores(table)
+    # seconds, shards_computed: this process; seconds_all, shards_timed: every process whose shards
+    # this stage still holds (an interrupted process marked nothing, so its seconds are not known)
     info = {"seconds": round(elapsed, 3), "shards_computed": len(todo), "shards": len(parts),
+            "seconds_all": round(carried[0] + elapsed, 3),
+            "shards_timed": min(carried[1] + len(todo), len(parts)),
             "examples": table.num_rows}
     if todo:
         info["backend"] = {**backend.describe(), "workers": list(workers.values())}
