@@ -74,6 +74,9 @@ def test_bad_shapes_and_weights_are_refused():
     (-0.03, -0.01, True, "trails"), (-0.03, -0.01, False, "beats"),
     (-0.01, 0.02, True, "ties"), (-0.01, 0.02, False, "ties"),
     (0.0, 0.0, True, "ties"), (0.0, 0.02, True, "ties"), (-0.02, 0.0, False, "ties"),
+    # rounding residue of an exact 0 (seen in a skewed bench: [5.5e-16, 4.83] points) ties; a small
+    # real difference still counts
+    (5.5e-16, 4.8, True, "ties"), (-4.8, -5.5e-16, False, "ties"), (1e-6, 0.02, True, "beats"),
 ])
 def test_verdict(lo, hi, higher, expected):
     assert verdict(lo, hi, higher) == expected

@@ -157,16 +157,21 @@ def verdict(lo: float, hi: float, higher_is_better: bool) -> str:
 
     beats: the interval lies strictly on the good side of 0 (above for a metric where higher is
     better, such as exact match; below for a loss); trails: strictly on the bad side; ties: it
-    contains 0 (an interval [0, 0] ties).
+    contains 0 (an interval [0, 0] ties). A bound within 1e-9 of 0 (relative to the interval's
+    size) is 0: the bootstrap's group means leave rounding residue such as 5.5e-16 where the
+    exact difference is 0, and that must not turn a tie into a win.
 
     >>> verdict(0.01, 0.03, True), verdict(0.01, 0.03, False), verdict(-0.01, 0.02, True)
     ('beats', 'trails', 'ties')
+    >>> verdict(5.5e-16, 4.8, True)
+    'ties'
     """
     if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
         raise ValueError(f"verdict needs a finite interval lo <= hi, got [{lo}, {hi}]")
-    if lo > 0:
+    tol = 1e-9 * max(1.0, abs(lo), abs(hi))
+    if lo > tol:
         return "beats" if higher_is_better else "trails"
-    if hi < 0:
+    if hi < -tol:
         return "trails" if higher_is_better else "beats"
     return "ties"
 
