@@ -33,6 +33,13 @@ YLABELS = {"eval_loss": "held-out loss, pooled (nats, lower is better)",
            "win_rate": "win rate vs full data % (50 = even)"}
 #: the baselines' lines are dashed (random grey)
 BASELINE_NAMES = ("random", "longest", "cluster_random")
+# line colours of the plot: tab20's dark shades, then its light ones, without its greys (random is
+# grey); with the markers, 13 selectors (a bench with chains) stay apart
+PALETTE = [(0.122, 0.467, 0.706), (1.0, 0.498, 0.055), (0.173, 0.627, 0.173), (0.839, 0.153, 0.157),
+           (0.58, 0.404, 0.741), (0.549, 0.337, 0.294), (0.89, 0.467, 0.761), (0.737, 0.741, 0.133),
+           (0.09, 0.745, 0.812), (0.682, 0.78, 0.91), (1.0, 0.733, 0.471), (0.596, 0.875, 0.541),
+           (1.0, 0.596, 0.588), (0.773, 0.69, 0.835), (0.769, 0.612, 0.58), (0.969, 0.714, 0.824)]
+MARKERS = "os^Dv<>PX"
 
 
 def _table_order(key: tuple[str, float | None]) -> tuple[Any, ...]:
@@ -393,9 +400,11 @@ def plot(aggs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
             mean = np.array([p[1]["mean"] for p in pts]) * scale
             lo = mean - np.array([p[1]["min"] for p in pts]) * scale
             hi = np.array([p[1]["max"] for p in pts]) * scale - mean
-            style = {"linestyle": "--", "color": "grey"} if sel == "random" else \
-                {"linestyle": "--"} if sel in BASELINE_NAMES else {}
-            ax.errorbar(x, mean, yerr=[lo, hi], marker="o", capsize=3, label=sel, **style)
+            j = [s for s in selectors if s != "random"].index(sel) if sel != "random" else 0
+            style = {"linestyle": "--", "color": "grey", "marker": "o"} if sel == "random" else \
+                {"color": PALETTE[j % len(PALETTE)], "marker": MARKERS[j % len(MARKERS)],
+                 "linestyle": "--" if sel in BASELINE_NAMES else "-"}
+            ax.errorbar(x, mean, yerr=[lo, hi], capsize=3, label=sel, **style)
         if full is not None and m in full:
             f = full[m]
             ax.axhline(f["mean"] * scale, color="black", linewidth=1, label="full data")
