@@ -12,7 +12,7 @@ from conftest import write_qa_pool  # noqa: E402
 from proxysel.data import read_pool  # noqa: E402
 from proxysel.dynamics.distributed import Dist, collect_by_id, rank_batches  # noqa: E402
 from proxysel.dynamics.train import TrainConfig, backward  # noqa: E402
-from proxysel.engine import plan_batches  # noqa: E402
+from proxysel.engine import CPU_BATCH_COST, plan_batches  # noqa: E402
 from proxysel.errors import ProxyselError  # noqa: E402
 from proxysel.models.loader import load_causal_lm  # noqa: E402
 from proxysel.models.render import Renderer  # noqa: E402
@@ -71,15 +71,21 @@ def test_rank_gradients_sum_to_the_single_process_gradient(setup, world):
     assert loss_sum == pytest.approx(ref.loss, rel=1e-12)
 
 
+@pytest.mark.parametrize("batch_cost", [None, CPU_BATCH_COST, 4])
 @pytest.mark.parametrize("world", [1, 2, 3, 7])
-def test_rank_batches_are_the_engine_batches_split(setup, world):
+def test_rank_batches_are_the_engine_batches_split(setup, world, batch_cost):
     _, encoded = setup
     todo = [i for i, e in enumerate(encoded) if not e.truncated]
-    engine = [[todo[b] for b in batch] for batch in plan_batches([encoded[i].n_tokens for i in todo], 128)]
-    split = [rank_batches(encoded, 128, r, world) for r in range(world)]
+    lengths = [encoded[i].n_tokens for i in todo]
+    engine = [[todo[b] for b in batch] for batch in plan_batches(lengths, 128, batch_cost=batch_cost)]
+    split = [rank_batches(encoded, 128, r, world, batch_cost=batch_cost) for r in range(world)]
     assert sorted(b for rank in split for b in rank) == sorted(engine)
     assert [b for rank in split for b in rank[:1]] == engine[:world]  # round robin, in order
     assert len(engine) > 3
+    # score_losses plans each rank's batch again: it must stay one batch, in the same order
+    for batch in engine:
+        again = plan_batches([encoded[i].n_tokens for i in batch], 128, batch_cost=batch_cost)
+        assert len(again) == 1 and [batch[b] for b in again[0]] == batch
 
 
 def test_collect_by_id():

@@ -203,15 +203,18 @@ class Dist:
         return result
 
 
-def rank_batches(encoded: Sequence[Any], batch_tokens: int, rank: int, world: int) -> list[list[int]]:
+def rank_batches(encoded: Sequence[Any], batch_tokens: int, rank: int, world: int,
+                 batch_cost: int | None = None) -> list[list[int]]:
     """The scoring batches of ``encoded`` that rank ``rank`` of ``world`` computes.
 
     The batches are those ``engine.score_losses`` forms for the whole of ``encoded`` (truncated
-    examples left out, ``plan_batches`` over the rest), as lists of positions in ``encoded``;
-    rank r takes batches r, r+world, ...
+    examples left out, ``plan_batches`` over the rest, with the engine's ``batch_cost`` for the
+    device: ``engine.batch_cost_for``), as lists of positions in ``encoded``; rank r takes batches
+    r, r+world, ... A batch of that plan, planned again alone, stays one batch (the plan is optimal
+    per batch), so ``score_losses`` on it computes the very batch of one process.
     """
     todo = [i for i, e in enumerate(encoded) if not e.truncated]
-    batches = plan_batches([encoded[i].n_tokens for i in todo], batch_tokens)
+    batches = plan_batches([encoded[i].n_tokens for i in todo], batch_tokens, batch_cost=batch_cost)
     return [[todo[b] for b in batch] for batch in batches[rank::world]]
 
 
