@@ -467,7 +467,7 @@ def test_more_workers_than_rows():
     enc = [Encoded([1, 2, 3], [-100, 2, 3], 3, 2, False), Encoded([1, 2], [-100, 2], 2, 1, False),
            Encoded([1], [-100], 1, 0, True)]
     world = 5
-    per_rank = [rank_batches(enc, 4, r, world) for r in range(world)]
+    per_rank = [rank_batches(enc, 4, r, world, "cpu") for r in range(world)]
     assert sorted(i for b in per_rank for batch in b for i in batch) == [0, 1]
     assert sum(1 for b in per_rank if not b) >= 3
     ids = ["a", "b", "c"]

@@ -71,14 +71,15 @@ def test_rank_gradients_sum_to_the_single_process_gradient(setup, world):
     assert loss_sum == pytest.approx(ref.loss, rel=1e-12)
 
 
-@pytest.mark.parametrize("batch_cost", [None, CPU_BATCH_COST, 4])
+@pytest.mark.parametrize("device", ["cpu", "cuda"])  # the plan only: CPU_BATCH_COST, or none
 @pytest.mark.parametrize("world", [1, 2, 3, 7])
-def test_rank_batches_are_the_engine_batches_split(setup, world, batch_cost):
+def test_rank_batches_are_the_engine_batches_split(setup, world, device):
     _, encoded = setup
     todo = [i for i, e in enumerate(encoded) if not e.truncated]
     lengths = [encoded[i].n_tokens for i in todo]
+    batch_cost = CPU_BATCH_COST if device == "cpu" else None
     engine = [[todo[b] for b in batch] for batch in plan_batches(lengths, 128, batch_cost=batch_cost)]
-    split = [rank_batches(encoded, 128, r, world, batch_cost=batch_cost) for r in range(world)]
+    split = [rank_batches(encoded, 128, r, world, device) for r in range(world)]
     assert sorted(b for rank in split for b in rank) == sorted(engine)
     assert [b for rank in split for b in rank[:1]] == engine[:world]  # round robin, in order
     assert len(engine) > 3

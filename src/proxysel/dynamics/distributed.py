@@ -36,7 +36,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from proxysel.engine import plan_batches
+from proxysel.engine import batch_cost_for, plan_batches
 from proxysel.errors import ProxyselError, UsageError
 
 log = logging.getLogger(__name__)
@@ -204,17 +204,18 @@ class Dist:
 
 
 def rank_batches(encoded: Sequence[Any], batch_tokens: int, rank: int, world: int,
-                 batch_cost: int | None = None) -> list[list[int]]:
-    """The scoring batches of ``encoded`` that rank ``rank`` of ``world`` computes.
+                 device: Any) -> list[list[int]]:
+    """The scoring batches of ``encoded`` that rank ``rank`` of ``world`` computes on ``device``.
 
-    The batches are those ``engine.score_losses`` forms for the whole of ``encoded`` (truncated
-    examples left out, ``plan_batches`` over the rest, with the engine's ``batch_cost`` for the
-    device: ``engine.batch_cost_for``), as lists of positions in ``encoded``; rank r takes batches
-    r, r+world, ... A batch of that plan, planned again alone, stays one batch (the plan is optimal
-    per batch), so ``score_losses`` on it computes the very batch of one process.
+    The batches are those ``engine.score_losses`` forms for the whole of ``encoded`` on that device
+    (truncated examples left out, ``plan_batches`` over the rest with ``engine.batch_cost_for(device)``),
+    as lists of positions in ``encoded``; rank r takes batches r, r+world, ... A batch of that
+    plan, planned again alone, stays one batch (the plan is optimal per batch), so ``score_losses``
+    on it computes the very batch of one process.
     """
     todo = [i for i, e in enumerate(encoded) if not e.truncated]
-    batches = plan_batches([encoded[i].n_tokens for i in todo], batch_tokens, batch_cost=batch_cost)
+    lengths = [encoded[i].n_tokens for i in todo]
+    batches = plan_batches(lengths, batch_tokens, batch_cost=batch_cost_for(device))
     return [[todo[b] for b in batch] for batch in batches[rank::world]]
 
 

@@ -40,7 +40,7 @@ from proxysel.dynamics.distributed import Dist, collect_by_id, rank_batches
 from proxysel.dynamics.schedule import Plan, make_plan
 from proxysel.dynamics.state import save_tensors, trainable_parameters
 from proxysel.dynamics.train import add_lora, autocast, train
-from proxysel.engine import LossResult, batch_cost_for, score_losses
+from proxysel.engine import LossResult, score_losses
 from proxysel.errors import UsageError
 from proxysel.models.loader import load_causal_lm, resolve_model_path
 from proxysel.models.render import Renderer
@@ -237,8 +237,8 @@ def _train_stage(run: Any, stage: Any, pool: Pool, parts: list[range], *, config
                                 on_batch=lambda m, t: bar.update(m, t)).loss
         mine_ids: list[str] = []
         mine: list[float] = []
-        cost = batch_cost_for(next(lm.model.parameters()).device)  # the plan score_losses makes
-        for batch in rank_batches(sub, config.batch_tokens, dist.rank, dist.world, batch_cost=cost):
+        device = next(lm.model.parameters()).device
+        for batch in rank_batches(sub, config.batch_tokens, dist.rank, dist.world, device):
             res = score_losses(lm.model, [sub[b] for b in batch], pad_id=pad_id,
                                batch_tokens=config.batch_tokens)
             mine_ids += [ids[idx[b]] for b in batch]
