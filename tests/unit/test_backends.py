@@ -47,11 +47,19 @@ def test_local_backend_sets_up_once_and_keeps_order():
         return "state"
 
     def compute(state, examples, bar):
+        bar.update(len(examples), 10 * sum(examples))  # "tokens": the count comes back per shard
         return (state, list(examples))
 
+    seen = []
+
+    class Bar:
+        def update(self, n, tokens=0, **postfix):
+            seen.append((n, tokens))
+
     out = list(LocalBackend().map_shards([(3, [1, 2]), (0, [5])], setup=setup, compute=compute, device=None,
-                                         bar=None))
+                                         bar=Bar()))
     assert calls == [None]
-    assert [(k, t) for k, t, _ in out] == [(3, ("state", [1, 2])), (0, ("state", [5]))]
+    assert [(k, t, tokens) for k, t, _, tokens in out] == [(3, ("state", [1, 2]), 30), (0, ("state", [5]), 50)]
+    assert seen == [(2, 30), (1, 50)]  # and the driver's bar still sees every update
     assert list(LocalBackend().map_shards([], setup=setup, compute=compute, device=None, bar=None)) == []
     assert calls == [None]  # nothing to do: no model is loaded

@@ -106,6 +106,32 @@ def _untruncated_tokens(data, model_dir) -> tuple[int, int]:
     return sum(len(e.input_ids) for e in enc if not e.truncated), sum(e.truncated for e in enc)
 
 
+def _embedder_tokens(data) -> int:
+    """Tokens the bundled MiniLM runs over the pool's embedding texts, from its own tokenizer."""
+    from transformers import AutoTokenizer
+
+    from proxysel.data import read_pool
+    from proxysel.data.text import embedding_text
+    from proxysel.models.bundled import bundled_path
+
+    tok = AutoTokenizer.from_pretrained(bundled_path("minilm"))
+    texts = [embedding_text(e) for e in read_pool(data).examples]
+    return sum(len(ids) for ids in tok(texts, truncation=True, max_length=256)["input_ids"])
+
+
+def _ifd_tokens(data, model_dir) -> int:
+    """IFD's two passes: the rendering without end-of-turn and the response alone, untruncated rows."""
+    from proxysel.data import read_pool
+    from proxysel.data.text import response_text
+    from proxysel.models.loader import load_causal_lm
+    from proxysel.models.render import Renderer
+
+    r = Renderer(load_causal_lm(str(model_dir)).tokenizer, max_length=TINY["max_length"], end_of_turn=False)
+    examples = read_pool(data).examples
+    passes = [[r.encode(e) for e in examples], [r.encode_text(response_text(e)) for e in examples]]
+    return sum(len(e.input_ids) for enc in passes for e in enc if not e.truncated)
+
+
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory, tiny_model_dir):
     import proxysel
@@ -114,7 +140,7 @@ def tiny_runs(tmp_path_factory, tiny_model_dir):
     d = tmp_path_factory.mktemp("ledger")
     data = write_qa_pool(d / "pool.jsonl", 20, long_every=10)  # 2 of 20 lose their response
     offline = proxysel.train_proxy(data, out=d / "offline", model=str(tiny_model_dir), checkpoints=3, **TINY)
-    proxysel.score(data, out=offline, signals=["loss", "embedding"], model=str(tiny_model_dir),
+    proxysel.score(data, out=offline, signals=["loss", "embedding", "ifd"], model=str(tiny_model_dir),
                    max_length=TINY["max_length"], shard_size=TINY["shard_size"])
     online = proxysel.train_proxy(data, out=d / "online", model=str(tiny_model_dir), checkpoints=0,
                                   online=True, **TINY)
@@ -126,7 +152,7 @@ def test_train_proxy_records_match_an_independent_token_count(tiny_runs, tiny_mo
     per_pass, n_truncated = _untruncated_tokens(data, tiny_model_dir)
     assert n_truncated == 2
     costs = proxy_costs_from_run(offline)
-    assert sorted(costs) == ["embedding", "loss", "train-proxy"]
+    assert sorted(costs) == ["embedding", "ifd", "loss", "train-proxy"]
     tp = costs["train-proxy"]
     # 18 trainable / batch 4 -> 5 steps an epoch, 10 in all; 3 checkpoints (0, 5, 10) = the passes
     plan = json.loads((offline / "manifest.json").read_text())["stages"]["train-proxy"]["plan"]
@@ -137,8 +163,9 @@ def test_train_proxy_records_match_an_independent_token_count(tiny_runs, tiny_mo
     assert tp["seconds"] > 0 and tp["missing"] == []
     assert costs["loss"]["forward_tokens"] == per_pass and costs["loss"]["train_tokens"] == 0
     emb = costs["embedding"]
-    assert emb["model"] == "minilm" and emb["forward_tokens"] is None and emb["seconds"] >= 0
-    assert any("forward_tokens" in m for m in emb["missing"])
+    assert emb["model"] == "minilm" and emb["kind"] == "embedder" and emb["missing"] == []
+    assert emb["forward_tokens"] == _embedder_tokens(data) and emb["seconds"] >= 0
+    assert costs["ifd"]["forward_tokens"] == _ifd_tokens(data, tiny_model_dir) > per_pass
     # --online: P_1..P_n come from the training forward passes; only step 0 is a scoring pass
     on = proxy_costs_from_run(online)["train-proxy"]
     assert (on["train_tokens"], on["forward_tokens"], on["passes"]) == (2 * per_pass, per_pass, 1)
@@ -151,11 +178,30 @@ def test_selection_cost_of_a_real_run(tiny_runs, tiny_model_dir):
     per_pass, _ = _untruncated_tokens(data, tiny_model_dir)
     n = model_params(AutoModelForCausalLM.from_pretrained(tiny_model_dir))
     costs = proxy_costs_from_run(offline)
-    row = selection_cost({k: costs[k] for k in ("train-proxy", "embedding")}, {str(tiny_model_dir): n})
-    assert row["flops"] == 6 * n * 2 * per_pass + 2 * n * 3 * per_pass
+    n_minilm = 22_000_000  # any N: the arithmetic is what is checked
+    row = selection_cost({k: costs[k] for k in ("train-proxy", "embedding")},
+                         {str(tiny_model_dir): n, "minilm": n_minilm})
+    assert row["flops"] == 6 * n * 2 * per_pass + 2 * n * 3 * per_pass + 2 * n_minilm * _embedder_tokens(data)
     assert row["seconds"] == pytest.approx(costs["train-proxy"]["seconds"] + costs["embedding"]["seconds"],
                                            abs=2e-3)
-    assert any(u.startswith("embedding: forward_tokens") for u in row["unknown"])
+    assert row["unknown"] == []
+
+
+def test_shards_from_before_token_counts_are_recounted_or_named(tiny_runs, tmp_path):
+    import shutil
+
+    data, offline, _ = tiny_runs
+    old = tmp_path / "old"
+    shutil.copytree(offline, old)
+    for marker in (old / "stages").glob("*/shard-*.done"):  # markers as proxysel wrote them before
+        m = json.loads(marker.read_text())
+        m.pop("forward_tokens", None)
+        marker.write_text(json.dumps(m))
+    costs, new = proxy_costs_from_run(old), proxy_costs_from_run(offline)
+    assert costs["loss"]["forward_tokens"] == new["loss"]["forward_tokens"]  # n_tokens, 1 pass
+    for stage in ("embedding", "ifd"):
+        assert costs[stage]["forward_tokens"] is None
+        assert any("before proxysel kept token counts" in m for m in costs[stage]["missing"])
 
 
 def test_n_of_the_bundled_proxy(smollm2):

@@ -33,12 +33,12 @@ def setup(tiny_model_dir, tmp_path_factory):
     renderer = Renderer(lm.tokenizer, max_length=96)
     reference = read_pool(d / "ref.jsonl").examples
     pool = read_pool(write_qa_pool(d / "pool.jsonl", 6, long_every=6)).examples + reference
-    conditional = fine_tune_conditional(lm, renderer, reference, CONFIG, d / "state")
-    return lm, renderer, pool, conditional, d
+    conditional, tokens = fine_tune_conditional(lm, renderer, reference, CONFIG, d / "state")
+    return lm, renderer, pool, conditional, d, tokens
 
 
 def test_scores_are_two_plain_losses_at_batch_size_one(setup):
-    lm, renderer, pool, conditional, _ = setup
+    lm, renderer, pool, conditional, *_ = setup
     encoded = [renderer.encode(e) for e in pool]
     cols = color_losses(lm.model, conditional, encoded, pad_id=lm.tokenizer.pad_token_id, batch_tokens=4096)
     assert encoded[5].truncated and np.isnan(cols["color"][5])  # the long prompt lost its response
@@ -52,7 +52,7 @@ def test_scores_are_two_plain_losses_at_batch_size_one(setup):
 
 
 def test_fine_tuning_on_the_reference_lowers_its_loss_and_leaves_the_prior(setup, tiny_model_dir):
-    lm, renderer, pool, conditional, _ = setup
+    lm, renderer, pool, conditional, *_ = setup
     fresh = load_causal_lm(str(tiny_model_dir)).model
     for (name, p), q in zip(lm.model.named_parameters(), fresh.parameters()):
         assert torch.equal(p, q), f"the prior's {name} changed"
@@ -65,13 +65,20 @@ def test_fine_tuning_on_the_reference_lowers_its_loss_and_leaves_the_prior(setup
 
 
 def test_a_rerun_loads_the_finished_state(setup):
-    lm, renderer, pool, conditional, d = setup
-    again = fine_tune_conditional(lm, renderer, pool[-len(REFERENCE):], CONFIG, d / "state")
+    lm, renderer, pool, conditional, d, tokens = setup
+    again, again_tokens = fine_tune_conditional(lm, renderer, pool[-len(REFERENCE):], CONFIG, d / "state")
     assert all(torch.equal(p, q) for p, q in zip(again.parameters(), conditional.parameters()))
+    assert again_tokens == tokens  # the finished run's history, not 0 for a process that trained nothing
+
+
+def test_the_fine_tune_reports_every_input_token_of_every_epoch(setup):
+    lm, renderer, pool, conditional, d, tokens = setup
+    encoded = [renderer.encode(e) for e in pool[-len(REFERENCE):]]
+    assert tokens == CONFIG.epochs * sum(e.n_tokens for e in encoded if not e.truncated) > 0
 
 
 def test_losses_of_other_encodings_are_refused(setup):
-    lm, renderer, pool, conditional, _ = setup
+    lm, renderer, pool, conditional, *_ = setup
     encoded = [renderer.encode(e) for e in pool[:3]]
     a = score_losses(lm.model, encoded, pad_id=lm.tokenizer.pad_token_id)
     b = score_losses(conditional, encoded[:2], pad_id=lm.tokenizer.pad_token_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from proxysel.backends.base import Compute, Setup
+from proxysel.backends.base import Compute, Setup, TokenCount
 
 
 class LocalBackend:
@@ -13,13 +13,15 @@ class LocalBackend:
     name = "local"
 
     def map_shards(self, shards: list[tuple[int, list]], *, setup: Setup, compute: Compute,
-                   device: str | None, bar: Any) -> Iterator[tuple[int, Any, dict[str, Any]]]:
+                   device: str | None, bar: Any) -> Iterator[tuple[int, Any, dict[str, Any], int]]:
         if not shards:
             return
         state = setup(device)
         worker = {"device": device or "cpu"}
         for index, examples in shards:
-            yield index, compute(state, examples, bar), worker
+            count = TokenCount(bar)
+            table = compute(state, examples, count)
+            yield index, table, worker, count.tokens
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}

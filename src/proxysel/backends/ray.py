@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from proxysel import errors
-from proxysel.backends.base import Compute, Setup
+from proxysel.backends.base import Compute, Setup, TokenCount
 from proxysel.errors import ProxyselError, UsageError
 
 log = logging.getLogger(__name__)
@@ -83,16 +83,6 @@ def shutdown() -> None:
         _started = False
 
 
-class _TokenCount:
-    """The progress bar an actor's ``compute`` sees: it only counts tokens for the driver's bar."""
-
-    def __init__(self) -> None:
-        self.tokens = 0
-
-    def update(self, n: int, tokens: int = 0, **postfix: Any) -> None:
-        self.tokens += int(tokens)
-
-
 #: Set in every actor: no per-actor download/loading bars or advisory warnings on the driver's terminal.
 ACTOR_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
              "TOKENIZERS_PARALLELISM": "false"}
@@ -131,7 +121,7 @@ class ShardWorker:
     def __call__(self, batch: Any) -> Any:
         shards, tables, tokens = [], [], []
         for shard, blob in zip(batch.column("shard").to_pylist(), batch.column("examples").to_pylist()):
-            bar = _TokenCount()
+            bar = TokenCount()
             table = self.compute(self.state, pickle.loads(blob), bar)
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -207,7 +197,7 @@ class RayBackend:
                 "cpus_per_actor": cpus_per_actor}
 
     def map_shards(self, shards: list[tuple[int, list]], *, setup: Setup, compute: Compute,
-                   device: str | None, bar: Any) -> Iterator[tuple[int, Any, dict[str, Any]]]:
+                   device: str | None, bar: Any) -> Iterator[tuple[int, Any, dict[str, Any], int]]:
         if not shards:
             return
         import ray
@@ -240,8 +230,9 @@ class RayBackend:
                                                        block.column("worker").to_pylist(),
                                                        block.column("tokens").to_pylist()):
                     table = pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
-                    bar.update(sizes[shard], tokens)
-                    yield shard, table, json.loads(worker)
+                    if bar is not None:
+                        bar.update(sizes[shard], tokens)
+                    yield shard, table, json.loads(worker), tokens
         except Exception as e:
             cause = _cause(e)
             if cause is not e:

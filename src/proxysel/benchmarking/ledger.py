@@ -132,9 +132,27 @@ def _train_proxy_record(run: RunFolder, entry: Mapping[str, Any]) -> dict[str, A
     missing = []
     if entry.get("resumed_from_step"):
         missing.append(f"seconds of the processes before step {entry['resumed_from_step']}")
-    return {"model": fp.get("model"), "lora": bool(fp.get("lora", False)), "train_tokens": train_tokens,
+    return {"model": fp.get("model"), "kind": "causal_lm", "lora": bool(fp.get("lora", False)),
+            "train_tokens": train_tokens,
             "forward_tokens": passes * per_pass, "passes": passes,
             "seconds": entry.get("seconds", entry.get("seconds_total")), "missing": missing}
+
+
+#: Stages whose shards were written before their markers kept ``forward_tokens``: the passes over
+#: each untruncated row's ``n_tokens`` that they ran (color: the prior and the conditional model).
+LEGACY_PASSES = {"loss": 1, "color": 2}
+
+
+def _marker_tokens(run: RunFolder, stage: str, n_shards: int) -> int | None:
+    """Sum of ``forward_tokens`` over the shard markers of a stage (``sharded.run_sharded`` keeps the
+    tokens each shard's model passes ran); None if any shard was written without it."""
+    total = 0
+    for i in range(n_shards):
+        tokens = run.stage_shard_info(stage, i).get("forward_tokens")
+        if tokens is None:
+            return None
+        total += int(tokens)
+    return total
 
 
 def _signal_record(run: RunFolder, name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,19 +161,23 @@ def _signal_record(run: RunFolder, name: str, entry: Mapping[str, Any]) -> dict[
     if entry.get("shards_timed", entry.get("shards_computed", entry.get("shards"))) != entry.get("shards"):
         missing.append("seconds of the shards computed by an interrupted earlier process")
     forward_tokens: int | None = None
-    passes = 0
-    if name in ("loss", "color"):
-        # color scores every row twice, with the prior and with the conditional model (the same N)
-        passes = 2 if name == "color" else 1
-        forward_tokens = passes * _scored_tokens(run, name, range(int(entry["shards"])))
-    elif name == "color-conditional":
-        missing.append("its fine-tuning tokens on the reference set (not recorded; seconds only)")
-    elif name == "density":
-        missing.append("its k-NN arithmetic (no model pass; seconds only)")
-    else:
-        missing.append("forward_tokens (the stage does not record its token counts)")
-    return {"model": fp.get("embedder", fp.get("model")), "lora": False, "train_tokens": 0,
-            "forward_tokens": forward_tokens, "passes": passes,
+    train_tokens = int(entry.get("train_tokens") or 0)  # color-conditional's fine-tune
+    if "shards" in entry:
+        forward_tokens = _marker_tokens(run, name, int(entry["shards"]))
+        if forward_tokens is None and name in LEGACY_PASSES:
+            forward_tokens = LEGACY_PASSES[name] * _scored_tokens(run, name, range(int(entry["shards"])))
+        if forward_tokens is None:
+            missing.append("forward_tokens (its shards were written before proxysel kept token counts; "
+                           "recompute the stage to count them)")
+    elif not train_tokens:
+        missing.append("its training tokens (not recorded; seconds only)")
+    model = fp.get("embedder", fp.get("model"))
+    if model is None:  # computed from stored vectors (density's k-NN): no model pass to count
+        forward_tokens = None
+        missing.append("its arithmetic on stored vectors (no model pass; seconds only)")
+    kind = "embedder" if "embedder" in fp else "causal_lm"
+    return {"model": model, "kind": kind, "lora": False,
+            "train_tokens": train_tokens, "forward_tokens": forward_tokens,
             "seconds": entry.get("seconds_all", entry.get("seconds")), "missing": missing}
 
 
@@ -167,13 +189,16 @@ def proxy_costs_from_run(run_dir: str | Path) -> dict[str, dict[str, Any]]:
       lora:           whether the training was LoRA.
       train_tokens:   input tokens trained on (``history.jsonl``, summed over every optimizer step,
                       including the steps of interrupted earlier processes); 0 for scoring stages.
+      kind:           ``causal_lm``, or ``embedder`` for ``embedding`` (how N is counted).
+      train_tokens:   (see above; ``color-conditional``: its fine-tune on the reference set)
       forward_tokens: tokens run through the model in scoring passes: for ``train-proxy`` the
-                      passes (``plan.pass_steps``) times the untruncated rows' ``n_tokens``; for
-                      ``loss`` the same over its shards, for ``color`` twice that (prior and
-                      conditional model); None where the stage records no token counts
-                      (``embedding``, ``ifd``, ``ask_llm``, ``density``, ``rds``, ``rds_reference``,
-                      ``color-conditional``).
-      passes:         scoring passes over the pool.
+                      passes (``plan.pass_steps``) times the untruncated rows' ``n_tokens``; for a
+                      sharded signal stage the sum of its shard markers' ``forward_tokens`` (every
+                      pass of its model or models: both of IFD's and of CoLoR's, the judge's
+                      prompts of Ask-LLM, the embedder's own tokens); None where they are not
+                      known (``density`` runs no model; shards from before markers kept them,
+                      except ``loss`` and ``color``, which ``LEGACY_PASSES`` recounts).
+      passes:         train-proxy only: its scoring passes over the pool.
       seconds:        wall seconds the manifest records (a sharded stage: summed over the processes
                       that computed its shards, ``seconds_all``; train-proxy: the last process).
       missing:        what the record cannot account for, in words.

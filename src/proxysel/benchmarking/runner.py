@@ -59,6 +59,7 @@ from proxysel.options import ConfigError, ReadConfig, RuntimeConfig
 from proxysel.selectors.config import SelectConfig, ordered_by_parent
 from proxysel.signals import available_signals, get_signal, producer_of
 from proxysel.signals.config import ScoreConfig
+from proxysel.signals.embedding import embedder_path, load_embedder
 from proxysel.signals.lp import lp, lp_app
 from proxysel.stages.compare import compare_runs
 from proxysel.stages.inputs import record_reference
@@ -305,15 +306,22 @@ def score_proxy_signals(cfg: BenchConfig, data: BenchData, proxy_spec: str, prox
             record_reference(run, data.reference_path, data.reference, ReadConfig())
 
 
-def proxy_params(out: Path, spec: str) -> int:
-    """The ledger's N of the proxy model ``spec`` (``ledger.model_params``), cached in OUT/ledger-params.json
-    by spec and revision (counting loads the model once)."""
-    _, revision = resolve_model_path(spec)
+def proxy_params(out: Path, spec: str, kind: str = "causal_lm") -> int:
+    """The ledger's N of the model ``spec`` (``ledger.model_params``): a causal LM, or with ``kind``
+    ``embedder`` a sentence-transformers model. Cached in OUT/ledger-params.json by spec and
+    revision (counting loads the model once)."""
+    if kind == "embedder":
+        _, revision = embedder_path(spec)
+        key = f"embedder:{spec}@{revision}"
+    else:
+        _, revision = resolve_model_path(spec)
+        key = f"{spec}@{revision}"
     path = out / "ledger-params.json"
     cache = json.loads(path.read_text()) if path.exists() else {}
-    key = f"{spec}@{revision}"
     if key not in cache:
-        cache[key] = model_params(load_causal_lm(spec, dtype="float32", device="cpu").model)
+        model = load_embedder(spec) if kind == "embedder" \
+            else load_causal_lm(spec, dtype="float32", device="cpu").model
+        cache[key] = model_params(model)
         atomic_write_json(path, cache)
     return int(cache[key])
 
@@ -332,13 +340,14 @@ def bench_context(cfg: BenchConfig, out: Path, data: BenchData, proxy_spec: str,
     records = proxy_costs_from_run(out / "proxy")
     # N of every model whose tokens the ledger counts: the proxy, and with signals_from: trained
     # its checkpoint, which the score stages name by path (the same N, counted once per path)
-    counted = {r["model"] for r in records.values()
+    counted = {(r["model"], r.get("kind", "causal_lm")) for r in records.values()
                if r.get("model") is not None and (r.get("train_tokens") or r.get("forward_tokens"))}
+    n_params = {m: proxy_params(out, m, kind) for m, kind in {(proxy_spec, "causal_lm"), *counted}}
     return Context(groups=data.groups, eval_ids=[e.id for e in data.eval.examples], grouping=data.grouping,
                    n_pool=len(data.pool.examples), n_eval=len(data.eval.examples),
                    n_reference=0 if data.reference is None else len(data.reference.examples),
                    stages={name: chain_stages(c, choices) for name, c in choices.items()}, records=records,
-                   n_params={m: proxy_params(out, m) for m in {proxy_spec, *counted}}, n_boot=cfg.eval.n_boot,
+                   n_params=n_params, n_boot=cfg.eval.n_boot,
                    level=cfg.eval.level)
 
 

@@ -50,7 +50,7 @@ COLUMNS = ("color", "color_loss_prior", "color_loss_conditional")
 
 
 def fine_tune_conditional(lm: Any, renderer: Any, reference_examples: Sequence[Example], config: Any,
-                          state_dir: str | Path) -> Any:
+                          state_dir: str | Path) -> tuple[Any, int]:
     """The conditional model: a copy of the prior ``lm.model`` fine-tuned on ``reference_examples``.
 
     lm: the prior (a LoadedModel), left as it is; load it in float32 (``config.dtype`` chooses
@@ -58,13 +58,14 @@ def fine_tune_conditional(lm: Any, renderer: Any, reference_examples: Sequence[E
     reference examples exactly as the pool is rendered. config: a ``dynamics.train.TrainConfig``
     (epochs, lr, batch, LoRA; ``checkpoints`` is not used). state_dir: the resumable training
     state; a rerun after an interruption continues from the last epoch saved, and one after the
-    end loads the final weights. Returns the fine-tuned copy, in eval mode.
+    end loads the final weights. Returns (the fine-tuned copy, in eval mode; the input tokens
+    trained on, summed over every optimizer step of every process: the compute ledger's T).
     """
     model = copy.deepcopy(lm.model)
     encoded = [renderer.encode(e) for e in reference_examples]
-    fine_tune(model, encoded, pad_id=lm.tokenizer.pad_token_id, config=config, state_dir=state_dir,
-              max_length_name=f"max_length {renderer.max_length} (reference set)")
-    return model.eval()
+    _, log = fine_tune(model, encoded, pad_id=lm.tokenizer.pad_token_id, config=config, state_dir=state_dir,
+                       max_length_name=f"max_length {renderer.max_length} (reference set)")
+    return model.eval(), sum(int(h["tokens"]) for h in log.history)
 
 
 def color_scores(prior: LossResult, conditional: LossResult) -> dict[str, np.ndarray]:
@@ -157,11 +158,11 @@ class ColorSignal(Signal):
         if not stage.complete:
             t0 = time.perf_counter()
             lm = self.load_lm(model=prior, dtype="float32")  # trained in float32 (bf16 is autocast)
-            model = fine_tune_conditional(lm, self.renderer(lm.tokenizer), self.reference.examples, recipe,
-                                          stage.path / "state")
+            model, tokens = fine_tune_conditional(lm, self.renderer(lm.tokenizer), self.reference.examples,
+                                                  recipe, stage.path / "state")
             save_model_folder(self.conditional_path, model, lm.tokenizer)
             stage.mark_complete({"seconds": round(time.perf_counter() - t0, 3), "prior": what,
-                                 "reference_examples": len(self.reference.examples)})
+                                 "reference_examples": len(self.reference.examples), "train_tokens": tokens})
             log.info("color: conditional model fine-tuned on %d reference examples",
                      len(self.reference.examples))
         return {"conditional": fingerprint, "prior_spec": prior}

@@ -62,6 +62,14 @@ def embed(model: Any, texts: list[str], batch_size: int = 64) -> np.ndarray:
     return out
 
 
+def embedded_tokens(model: Any, texts: list[str]) -> int:
+    """Tokens the embedder's forward passes run over ``texts``: its own tokenization (special tokens
+    included, cut at its ``max_seq_length``), unpadded. The compute ledger counts them."""
+    if not texts:
+        return 0
+    return int(model.tokenize(texts)["attention_mask"].sum())
+
+
 #: What ``data.text.embedding_text`` builds, in the fingerprint: a change re-embeds (v2: fields stripped).
 EMBEDDING_TEXT = "v2-stripped"
 
@@ -84,8 +92,9 @@ class EmbeddingSignal(Signal):
         return load_embedder(self.model, device or self.runtime.device, self.runtime.trust_remote_code)
 
     def compute(self, model: Any, examples: list, bar: Any) -> Any:
-        vecs = embed(model, [embedding_text(e) for e in examples])
-        bar.update(len(examples))
+        texts = [embedding_text(e) for e in examples]
+        vecs = embed(model, texts)
+        bar.update(len(examples), embedded_tokens(model, texts))
         flat = pa.array(vecs.reshape(-1), pa.float32())
         return pa.table({"id": pa.array([e.id for e in examples], pa.string()),
                          "embedding": pa.FixedSizeListArray.from_arrays(flat, vecs.shape[1])})

@@ -144,7 +144,8 @@ def _run_global(run: Any, pool: Pool, signal: Signal, fingerprint: dict[str, Any
     computed = 0
     if not stage.shard_done(0):
         inputs = {dep: run.read_vectors(dep) for dep in signal.requires if dep in run.vector_sets()}
-        stage.write_shard(0, signal.compute_all(pool, inputs))
+        # no model pass here, only arithmetic on the stored vectors: 0 forward tokens
+        stage.write_shard(0, signal.compute_all(pool, inputs), info={"forward_tokens": 0})
         computed = 1
     table = stage.read_shards(1)
     if not signal.vectors:

@@ -34,12 +34,14 @@ def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str,
     """Compute a per-example stage shard by shard, resumably, and merge it into scores.parquet.
 
     setup(device) -> state: loads models; called once per worker, only if some shard is left.
-    compute(state, examples, bar) -> pa.Table with an ``id`` column and one row per example
-    (and ``n_tokens`` when it knows them, for tokens/s). backend: where the shards are computed
-    (``proxysel.backends``; default local); device: passed to ``setup`` (None: the backend's
-    default). Shard planning, writing and merging happen here, in the driver, whatever the
-    backend, so the run directory is the same. A shard whose bytes no longer match its marker
-    counts as not done (``Stage.shard_done``) and is computed again. Returns the stage table.
+    compute(state, examples, bar) -> pa.Table with an ``id`` column and one row per example; it
+    reports ``bar.update(n_examples, n_tokens)`` with the tokens its model passes ran, which the
+    shard's marker keeps as ``forward_tokens`` (for tokens/s and the bench's compute ledger).
+    backend: where the shards are computed (``proxysel.backends``; default local); device: passed
+    to ``setup`` (None: the backend's default). Shard planning, writing and merging happen here,
+    in the driver, whatever the backend, so the run directory is the same. A shard whose bytes no
+    longer match its marker counts as not done (``Stage.shard_done``) and is computed again.
+    Returns the stage table.
     """
     backend = backend or LocalBackend()
     stage = run.stage(stage_name, fingerprint)
@@ -58,14 +60,14 @@ def run_sharded(run: Any, pool: Pool, *, stage_name: str, fingerprint: dict[str,
         jobs = [(k, [pool.examples[i] for i in parts[k]]) for k in todo]
         expected = {k: [e.id for e in examples] for k, examples in jobs}
         with Progress(sum(len(parts[k]) for k in todo), desc=desc) as bar:
-            for k, table, worker in backend.map_shards(jobs, setup=setup, compute=compute, device=device,
-                                                       bar=bar):
+            for k, table, worker, shard_tokens in backend.map_shards(jobs, setup=setup, compute=compute,
+                                                                     device=device, bar=bar):
                 if table.column("id").to_pylist() != expected.pop(k, None):
                     raise ProxyselError(f"stage {stage_name}: shard {k} came back with other ids than were "
                                         "sent")
-                if "n_tokens" in table.column_names:
-                    tokens += int(np.asarray(table.column("n_tokens")).sum())
-                stage.write_shard(k, table)
+                tokens += shard_tokens
+                # the marker keeps the shard's token count: the ledger sums it over every process
+                stage.write_shard(k, table, info={"forward_tokens": int(shard_tokens)})
                 workers.setdefault(json.dumps(worker, sort_keys=True), worker)
         if expected:
             raise ProxyselError(f"stage {stage_name}: shards {sorted(expected)[:10]} never came back")

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -79,6 +79,8 @@ SCORES = "scores.parquet"
 EMBEDDINGS = "embeddings.parquet"
 FINGERPRINT = "fingerprint.json"
 COMPLETE = "COMPLETE"
+#: the keys a ``.done`` marker vouches for its file with; ``write_marked``'s info adds others
+MARKER_KEYS = ("bytes", "rows", "sha256")
 CONFIG = "config.yaml"
 REPORT = "report.html"
 SELECTION_TABLE = "selection.parquet"
@@ -144,6 +146,12 @@ def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             sb = "(absent)" if vb is absent else _short(vb)
             lines.append(f"{key or '(fingerprint)'}: {sa} -> {sb}")
     return lines
+
+
+def marker_info(marker: Path) -> dict[str, Any]:
+    """The facts a ``.done`` marker keeps besides its checksum (``write_marked``'s info); {} when the
+    marker has none or is missing."""
+    return {k: v for k, v in (read_json(marker) or {}).items() if k not in MARKER_KEYS}
 
 
 class Stage:
@@ -215,13 +223,19 @@ class Stage:
         """Indices of the finished, intact shards, ascending."""
         return [i for i in self._marked() if self.shard_done(i)]
 
-    def write_shard(self, i: int, table: pa.Table) -> Path:
+    def write_shard(self, i: int, table: pa.Table, info: Mapping[str, Any] | None = None) -> Path:
         """Write shard ``i`` (Parquet, atomic) and then its ``.done`` marker; returns the shard path.
 
         The marker comes last, so a crash in between leaves the shard "not done" and it is redone.
+        info: facts about how the shard was computed, kept in its marker (``shard_info``), e.g.
+        ``forward_tokens``: they stay with the shard when a later process finishes the stage.
         """
         self.run._check_open()
-        return self.run.write_marked(self.shard_path(i), table)
+        return self.run.write_marked(self.shard_path(i), table, info=info)
+
+    def shard_info(self, i: int) -> dict[str, Any]:
+        """What ``write_shard`` kept in shard ``i``'s marker besides its checksum ({} if nothing)."""
+        return marker_info(self._marker(i))
 
     def read_shard(self, i: int) -> pa.Table:
         if not self.shard_done(i):
@@ -545,6 +559,11 @@ class RunFolder:
             raise ProxyselError(f"{path} {problem}; run the command that made stage '{name}' again: it "
                                 f"computes this shard again")
         return pq.read_table(path, columns=columns)
+
+    def stage_shard_info(self, name: str, i: int) -> dict[str, Any]:
+        """What ``Stage.write_shard`` kept in the marker of shard ``i`` of stage ``name`` besides its
+        checksum, e.g. ``forward_tokens`` ({} when nothing, or no marker)."""
+        return marker_info(Stage.marker_of(self.stage_folder(name) / shard_file(Stage._index(i))))
 
     def recorded_path(self, relative: Any, what: str) -> Path:
         """The file or folder a manifest entry records by its path relative to the run folder
@@ -897,12 +916,16 @@ class Run(RunFolder):
         if key is not None:
             self._checked[path] = (key, None)
 
-    def write_marked(self, path: Path, table: pa.Table, *, unchanged_ok: bool = False) -> Path:
-        """Write ``table`` to the Parquet file ``path``, then its ``.done`` marker (bytes, rows, sha256).
+    def write_marked(self, path: Path, table: pa.Table, *, unchanged_ok: bool = False,
+                     info: Mapping[str, Any] | None = None) -> Path:
+        """Write ``table`` to the Parquet file ``path``, then its ``.done`` marker (bytes, rows, sha256,
+        and the JSON-able ``info``, whose keys must not be those).
 
         unchanged_ok: leave ``path`` and its marker untouched (mtime included) when they are intact
         and the new bytes are the same.
         """
+        if info and set(info) & set(MARKER_KEYS):
+            raise ValueError(f"marker info may not set {sorted(set(info) & set(MARKER_KEYS))}")
         self._check_open()
         marker = Stage.marker_of(path)
         state: dict[str, Any] = {}
@@ -917,7 +940,7 @@ class Run(RunFolder):
         atomic_write_parquet(path, table, before_replace=record)
         if not state["keep"]:
             atomic_write_json(marker, {"bytes": state["bytes"], "rows": table.num_rows,
-                                       "sha256": state["sha256"]})
+                                       "sha256": state["sha256"], **(info or {})})
             self._vouch(path, marker=marker)
         return path
 
