@@ -70,12 +70,13 @@ def _write(path: Path, records: list[dict[str, Any]]) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     from proxysel.benchmarking.presets import preset_dict
+    from proxysel.benchmarking.skewed import FAMILIES
 
     p = preset_dict("skewed")
     d, t, noise = p["data"], p["target"], p["data"]["noise"]
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-pool", type=int, default=d["n_pool"])
-    ap.add_argument("--eval-per-family", type=int, default=d["eval_per_family"])
+    ap.add_argument("--eval-per-family", type=int, default=d["n_eval"] // len(FAMILIES))
     for name in ("wrong", "garbage", "near_duplicate", "duplicate"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float, default=noise[name], help="noise rate")
     ap.add_argument("--data-seed", type=int, default=0)

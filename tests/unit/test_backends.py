@@ -59,7 +59,8 @@ def test_local_backend_sets_up_once_and_keeps_order():
     out = list(LocalBackend().map_shards([(3, [1, 2]), (0, [5])], setup=setup, compute=compute, device=None,
                                          bar=Bar()))
     assert calls == [None]
-    assert [(k, t, tokens) for k, t, _, tokens in out] == [(3, ("state", [1, 2]), 30), (0, ("state", [5]), 50)]
+    assert [(k, t, tokens) for k, t, _, tokens in out] == [(3, ("state", [1, 2]), 30),
+                                                            (0, ("state", [5]), 50)]
     assert seen == [(2, 30), (1, 50)]  # and the driver's bar still sees every update
     assert list(LocalBackend().map_shards([], setup=setup, compute=compute, device=None, bar=None)) == []
     assert calls == [None]  # nothing to do: no model is loaded
