@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         trained = train_target(str(work / "target"), recipe, examples, epochs=args.epochs, seed=seed,
                                state_dir=work / "state" / f"{name}-s{seed}")
         cpu = time.process_time() - cpu0
-        m = evaluate_target(trained, held.examples, exact_match=True, max_new_tokens=args.max_new_tokens,
-                            batch_size=64, batch_tokens=8192, groups=groups)
+        m, _ = evaluate_target(trained, held.examples, exact_match=True, max_new_tokens=args.max_new_tokens,
+                               batch_size=64, batch_tokens=8192, groups=groups)
         per = {f: m["per_group"][f]["exact_match"] for f in families}
         macro = float(np.mean(list(per.values())))
         rows.append((f"{name}-s{seed}", len(examples), trained.steps, trained.seconds, cpu, macro, per))

@@ -24,3 +24,16 @@ def test_help_runs(script):
     r = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "usage:" in r.stdout
+
+
+def test_calibrate_skewed_trains_and_prints_its_table(tmp_path):
+    """A small end-to-end run: the script's own calls into the bench (train_target, evaluate_target)
+    have changed shape before, which --help cannot see."""
+    script = SCRIPTS[0].parent / "calibrate_skewed.py"
+    args = ["--n-pool", "200", "--eval-per-family", "2", "--epochs", "1", "--no-full", "--random", "0.1",
+            "--sqrt", "0.1", "--work", str(tmp_path)]
+    r = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line for line in r.stdout.splitlines()
+            if line.startswith(("| random-0.1-s0 |", "| sqrt-0.1-s0 |"))]
+    assert [row.split(" | ")[1] for row in rows] == ["20", "20"]  # 10% of 200, each
