@@ -37,3 +37,20 @@ def test_calibrate_skewed_trains_and_prints_its_table(tmp_path):
     rows = [line for line in r.stdout.splitlines()
             if line.startswith(("| random-0.1-s0 |", "| sqrt-0.1-s0 |"))]
     assert [row.split(" | ")[1] for row in rows] == ["20", "20"]  # 10% of 200, each
+
+
+BENCH_CONFIGS = sorted(SCRIPTS[0].parent.glob("bench_*.yaml"))
+
+
+@pytest.mark.parametrize("path", BENCH_CONFIGS, ids=[p.name for p in BENCH_CONFIGS])
+def test_bench_configs_load_over_the_preset_they_name(path):
+    """Each recorded bench config loads over the preset its header names: its fields exist, its
+    selectors are registered and its chains resolve."""
+    import re
+
+    from proxysel.benchmarking.config import load_bench_config
+
+    named = re.search(r"--preset ([a-z-]+)", path.read_text(encoding="utf-8"))
+    assert named, f"{path.name} names no --preset in its header"
+    cfg = load_bench_config(path, preset=named.group(1))
+    assert cfg.trained_choices()
