@@ -2,9 +2,8 @@
 
 `proxysel bench` compares a selector with a baseline over the seeds of one folder. When more
 seeds were run later into another folder (a confirmation run, e.g. seeds 3-5 beside 0-2), this
-pools them: it reads every cell's per-example exact match (``cells/<cell>/result.json``) and calls
-``benchmarking.stats.paired_comparison`` on the (n_seeds, n_eval) matrices, grouped by the eval
-set's ``family`` field, as the bench's own verdict table does.
+pools them: it reads every cell's ``cells/<cell>/result.json`` and runs the bench's own
+``analysis.comparisons`` over all of them, grouped by the eval set's ``family`` field.
 
     python benchmarks/pooled_seeds.py runs/bench-skewed runs/bench-skewed-confirm \
         --budgets 0.1 0.3 --selectors mid-clean-rds rds mid-clean-s2l mid-s2l --baselines random longest full
@@ -18,12 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from proxysel.benchmarking.stats import macro_mean, paired_comparison
-
-
-def cells(folder: Path) -> dict[str, dict]:
-    """cell name -> its result.json, for every finished cell of a bench folder."""
-    return {p.parent.name: json.loads(p.read_text()) for p in (folder / "cells").glob("*/result.json")}
+from proxysel.benchmarking.analysis import comparisons
 
 
 def main() -> None:
@@ -40,42 +34,35 @@ def main() -> None:
     if any(e != evals[0] for e in evals):
         raise SystemExit("the folders have different eval sets: their cells cannot be paired")
     records = [json.loads(line) for line in evals[0].decode().splitlines() if line.strip()]
-    ids, groups = [r["id"] for r in records], np.array([r[args.group_field] for r in records])
-    by_seed: dict[int, dict[str, dict]] = {}
+    rows: dict[str, dict] = {}
     for folder in args.folders:
-        for name, r in cells(folder).items():
-            if name == "base":  # the untrained target: the same in every folder
+        for path in (folder / "cells").glob("*/result.json"):
+            if path.parent.name == "base":  # the untrained target: the same in every folder
                 continue
-            if by_seed.setdefault(r["seed"], {}).setdefault(name, r) is not r:
-                raise SystemExit(f"seed {r['seed']}: cell {name} is in two folders")
-    seeds = sorted(by_seed)
+            if path.parent.name in rows:
+                raise SystemExit(f"cell {path.parent.name} is in two folders")
+            rows[path.parent.name] = json.loads(path.read_text())
+    groups, ids = [r[args.group_field] for r in records], [r["id"] for r in records]
+    found = comparisons(list(rows.values()), groups, ids, metric="exact_match", n_boot=args.n_boot,
+                        baselines=args.baselines)
+    by_key = {(c["selector"], c["budget"], c["baseline"]): c for c in found}
 
-    def exact(selector: str, budget: float) -> np.ndarray:
-        rows = []
-        for s in seeds:
-            name = f"full-s{s}" if selector == "full" else f"{selector}-{budget:g}-s{s}"
-            r = by_seed[s].get(name)
-            if r is None:
-                raise SystemExit(f"no cell {name} in {[str(f) for f in args.folders]}")
-            if r["per_example"]["id"] != ids:
-                raise SystemExit(f"cell {name} was evaluated on other examples")
-            rows.append(np.asarray(r["per_example"]["exact"], dtype=float))
-        return np.stack(rows)
-
-    print(f"seeds {seeds}; macro exact match, points; paired bootstrap 95% over eval examples by "
-          f"{args.group_field}\n")
+    print(f"seeds {sorted({r['seed'] for r in rows.values()})}; macro exact match, points; paired bootstrap "
+          f"95% over eval examples by {args.group_field}\n")
     print("| selector | budget | mean | vs | Δ mean ± std | wins | interval | verdict |")
     print("|---|---|---|---|---|---|---|---|")
     for budget in args.budgets:
         for selector in args.selectors:
-            x = exact(selector, budget)
-            mean = 100 * np.mean([macro_mean(row, groups) for row in x])
+            mean = 100 * np.mean([r["metrics"]["exact_match_macro"] for r in rows.values()
+                                  if (r["selector"], r["budget"]) == (selector, budget)])
             for base in args.baselines:
-                c = paired_comparison(x, exact(base, budget), groups, higher_is_better=True,
-                                      n_boot=args.n_boot)
-                interval = f"[{100 * c.lo:+.1f}, {100 * c.hi:+.1f}]"
-                print(f"| {selector} | {budget:g} | {mean:.1f} | {base} | {100 * c.mean:+.1f} ± "
-                      f"{100 * c.std:.1f} | {c.wins} of {c.n_seeds} | {interval} | {c.verdict} |")
+                c = by_key.get((selector, budget, base))
+                if c is None or "error" in c:
+                    raise SystemExit(f"{selector} at {budget:g} against {base}: "
+                                     f"{'no cells to pair' if c is None else c['error']}")
+                interval = f"[{100 * c['lo']:+.1f}, {100 * c['hi']:+.1f}]"
+                print(f"| {selector} | {budget:g} | {mean:.1f} | {base} | {100 * c['mean']:+.1f} ± "
+                      f"{100 * c['std']:.1f} | {c['wins']} of {c['n_seeds']} | {interval} | {c['verdict']} |")
 
 
 if __name__ == "__main__":

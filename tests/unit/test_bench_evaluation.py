@@ -257,6 +257,19 @@ def test_comparisons_pair_cells_by_seed_and_eval_example():
     assert comparisons(rows, GROUPS, ["e3", "e2", "e1"], metric="eval_loss") == []  # other eval ids: no pairs
 
 
+def test_comparisons_take_any_selector_at_the_same_budget_as_a_baseline():
+    rows = []
+    for s, base in enumerate((2.0, 4.0)):
+        rows += [_cell("random", 0.3, s, [base] * 3), _cell("longest", 0.3, s, [base - 1.0] * 3),
+                 _cell("sel", 0.3, s, [base - 0.5] * 3), _cell("longest", 0.1, s, [0.0] * 3)]
+    found = comparisons(rows, GROUPS, IDS, metric="eval_loss", n_boot=200, baselines=("longest",))
+    out = {(c["selector"], c["budget"], c["baseline"]): c for c in found}
+    # paired with longest at 0.3 only (not at 0.1, and longest not with itself)
+    assert set(out) == {("random", 0.3, "longest"), ("sel", 0.3, "longest")}
+    assert out[("sel", 0.3, "longest")]["deltas"] == [0.5, 0.5]
+    assert out[("sel", 0.3, "longest")]["verdict"] == "trails"
+
+
 # ------------------------------------------------------------------------------------ ledger
 
 

@@ -138,12 +138,14 @@ def _values(arrays: ExampleArrays, metric: str) -> np.ndarray | None:
 
 
 def comparisons(rows: Sequence[Mapping[str, Any]], groups: Sequence[str], eval_ids: Sequence[str], *,
-                metric: str, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> list[dict[str, Any]]:
+                metric: str, n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+                baselines: Sequence[str] = ("random", "full")) -> list[dict[str, Any]]:
     """Selector minus baseline on the macro ``metric`` for every (selector, budget) and baseline.
 
     rows: the cells' result dicts. groups: the eval examples' groups, aligned with ``eval_ids``
-    (the eval set's order). For each (selector, budget) with a budget: against ``random`` at the
-    same budget (not for random itself) and against ``full``, over the seeds both have. The loss is
+    (the eval set's order). For each (selector, budget) with a budget: against each of
+    ``baselines`` (a selector at the same budget, such as ``random`` or ``longest``, or ``full``),
+    not against itself, over the seeds both have. The loss is
     token-weighted (weights: the response token counts, which depend on the example only). A cell
     without per-example arrays, or measured on other eval ids, is left out. Returns one dict per
     comparison: selector, budget, baseline, metric, seeds and ``PairedComparison.to_dict()`` (or
@@ -160,7 +162,8 @@ def comparisons(rows: Sequence[Mapping[str, Any]], groups: Sequence[str], eval_i
                    key=lambda k: (k[1], k[0] != "random", k[0]))
     out = []
     for selector, budget in pairs:
-        for baseline, b_budget in (("random", budget), ("full", None)):
+        for baseline in baselines:
+            b_budget = None if baseline == "full" else budget
             if selector == baseline:
                 continue
             seeds = sorted(s for (x, b, s) in cells
