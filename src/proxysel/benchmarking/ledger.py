@@ -162,7 +162,10 @@ def _signal_record(run: RunFolder, name: str, entry: Mapping[str, Any]) -> dict[
         missing.append("seconds of the shards computed by an interrupted earlier process")
     forward_tokens: int | None = None
     train_tokens = int(entry.get("train_tokens") or 0)  # color-conditional's fine-tune
-    if "shards" in entry:
+    model = fp.get("embedder", fp.get("model"))
+    if model is None:  # computed from stored vectors (density's k-NN): no model pass to count
+        missing.append("its arithmetic on stored vectors (no model pass; seconds only)")
+    elif "shards" in entry:
         forward_tokens = _marker_tokens(run, name, int(entry["shards"]))
         if forward_tokens is None and name in LEGACY_PASSES:
             forward_tokens = LEGACY_PASSES[name] * _scored_tokens(run, name, range(int(entry["shards"])))
@@ -171,10 +174,6 @@ def _signal_record(run: RunFolder, name: str, entry: Mapping[str, Any]) -> dict[
                            "recompute the stage to count them)")
     elif not train_tokens:
         missing.append("its training tokens (not recorded; seconds only)")
-    model = fp.get("embedder", fp.get("model"))
-    if model is None:  # computed from stored vectors (density's k-NN): no model pass to count
-        forward_tokens = None
-        missing.append("its arithmetic on stored vectors (no model pass; seconds only)")
     kind = "embedder" if "embedder" in fp else "causal_lm"
     return {"model": model, "kind": kind, "lora": False,
             "train_tokens": train_tokens, "forward_tokens": forward_tokens,
@@ -187,10 +186,10 @@ def proxy_costs_from_run(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     Record (JSON-able):
       model:          the stage's model spec (``embedder`` for ``embedding``; None for density).
       lora:           whether the training was LoRA.
-      train_tokens:   input tokens trained on (``history.jsonl``, summed over every optimizer step,
-                      including the steps of interrupted earlier processes); 0 for scoring stages.
       kind:           ``causal_lm``, or ``embedder`` for ``embedding`` (how N is counted).
-      train_tokens:   (see above; ``color-conditional``: its fine-tune on the reference set)
+      train_tokens:   input tokens trained on, summed over every optimizer step, including the steps
+                      of interrupted earlier processes (train-proxy: ``history.jsonl``;
+                      ``color-conditional``: its fine-tune on the reference set); 0 for scoring stages.
       forward_tokens: tokens run through the model in scoring passes: for ``train-proxy`` the
                       passes (``plan.pass_steps``) times the untruncated rows' ``n_tokens``; for a
                       sharded signal stage the sum of its shard markers' ``forward_tokens`` (every

@@ -227,15 +227,12 @@ class Stage:
         """Write shard ``i`` (Parquet, atomic) and then its ``.done`` marker; returns the shard path.
 
         The marker comes last, so a crash in between leaves the shard "not done" and it is redone.
-        info: facts about how the shard was computed, kept in its marker (``shard_info``), e.g.
-        ``forward_tokens``: they stay with the shard when a later process finishes the stage.
+        info: facts about how the shard was computed, kept in its marker, e.g. ``forward_tokens``
+        (``RunFolder.stage_shard_info`` reads them): they stay with the shard when a later process
+        finishes the stage.
         """
         self.run._check_open()
         return self.run.write_marked(self.shard_path(i), table, info=info)
-
-    def shard_info(self, i: int) -> dict[str, Any]:
-        """What ``write_shard`` kept in shard ``i``'s marker besides its checksum ({} if nothing)."""
-        return marker_info(self._marker(i))
 
     def read_shard(self, i: int) -> pa.Table:
         if not self.shard_done(i):
