@@ -63,11 +63,13 @@ def embed(model: Any, texts: list[str], batch_size: int = 64) -> np.ndarray:
 
 
 def embedded_tokens(model: Any, texts: list[str]) -> int:
-    """Tokens the embedder's forward passes run over ``texts``: its own tokenization (special tokens
-    included, cut at its ``max_seq_length``), unpadded. The compute ledger counts them."""
+    """Tokens the embedder's forward passes run over ``texts``: its own tokenizer (special tokens
+    included, cut at its ``max_seq_length``, as its ``encode`` cuts them), unpadded. The compute
+    ledger counts them. (Its tokenizer directly: sentence-transformers 6 deprecates ``tokenize``.)"""
     if not texts:
         return 0
-    return int(model.tokenize(texts)["attention_mask"].sum())
+    ids = model.tokenizer(texts, truncation=True, max_length=model.get_max_seq_length())["input_ids"]
+    return sum(len(x) for x in ids)
 
 
 #: What ``data.text.embedding_text`` builds, in the fingerprint: a change re-embeds (v2: fields stripped).
