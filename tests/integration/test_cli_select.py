@@ -63,6 +63,26 @@ def test_select_is_deterministic_and_refuses_conflicting_name(scored, capsys):
     assert "overwrite" in capsys.readouterr().err
 
 
+def test_selection_written_before_a_new_parameter_is_not_a_conflict(scored, capsys):
+    from proxysel.selectors import get_selector
+    from proxysel.stages.select import same_selection
+
+    _, run = scored
+    out = api.select(run, method="random", budget=10, seed=4, name="old")
+    meta_path = out / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["params"]["size_power"] == 1.0
+    del meta["params"]["size_power"]  # as a version before size_power wrote it
+    meta_path.write_text(json.dumps(meta))
+    assert main(["-q", "select", str(run), "--method", "random", "--budget", "10", "--seed", "4",
+                 "--name", "old"]) == 0
+    random = get_selector("random")()
+    new = json.loads(meta_path.read_text())
+    assert same_selection(meta, new, random)
+    assert not same_selection(meta, {**new, "params": {**new["params"], "size_power": 0.5}}, random)
+    assert not same_selection(meta, {**new, "seed": 5}, random)
+
+
 def test_select_lp_app_over_embedding_clusters(scored, tmp_path):
     _, run = scored
     with Run.open(run) as r:

@@ -60,6 +60,16 @@ def test_bad_fields_are_named(tmp_path, yaml_text, field, words):
     assert words in str(e.value) and str(path) in str(e.value)
 
 
+def test_a_filtered_or_clustered_random_draw_is_a_recipe(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("selectors:\n"
+                    "  - {name: mid, method: top, signal: ppl, order: middle, budget: 0.9}\n"
+                    "  - {name: mid-random, method: random, from: mid}\n"
+                    "  - {name: quotas, method: random, within_clusters: true, clusters: 4, size_power: 0.5}\n")
+    cfg = load_bench_config(path, preset="tiny")
+    assert [c.name for c in cfg.trained_choices()][-2:] == ["mid-random", "quotas"]  # after the baselines
+
+
 def test_bad_override_and_unknown_preset():
     with pytest.raises(ConfigError) as e:
         load_bench_config(preset="tiny", overrides=["target.epoch=3"])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from proxysel.selectors import ScoreTable, Selection, available_selectors, get_selector, resolve_budget
-from proxysel.selectors.base import allocate_largest_remainder, allocate_official, split_rngs
+from proxysel.selectors.base import (allocate_by_power, allocate_largest_remainder, allocate_official,
+                                     split_rngs)
 
 # ----------------------------------------------------------------------------------- budgets
 
@@ -78,6 +79,58 @@ def test_largest_remainder_exact_and_proportional():
 
 def test_largest_remainder_ties_go_to_the_earlier_group():
     assert allocate_largest_remainder(np.array([5, 5, 5, 5]), 2).tolist() == [1, 1, 0, 0]
+
+
+def test_power_allocation_hand_worked():
+    sizes = np.array([100, 25, 4])
+    # sqrt weights 10, 5, 2: shares 17.6, 8.8, 3.5 -> floors 17, 8, 3; the two left go to .82 and .65
+    assert allocate_by_power(sizes, 30, 0.5).tolist() == [18, 9, 3]
+    # equal: 10 each, but the 4-row group is taken whole and its 6 re-split over the other two
+    assert allocate_by_power(sizes, 30, 0.0).tolist() == [13, 13, 4]
+    # two rounds of water-filling: 5 each fills the 2- and 1-row groups, then 8.5 each fills the
+    # 6-row group, and the 50-row group takes the remaining 11
+    assert allocate_by_power(np.array([50, 6, 2, 1]), 20, 0.0).tolist() == [11, 6, 2, 1]
+    # ties in the remainders go to the earlier group
+    assert allocate_by_power(np.array([6, 3, 1]), 6, 0.0).tolist() == [3, 2, 1]
+    assert allocate_by_power(np.array([0, 9, 4]), 13, 0.5).tolist() == [0, 9, 4]
+
+
+def _water_level(sizes: np.ndarray, budget: int, power: float) -> np.ndarray:
+    """Real-valued capped quotas min(size, level * size**power), the level found by bisection."""
+    w = np.where(sizes > 0, sizes.astype(float) ** power, 0.0)
+    lo, hi = 0.0, float(sizes.max()) / max(w[w > 0].min(), 1e-12) + 1.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if np.minimum(sizes, mid * w).sum() < budget else (lo, mid)
+    return np.minimum(sizes, hi * w)
+
+
+@pytest.mark.parametrize("power", [0.0, 0.3, 0.5, 0.75])
+def test_power_allocation_against_a_bisection_of_the_water_level(power):
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        sizes = rng.integers(0, 60, size=rng.integers(1, 25))
+        if sizes.sum() == 0:
+            continue
+        budget = int(rng.integers(0, sizes.sum() + 1))
+        q = allocate_by_power(sizes, budget, power)
+        assert q.sum() == budget and (q >= 0).all() and (q <= sizes).all()
+        assert (np.abs(q - _water_level(sizes, budget, power)) < 1 + 1e-6).all()
+
+
+def test_power_one_is_the_proportional_split():
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        sizes = rng.integers(1, 40, size=rng.integers(1, 20))
+        budget = int(rng.integers(0, sizes.sum() + 1))
+        assert allocate_by_power(sizes, budget, 1.0).tolist() == allocate_largest_remainder(sizes, budget).tolist()
+
+
+def test_power_allocation_bad_input():
+    with pytest.raises(ValueError, match="size power must be in"):
+        allocate_by_power(np.array([3, 4]), 2, 1.5)
+    with pytest.raises(ValueError, match="cannot allocate 8"):
+        allocate_by_power(np.array([3, 4]), 8, 0.5)
 
 
 # ------------------------------------------------------------------------------- score table

@@ -167,6 +167,31 @@ def test_within_clusters_applies_to_any_ranking_selector():
     assert ids_of(sel) == ["a", "f", "g"]  # cluster 0: f(9), a(5); cluster 1: g(8)
 
 
+def test_size_power_sets_the_cluster_quotas():
+    # clusters of 6, 3, 1 rows, budget 6. Equal quotas: 2 each, j's cluster is taken whole, the 5
+    # left split 3/2 (the tie goes to the earlier cluster); then the lowest lp inside each cluster
+    sel = get_selector("lp")(clusters=None, size_power=0.0).select(table(lp=LP), 6)
+    assert np.bincount(CLUSTER[sel.selected], minlength=3).tolist() == [3, 2, 1]
+    assert ids_of(sel) == ["b", "d", "e", "g", "h", "j"]
+    # proportional (the default) gives 4/2/0 (largest remainders: 3.6, 1.8, 0.6)
+    sel = get_selector("lp")(clusters=None).select(table(lp=LP), 6)
+    assert np.bincount(CLUSTER[sel.selected], minlength=3).tolist() == [4, 2, 0]
+    sel = get_selector("random")(within_clusters=True, size_power=0.5).select(table(), 6, seed=3)
+    # sqrt weights 2.45, 1.73, 1: shares 2.8, 2.0, 1.2 -> 1 whole, then 3.0 and 2.0
+    assert np.bincount(CLUSTER[sel.selected], minlength=3).tolist() == [3, 2, 1]
+
+
+def test_size_power_needs_clusters_and_exact_rounding():
+    with pytest.raises(ValueError, match="size_power.*only applies with within_clusters=True"):
+        get_selector("random")(size_power=0.5)
+    with pytest.raises(ValueError, match="size_power.*official rounding is proportional"):
+        get_selector("lp")(size_power=0.5, rounding="official")
+    with pytest.raises(ValueError, match="size_power.*without replacement only"):
+        get_selector("density")(within_clusters=True, with_replacement=True, size_power=0.0)
+    with pytest.raises(ValueError, match="size_power"):
+        get_selector("random")(within_clusters=True, size_power=2.0)
+
+
 # ------------------------------------------------------------------------------------- ifd
 
 IFD = np.array([0.5, 1.2, 0.9, 0.7, 1.0, np.nan, 0.3, 0.95, 0.2, 2.0])

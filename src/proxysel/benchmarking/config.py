@@ -196,9 +196,11 @@ class SelectorSpec(SelectorChoice):
     def __post_init__(self) -> None:
         if self.budget is not None:
             object.__setattr__(self, "budget", parse_budget(self.budget))
-        if self.method == "random":
-            raise FieldError("method", "random is always trained as the baseline; leave it out of selectors")
         self._check_choice()
+        if self.method == "random" and self.parent is None and self.budget is None and not self.options:
+            # a filtered (from:) or clustered random draw is a recipe of its own; the plain one is not
+            raise FieldError("method", "plain random is always trained as the baseline; leave it out of "
+                                       "selectors (a random draw with from:, a budget or options is allowed)")
         if self.name is None:
             object.__setattr__(self, "name", self.method)
         self._check_names()

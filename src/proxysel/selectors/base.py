@@ -23,7 +23,7 @@ from proxysel.store.run import list_matrix
 __all__ = [
     "EXCLUDED_INF", "EXCLUDED_NAN", "EXCLUDED_TRUNCATED", "ClusterParams", "NoParams", "RankingParams",
     "RankingSelector", "ScoreTable", "Selection", "Selector", "allocate_largest_remainder",
-    "allocate_official", "parse_budget", "resolve_budget",
+    "allocate_by_power", "allocate_official", "parse_budget", "resolve_budget",
 ]
 
 EXCLUDED_NAN = "excluded: signal is NaN"
@@ -113,6 +113,53 @@ def allocate_largest_remainder(sizes: np.ndarray, budget: int, *, over: bool = F
     if short:
         order = np.lexsort((np.arange(len(sizes)), -remainders))
         quotas[order[:short]] += 1
+    return quotas
+
+
+def allocate_by_power(sizes: np.ndarray, budget: int, power: float) -> np.ndarray:
+    """Split ``budget`` across groups with quotas in proportion to ``size ** power``, each capped
+    at its group's size, summing to exactly ``budget``.
+
+    ``power`` 1 is ``allocate_largest_remainder`` (proportional); 0 gives every group an equal
+    quota (a group smaller than its share is taken whole and the rest is re-split among the others,
+    like UniMax, Chung et al. 2023); 0.5 is the square-root quotas of temperature sampling (XLM's
+    alpha = 0.5 over languages, Lample and Conneau 2019), which lift small groups without
+    flattening the large ones. Capping is water-filling: the groups whose share exceeds their size
+    keep all their rows, and the budget left is re-split over the others until none overflows.
+    Remainders go to the largest fractional parts (ties: the earlier group), as in Hamilton's method.
+
+    >>> allocate_by_power(np.array([100, 25, 4]), 30, 0.5).tolist()
+    [18, 9, 3]
+    >>> allocate_by_power(np.array([100, 25, 4]), 30, 0.0).tolist()
+    [13, 13, 4]
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if not 0.0 <= power <= 1.0:
+        raise ValueError(f"size power must be in [0, 1], got {power!r}")
+    if power == 1.0:
+        return allocate_largest_remainder(sizes, budget)
+    total = int(sizes.sum())
+    if budget < 0 or total == 0 or budget > total:
+        raise ValueError(f"cannot allocate {budget} across groups holding {total} rows")
+    weights = np.sqrt(sizes.astype(np.float64)) if power == 0.5 else sizes.astype(np.float64) ** power
+    weights[sizes == 0] = 0.0
+    quotas = np.zeros(len(sizes), dtype=np.int64)
+    open_ = sizes > 0
+    left = budget
+    while left and open_.any():
+        share = np.zeros(len(sizes))
+        share[open_] = left * weights[open_] / weights[open_].sum()
+        full = open_ & (share >= sizes)
+        if not full.any():
+            base = np.floor(share).astype(np.int64)
+            short = left - int(base.sum())
+            order = np.lexsort((np.arange(len(sizes)), -(share - base)))
+            base[order[:short]] += 1
+            quotas += base
+            break
+        quotas[full] = sizes[full]  # taken whole; the rest re-split over the open groups
+        left -= int(sizes[full].sum())
+        open_ &= ~full
     return quotas
 
 
@@ -369,6 +416,11 @@ class Selector:
     def param_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls.Params)]
 
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        """Each parameter's default value (before ``__post_init__`` adjusts it)."""
+        return {f.name: f.default for f in dataclasses.fields(cls.Params)}
+
     def required_columns(self) -> tuple[str, ...]:
         """Signal columns whose NaN/inf rows are excluded from the candidates."""
         return ()
@@ -533,17 +585,24 @@ class RankingParams(ClusterParams):
     """The parameters of every ``RankingSelector``."""
 
     within_clusters: bool = option(False, "rank inside clusters, the budget split in proportion to their "
-                                          "size (with clusters: K over cluster_features)",
+                                          "size, or size ** size_power (with clusters: K over cluster_features)",
                                    negative="--global")
     rounding: str = option("exact", "exact: the budget is met exactly (largest remainders across clusters); "
                                     "official: ceil(n_c / round(100/pct)) per cluster, as Small2Large's "
                                     "subset.py",
                            choices=("exact", "official"))
+    size_power: float = option(1.0, "with within_clusters: each cluster's quota in proportion to size ** p, "
+                                    "capped at its size: 1 proportional, 0.5 square root (temperature "
+                                    "sampling), 0 equal (docs/methods.md)", minimum=0.0, maximum=1.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.clusters is not None and not self.within_clusters:
             raise FieldError("clusters", f"(={self.clusters}) only applies with within_clusters=True")
+        if self.size_power != 1.0 and not self.within_clusters:
+            raise FieldError("size_power", f"(={self.size_power}) only applies with within_clusters=True")
+        if self.size_power != 1.0 and self.rounding == "official":
+            raise FieldError("size_power", "the official rounding is proportional; use rounding=exact")
 
 
 class RankingSelector(ClusterMixin, Selector):
@@ -637,7 +696,7 @@ class RankingSelector(ClusterMixin, Selector):
                 notes.append(f"official rounding kept {total} for a budget of {k}")
             k = total
         else:
-            quotas = allocate_largest_remainder(sizes, k)
+            quotas = allocate_by_power(sizes, k, self.size_power)
 
         selected = np.zeros(n, dtype=bool)
         rank = np.full(n, -1, dtype=np.int64)

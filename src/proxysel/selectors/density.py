@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from proxysel.options import option
+from proxysel.options import FieldError, option
 from proxysel.selectors.base import (
     RankingParams,
     RankingSelector,
@@ -32,6 +32,12 @@ from proxysel.selectors.registry import register_selector
 @dataclass(frozen=True)
 class DensityParams(RankingParams):
     with_replacement: bool = option(False, "density: sample with replacement (a count budget counts draws)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.with_replacement and self.size_power != 1.0:
+            # draws with replacement split the budget in proportion to cluster size
+            raise FieldError("size_power", "applies to sampling without replacement only")
 
 
 @register_selector("density")

@@ -35,6 +35,22 @@ __all__ = ["build_table", "select_run"]
 IDENTITY = ("method", "params", "budget", "seed", "stratify", "parent", "data_fingerprint")
 
 
+def same_selection(old: dict[str, Any], new: dict[str, Any], selector: Any) -> bool:
+    """Whether a saved selection's meta ``old`` describes the selection ``new`` would write.
+
+    A parameter that ``old`` lacks and ``new`` holds at its default is ignored: it was added to the
+    selector after ``old`` was written, and its default selects what the older version did (so an
+    upgrade does not turn every saved selection into a conflict).
+    """
+    defaults = selector.param_defaults()
+    old_params, new_params = old.get("params"), new.get("params")
+    if isinstance(old_params, dict) and isinstance(new_params, dict):
+        new_params = {k: v for k, v in new_params.items()
+                      if k in old_params or k not in defaults or v != defaults[k]}
+    return ({k: old.get(k) for k in IDENTITY}
+            == {**{k: new.get(k) for k in IDENTITY}, "params": new_params})
+
+
 def missing_column_error(run: Any, column: str, method: str) -> UsageError:
     """The error for a column the run lacks, naming the command that makes it (from the signal registry)."""
     producer = producer_of(column)
@@ -193,7 +209,7 @@ def select_run(run_dir: str | Path, config: SelectConfig, *, data: str | Path | 
         if ref is not None:
             meta["reference_fingerprint"] = ref.fingerprint
         old, _ = run.read_selection_meta(config.name)
-        if old and not overwrite and {k: old.get(k) for k in IDENTITY} != {k: meta.get(k) for k in IDENTITY}:
+        if old and not overwrite and not same_selection(old, meta, selector):
             raise RunConflictError(f"selection '{config.name}' exists with other parameters "
                                    f"({old.get('method')}, budget {old.get('budget')}, "
                                    f"seed {old.get('seed')}); pass --name for a new one or --overwrite to "
