@@ -65,7 +65,8 @@ def test_a_filtered_or_clustered_random_draw_is_a_recipe(tmp_path):
     path.write_text("selectors:\n"
                     "  - {name: mid, method: top, signal: ppl, order: middle, budget: 0.9}\n"
                     "  - {name: mid-random, method: random, from: mid}\n"
-                    "  - {name: quotas, method: random, within_clusters: true, clusters: 4, size_power: 0.5}\n")
+                    "  - {name: quotas, method: random, within_clusters: true, clusters: 4,\n"
+                    "     size_power: 0.5}\n")
     cfg = load_bench_config(path, preset="tiny")
     assert [c.name for c in cfg.trained_choices()][-2:] == ["mid-random", "quotas"]  # after the baselines
 

@@ -585,7 +585,8 @@ class RankingParams(ClusterParams):
     """The parameters of every ``RankingSelector``."""
 
     within_clusters: bool = option(False, "rank inside clusters, the budget split in proportion to their "
-                                          "size, or size ** size_power (with clusters: K over cluster_features)",
+                                          "size, or size ** size_power (with clusters: K over "
+                                          "cluster_features)",
                                    negative="--global")
     rounding: str = option("exact", "exact: the budget is met exactly (largest remainders across clusters); "
                                     "official: ceil(n_c / round(100/pct)) per cluster, as Small2Large's "
