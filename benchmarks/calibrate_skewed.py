@@ -12,6 +12,10 @@ per family on the clean, family-balanced eval set (greedy decoding, ``target.eva
 - ``sqrt-F``: the same with family quotas proportional to the square root of the family's pool
   size (``--sqrt``): rebalanced, but the large families still lead.
 
+``--candidates SELECTION`` draws the last two from what a selection kept instead of the records
+labelled clean (``balanced-filtered-F``, ``sqrt-filtered-F``): the oracle's family quotas with a
+proxy's noise filter, which separates what the filter costs from what the quotas cost.
+
 The last two are sanity checks that a family-aware selection can beat random here. Every subset
 is drawn per seed, and the seed also orders the target's data. Defaults: the ``skewed`` preset
 (data, target recipe, vocabulary, eval length); the flags override them.
@@ -35,33 +39,41 @@ from typing import Any
 import numpy as np
 
 
-def subset(pool: list[dict[str, Any]], kind: str, share: float, seed: int) -> list[str]:
+def subset(pool: list[dict[str, Any]], kind: str, share: float, seed: int,
+           candidates: set[str] | None = None) -> list[str]:
     """Ids of ``round(share * len(pool))`` records: ``random`` (any record), or clean records with
-    family quotas ``balanced`` (equal) or ``sqrt`` (proportional to sqrt of the family's pool size)."""
-    from proxysel.benchmarking.skewed import apportion
+    family quotas ``balanced`` (equal) or ``sqrt`` (proportional to sqrt of the family's pool size).
+
+    ``candidates``: draw the family quotas from these ids (e.g. what a proxy filter kept) instead of
+    the records the noise labels call clean; the quotas still come from the family labels."""
+    from proxysel.selectors.base import allocate_capped
 
     rng = np.random.default_rng([seed, 99])
     k = int(round(share * len(pool)))
     if kind == "random":
         return [pool[int(i)]["id"] for i in np.sort(rng.choice(len(pool), k, replace=False))]
-    clean: dict[str, list[str]] = {}
+    drawable: dict[str, list[str]] = {}
     sizes: dict[str, int] = {}
     for r in pool:
-        if r["family"] != "garbage":
-            sizes[r["family"]] = sizes.get(r["family"], 0) + 1
-        if r["noise"] == "clean":
-            clean.setdefault(r["family"], []).append(r["id"])
-    names = sorted(clean)
-    weight = {f: 1.0 if kind == "balanced" else float(np.sqrt(sizes[f])) for f in names}
-    quota = dict.fromkeys(names, 0)
-    left, open_ = k, list(names)
-    while left > 0 and open_:  # a family with too few clean records gives its remainder to the others
-        for f, q in zip(open_, apportion(left, [weight[f] for f in open_])):
-            quota[f] += q
-        left = sum(max(0, quota[f] - len(clean[f])) for f in names)
-        quota = {f: min(q, len(clean[f])) for f, q in quota.items()}
-        open_ = [f for f in names if quota[f] < len(clean[f])]
-    return [str(i) for f in names for i in rng.choice(clean[f], quota[f], replace=False)]
+        if r["family"] == "garbage":
+            continue
+        sizes[r["family"]] = sizes.get(r["family"], 0) + 1
+        if (r["id"] in candidates) if candidates is not None else r["noise"] == "clean":
+            drawable.setdefault(r["family"], []).append(r["id"])
+    names = sorted(drawable)
+    weights = np.array([1.0 if kind == "balanced" else float(np.sqrt(sizes[f])) for f in names])
+    # a family with too few drawable records gives its remainder to the others
+    quota = allocate_capped(weights, np.array([len(drawable[f]) for f in names]), k)
+    return [str(i) for f, q in zip(names, quota) for i in rng.choice(drawable[f], int(q), replace=False)]
+
+
+def kept_ids(path: Path) -> set[str]:
+    """The ids a selection kept (its ``selection.parquet``, or the folder holding it)."""
+    import pyarrow.parquet as pq
+
+    path = path / "selection.parquet" if path.is_dir() else path
+    table = pq.read_table(path, columns=["id", "selected"]).to_pydict()
+    return {i for i, kept in zip(table["id"], table["selected"]) if kept}
 
 
 def _write(path: Path, records: list[dict[str, Any]]) -> None:
@@ -94,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--random", type=float, nargs="*", default=[], help="random shares, e.g. 0.1 0.3")
     ap.add_argument("--balanced", type=float, nargs="*", default=[], help="clean shares, equal per family")
     ap.add_argument("--sqrt", type=float, nargs="*", default=[], help="clean shares, sqrt family quotas")
+    ap.add_argument("--candidates", default=None, metavar="SELECTION",
+                    help="draw --balanced/--sqrt from what this selection kept (a selection.parquet or its "
+                         "folder; {seed} is replaced by the seed), not from the records labelled clean: "
+                         "the oracle's family quotas with a proxy's noise filter")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--proxy", action="store_true", help="time api.train_proxy with the preset's proxy")
     ap.add_argument("--detail", action="store_true", help="exact match per family x difficulty, and misses")
@@ -141,8 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[tuple[str, list[str] | None, int]] = []
     for seed in args.seeds:
         runs += [("full", None, seed)] if args.full else []
+        within = None
+        if args.candidates:
+            within = kept_ids(Path(args.candidates.format(seed=seed)))
+            unknown = within - set(by_id)
+            if unknown:
+                raise SystemExit(f"--candidates: {len(unknown)} ids are not in this pool (e.g. "
+                                 f"{sorted(unknown)[:3]}); generate the same pool (--n-pool, "
+                                 "--data-seed, noise)")
         for kind in ("random", "balanced", "sqrt"):
-            runs += [(f"{kind}-{f:g}", subset(pool_recs, kind, f, seed), seed) for f in getattr(args, kind)]
+            tag = "-filtered" if within is not None and kind != "random" else ""
+            runs += [(f"{kind}{tag}-{f:g}", subset(pool_recs, kind, f, seed, within), seed)
+                     for f in getattr(args, kind)]
     rows = []
     for name, ids, seed in runs:
         examples = pool.examples if ids is None else [by_id[i] for i in ids]

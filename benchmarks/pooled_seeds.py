@@ -3,10 +3,14 @@
 `proxysel bench` compares a selector with a baseline over the seeds of one folder. When more
 seeds were run later into another folder (a confirmation run, e.g. seeds 3-5 beside 0-2), this
 pools them: it reads every cell's ``cells/<cell>/result.json`` and runs the bench's own
-``analysis.comparisons`` over all of them, grouped by the eval set's ``family`` field.
+``analysis.comparisons`` over all of them, grouped by the eval set's ``family`` field (one group
+when the eval records have no such field). With one folder it compares against any baseline, such
+as ``longest``.
 
     python benchmarks/pooled_seeds.py runs/bench-skewed runs/bench-skewed-confirm \
         --budgets 0.1 0.3 --selectors mid-clean-rds rds mid-clean-s2l mid-s2l --baselines random longest full
+    python benchmarks/pooled_seeds.py runs/bench-cpu-targeted --metric eval_loss --budgets 0.3 \
+        --selectors rds50-longest rds --baselines longest random
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ def main() -> None:
     ap.add_argument("--selectors", nargs="+", required=True)
     ap.add_argument("--baselines", nargs="+", default=["random"])
     ap.add_argument("--group-field", default="family")
+    ap.add_argument("--metric", choices=["exact_match", "eval_loss"], default="exact_match",
+                    help="exact_match: macro exact match, in points; eval_loss: macro held-out loss, nats")
     ap.add_argument("--n-boot", type=int, default=2000)
     args = ap.parse_args()
 
@@ -42,27 +48,31 @@ def main() -> None:
             if path.parent.name in rows:
                 raise SystemExit(f"cell {path.parent.name} is in two folders")
             rows[path.parent.name] = json.loads(path.read_text())
-    groups, ids = [r[args.group_field] for r in records], [r["id"] for r in records]
-    found = comparisons(list(rows.values()), groups, ids, metric="exact_match", n_boot=args.n_boot,
+    groups = [str(r.get(args.group_field, "all")) for r in records]
+    ids = [r["id"] for r in records]
+    found = comparisons(list(rows.values()), groups, ids, metric=args.metric, n_boot=args.n_boot,
                         baselines=args.baselines)
     by_key = {(c["selector"], c["budget"], c["baseline"]): c for c in found}
+    scale, digits, unit = (100, 1, "points") if args.metric == "exact_match" else (1, 4, "nats")
 
-    print(f"seeds {sorted({r['seed'] for r in rows.values()})}; macro exact match, points; paired bootstrap "
-          f"95% over eval examples by {args.group_field}\n")
+    seeds = sorted({r["seed"] for r in rows.values()})
+    print(f"seeds {seeds}; macro {args.metric.replace('_', ' ')}, {unit}; paired bootstrap 95% over eval "
+          f"examples by {args.group_field}\n")
     print("| selector | budget | mean | vs | Δ mean ± std | wins | interval | verdict |")
     print("|---|---|---|---|---|---|---|---|")
     for budget in args.budgets:
         for selector in args.selectors:
-            mean = 100 * np.mean([r["metrics"]["exact_match_macro"] for r in rows.values()
-                                  if (r["selector"], r["budget"]) == (selector, budget)])
+            mean = scale * np.mean([r["metrics"][f"{args.metric}_macro"] for r in rows.values()
+                                    if (r["selector"], r["budget"]) == (selector, budget)])
             for base in args.baselines:
                 c = by_key.get((selector, budget, base))
                 if c is None or "error" in c:
                     raise SystemExit(f"{selector} at {budget:g} against {base}: "
                                      f"{'no cells to pair' if c is None else c['error']}")
-                interval = f"[{100 * c['lo']:+.1f}, {100 * c['hi']:+.1f}]"
-                print(f"| {selector} | {budget:g} | {mean:.1f} | {base} | {100 * c['mean']:+.1f} ± "
-                      f"{100 * c['std']:.1f} | {c['wins']} of {c['n_seeds']} | {interval} | {c['verdict']} |")
+                lo, hi, d, sd = (scale * c[k] for k in ("lo", "hi", "mean", "std"))
+                interval = f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+                print(f"| {selector} | {budget:g} | {mean:.{digits}f} | {base} | {d:+.{digits}f} ± "
+                      f"{sd:.{digits}f} | {c['wins']} of {c['n_seeds']} | {interval} | {c['verdict']} |")
 
 
 if __name__ == "__main__":

@@ -54,3 +54,36 @@ def test_bench_configs_load_over_the_preset_they_name(path):
     assert named, f"{path.name} names no --preset in its header"
     cfg = load_bench_config(path, preset=named.group(1))
     assert cfg.trained_choices()
+
+
+def test_calibrate_subset_draws_the_family_quotas_from_a_filter(tmp_path):
+    """--candidates: the oracle's sqrt family quotas (weights from the pool's family sizes), drawn
+    only from what a selection kept, whatever the noise labels say."""
+    import importlib.util
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = SCRIPTS[0].parent / "calibrate_skewed.py"
+    spec = importlib.util.spec_from_file_location("calibrate_skewed", path)
+    calibrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibrate)
+    pool = ([{"id": f"a{i}", "family": "a", "noise": "clean"} for i in range(16)]
+            + [{"id": f"b{i}", "family": "b", "noise": "wrong"} for i in range(4)]
+            + [{"id": f"g{i}", "family": "garbage", "noise": "garbage"} for i in range(5)])
+    ids = [r["id"] for r in pool]
+    filtered = {"a0", "a1", "a2", "a3", "a4", "b0", "b1", "b2", "b3"}
+    pq.write_table(pa.table({"id": ids, "selected": [i in filtered for i in ids]}),
+                   tmp_path / "selection.parquet")
+    kept = calibrate.kept_ids(tmp_path)
+    assert kept == filtered
+    # 6 of 25; sqrt weights 4 (16 a's) and 2 (4 b's): quotas 4 and 2, from the kept rows only
+    chosen = calibrate.subset(pool, "sqrt", 0.24, seed=0, candidates=kept)
+    assert sorted(c[0] for c in chosen) == ["a", "a", "a", "a", "b", "b"] and set(chosen) <= kept
+    # without candidates the labels decide: no b is clean, so a takes all 6
+    assert sorted(c[0] for c in calibrate.subset(pool, "sqrt", 0.24, seed=0)) == ["a"] * 6
+    # equal quotas of 4 of 25: 2 each; 10 of 25 cannot be met from the 9 kept rows
+    assert sorted(c[0] for c in calibrate.subset(pool, "balanced", 0.16, seed=0, candidates=kept)) == \
+        ["a", "a", "b", "b"]
+    with pytest.raises(ValueError, match="cannot allocate 10"):
+        calibrate.subset(pool, "balanced", 0.4, seed=0, candidates=kept)

@@ -23,7 +23,7 @@ from proxysel.store.run import list_matrix
 __all__ = [
     "EXCLUDED_INF", "EXCLUDED_NAN", "EXCLUDED_TRUNCATED", "ClusterParams", "NoParams", "RankingParams",
     "RankingSelector", "ScoreTable", "Selection", "Selector", "allocate_largest_remainder",
-    "allocate_by_power", "allocate_official", "parse_budget", "resolve_budget",
+    "allocate_by_power", "allocate_capped", "allocate_official", "parse_budget", "resolve_budget",
 ]
 
 EXCLUDED_NAN = "excluded: signal is NaN"
@@ -124,9 +124,7 @@ def allocate_by_power(sizes: np.ndarray, budget: int, power: float) -> np.ndarra
     quota (a group smaller than its share is taken whole and the rest is re-split among the others,
     like UniMax, Chung et al. 2023); 0.5 is the square-root quotas of temperature sampling (XLM's
     alpha = 0.5 over languages, Lample and Conneau 2019), which lift small groups without
-    flattening the large ones. Capping is water-filling: the groups whose share exceeds their size
-    keep all their rows, and the budget left is re-split over the others until none overflows.
-    Remainders go to the largest fractional parts (ties: the earlier group), as in Hamilton's method.
+    flattening the large ones. See ``allocate_capped`` for the capping.
 
     >>> allocate_by_power(np.array([100, 25, 4]), 30, 0.5).tolist()
     [18, 9, 3]
@@ -138,27 +136,47 @@ def allocate_by_power(sizes: np.ndarray, budget: int, power: float) -> np.ndarra
         raise ValueError(f"size power must be in [0, 1], got {power!r}")
     if power == 1.0:
         return allocate_largest_remainder(sizes, budget)
-    total = int(sizes.sum())
+    weights = np.sqrt(sizes.astype(np.float64)) if power == 0.5 else sizes.astype(np.float64) ** power
+    return allocate_capped(weights, sizes, budget)
+
+
+def allocate_capped(weights: np.ndarray, caps: np.ndarray, budget: int) -> np.ndarray:
+    """Split ``budget`` across groups in proportion to ``weights`` (float, >= 0), no group above its
+    ``caps`` (int), summing to exactly ``budget``.
+
+    Water-filling: the groups whose share reaches their cap keep their cap, and the budget left is
+    re-split over the others until none overflows. Remainders go to the largest fractional parts
+    (ties: the earlier group), as in Hamilton's method.
+
+    >>> allocate_capped(np.array([1.0, 1.0, 1.0]), np.array([50, 6, 2]), 20).tolist()
+    [12, 6, 2]
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    caps = np.asarray(caps, dtype=np.int64)
+    total = int(caps.sum())
     if budget < 0 or total == 0 or budget > total:
         raise ValueError(f"cannot allocate {budget} across groups holding {total} rows")
-    weights = np.sqrt(sizes.astype(np.float64)) if power == 0.5 else sizes.astype(np.float64) ** power
-    weights[sizes == 0] = 0.0
-    quotas = np.zeros(len(sizes), dtype=np.int64)
-    open_ = sizes > 0
+    if (weights < 0).any() or not np.isfinite(weights).all():
+        raise ValueError("weights must be finite and >= 0")
+    quotas = np.zeros(len(caps), dtype=np.int64)
+    open_ = (caps > 0) & (weights > 0)
     left = budget
-    while left and open_.any():
-        share = np.zeros(len(sizes))
+    while left:
+        if not open_.any():  # only zero-weight groups have room: fill them in order
+            open_ = quotas < caps
+            weights = np.ones(len(caps))
+        share = np.zeros(len(caps))
         share[open_] = left * weights[open_] / weights[open_].sum()
-        full = open_ & (share >= sizes)
+        full = open_ & (share >= caps - quotas)
         if not full.any():
             base = np.floor(share).astype(np.int64)
             short = left - int(base.sum())
-            order = np.lexsort((np.arange(len(sizes)), -(share - base)))
+            order = np.lexsort((np.arange(len(caps)), -(share - base)))
             base[order[:short]] += 1
             quotas += base
             break
-        quotas[full] = sizes[full]  # taken whole; the rest re-split over the open groups
-        left -= int(sizes[full].sum())
+        left -= int((caps - quotas)[full].sum())
+        quotas[full] = caps[full]  # taken whole; the rest re-split over the open groups
         open_ &= ~full
     return quotas
 
