@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("torch")
 
 from proxysel.benchmarking.config import load_bench_config  # noqa: E402
+from proxysel.benchmarking.ledger import proxy_costs_from_run  # noqa: E402
 from proxysel.benchmarking.runner import plan_cells  # noqa: E402
 from proxysel.cli.main import main  # noqa: E402
 
@@ -305,16 +306,23 @@ def test_a_filter_and_a_chain_in_a_bench(tmp_path):
 
 def test_the_ledger_counts_the_score_stages_of_a_trained_proxy(tmp_path):
     """With signals_from: trained the loss stage runs the proxy's last checkpoint, named by its path:
-    the ledger counts that model's N too, so ppl's scoring pass has FLOPs (2·N·T) and no unknown N."""
+    the ledger counts that model's N too, so ppl's scoring pass has FLOPs (2·N·T) and no unknown N;
+    and a selection that reads ppl pays for the proxy's training, which those weights needed."""
     out = tmp_path / "trained"
     assert main(["-q", "bench", "--preset", "tiny", "--out", str(out), "seeds=[0]", "budgets=[0.3]",
                  "signals_from=trained", "proxy.keep_checkpoints=true",
                  "selectors=[{name: low, method: top, signal: ppl, order: low}]",
                  "transfer.enabled=false", "baselines=[random]"]) == 0
     row = {r["selector"]: r for r in json.loads((out / "ledger.json").read_text())["selectors"]}["low"]
-    assert row["stages"] == ["loss"] and row["forward_tokens"] > 0
+    assert row["stages"] == ["train-proxy", "loss"] and row["forward_tokens"] > 0
     assert not any("no parameter count" in u for u in row["unknown"]), row["unknown"]
     n = json.loads((out / "ledger-params.json").read_text())
     assert len(n) == 2 and len(set(n.values())) == 1  # the proxy and its checkpoint: the same N
-    assert row["forward_flops"] == 2 * next(iter(n.values())) * row["forward_tokens"]
+    records = proxy_costs_from_run(out / "proxy")
+    assert row["train_tokens"] == records["train-proxy"]["train_tokens"] > 0
+    passes = records["train-proxy"]["forward_tokens"] + records["loss"]["forward_tokens"]
+    assert row["forward_tokens"] == passes
+    n_proxy = next(iter(n.values()))
+    assert row["forward_flops"] == 2 * n_proxy * row["forward_tokens"]
+    assert row["train_flops"] == 6 * n_proxy * row["train_tokens"]
 

@@ -38,7 +38,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
@@ -280,6 +280,16 @@ def score_signals_needed(cfg: BenchConfig) -> list[str]:
     return [n for n in dict.fromkeys(needed) if get_signal(n).command == "score"]
 
 
+def signal_model(cfg: BenchConfig, proxy_spec: str, proxy_run: Path) -> str:
+    """The model the score signals run: the proxy as given, or with ``signals_from: trained`` its
+    weights after its run (train-proxy --keep-checkpoints), named by path."""
+    if cfg.signals_from != "trained":
+        return proxy_spec
+    folder = RunFolder(proxy_run)
+    entry = folder.manifest["stages"]["train-proxy"]
+    return str(folder.recorded_path(entry["final_checkpoint"], "the proxy's final weights"))
+
+
 def score_proxy_signals(cfg: BenchConfig, data: BenchData, proxy_spec: str, proxy_run: Path,
                         runtime: RuntimeConfig, *, overwrite: bool) -> None:
     """Compute the score signals the selections read with the proxy: first those that need no
@@ -288,11 +298,7 @@ def score_proxy_signals(cfg: BenchConfig, data: BenchData, proxy_spec: str, prox
     every reference-aware selector."""
     signals = score_signals_needed(cfg)
     p = cfg.proxy
-    model = proxy_spec
-    if cfg.signals_from == "trained":  # the proxy's weights after its run (train-proxy --keep-checkpoints)
-        folder = RunFolder(proxy_run)
-        entry = folder.manifest["stages"]["train-proxy"]
-        model = str(folder.recorded_path(entry["final_checkpoint"], "the proxy's final weights"))
+    model = signal_model(cfg, proxy_spec, proxy_run)
     for with_ref in (False, True):
         names = tuple(n for n in signals if get_signal(n).needs_reference == with_ref)
         if names:
@@ -326,18 +332,25 @@ def proxy_params(out: Path, spec: str, kind: str = "causal_lm") -> int:
     return int(cache[key])
 
 
-def chain_stages(choice: Any, choices: dict[str, Any]) -> list[str]:
+def chain_stages(choice: Any, choices: dict[str, Any], records: Mapping[str, Mapping[str, Any]] | None = None,
+                 trained_model: str | None = None) -> list[str]:
     """The proxy stages a selection uses, with those of the selections it starts from (a chain pays
-    for its filters' signals too)."""
+    for its filters' signals too). With ``trained_model`` (``signals_from: trained``), a stage whose
+    ``records`` entry ran that model also needs ``train-proxy``, which is then charged too."""
     stages = choice_stages(choice)
-    return list(dict.fromkeys([*chain_stages(choices[choice.parent], choices), *stages])) \
-        if choice.parent is not None else stages
+    if choice.parent is not None:
+        stages = list(dict.fromkeys([*chain_stages(choices[choice.parent], choices), *stages]))
+    if trained_model is not None and records is not None and "train-proxy" not in stages and any(
+            (records.get(s) or {}).get("model") == trained_model for s in stages):
+        stages = ["train-proxy", *stages]
+    return stages
 
 
 def bench_context(cfg: BenchConfig, out: Path, data: BenchData, proxy_spec: str,
                   choices: dict[str, Any]) -> Context:
     """What the report needs beyond the cells: the eval groups and the ledger's inputs."""
     records = proxy_costs_from_run(out / "proxy")
+    trained = signal_model(cfg, proxy_spec, out / "proxy") if cfg.signals_from == "trained" else None
     # N of every model whose tokens the ledger counts: the proxy, and with signals_from: trained
     # its checkpoint, which the score stages name by path (the same N, counted once per path)
     counted = {(r["model"], r.get("kind", "causal_lm")) for r in records.values()
@@ -346,7 +359,8 @@ def bench_context(cfg: BenchConfig, out: Path, data: BenchData, proxy_spec: str,
     return Context(groups=data.groups, eval_ids=[e.id for e in data.eval.examples], grouping=data.grouping,
                    n_pool=len(data.pool.examples), n_eval=len(data.eval.examples),
                    n_reference=0 if data.reference is None else len(data.reference.examples),
-                   stages={name: chain_stages(c, choices) for name, c in choices.items()}, records=records,
+                   stages={name: chain_stages(c, choices, records, trained) for name, c in choices.items()},
+                   records=records,
                    n_params=n_params, n_boot=cfg.eval.n_boot,
                    level=cfg.eval.level)
 
