@@ -65,15 +65,19 @@ def test_official_rounding_matches_array_split(pct, m):
     assert allocate_official(sizes, pct / 100).tolist() == expected
 
 
+def random_allocations(seed: int, n: int, max_size: int, max_groups: int):
+    """(sizes, budget) pairs: random group sizes (some 0, never all) and a budget that fits them."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        sizes = rng.integers(0, max_size, size=rng.integers(1, max_groups))
+        if sizes.sum():
+            yield sizes, int(rng.integers(0, sizes.sum() + 1))
+
+
 def test_largest_remainder_exact_and_proportional():
     sizes = np.array([6, 3, 1])
     assert allocate_largest_remainder(sizes, 3).tolist() == [2, 1, 0]  # .8 and .9 beat .3
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        sizes = rng.integers(0, 50, size=rng.integers(1, 30))
-        if sizes.sum() == 0:
-            continue
-        budget = int(rng.integers(0, sizes.sum() + 1))
+    for sizes, budget in random_allocations(0, 200, 50, 30):
         q = allocate_largest_remainder(sizes, budget)
         assert q.sum() == budget
         assert (q <= sizes).all() and (q >= 0).all()
@@ -111,22 +115,14 @@ def _water_level(sizes: np.ndarray, budget: int, power: float) -> np.ndarray:
 
 @pytest.mark.parametrize("power", [0.0, 0.3, 0.5, 0.75])
 def test_power_allocation_against_a_bisection_of_the_water_level(power):
-    rng = np.random.default_rng(1)
-    for _ in range(300):
-        sizes = rng.integers(0, 60, size=rng.integers(1, 25))
-        if sizes.sum() == 0:
-            continue
-        budget = int(rng.integers(0, sizes.sum() + 1))
+    for sizes, budget in random_allocations(1, 300, 60, 25):
         q = allocate_by_power(sizes, budget, power)
         assert q.sum() == budget and (q >= 0).all() and (q <= sizes).all()
         assert (np.abs(q - _water_level(sizes, budget, power)) < 1 + 1e-6).all()
 
 
 def test_power_one_is_the_proportional_split():
-    rng = np.random.default_rng(2)
-    for _ in range(100):
-        sizes = rng.integers(1, 40, size=rng.integers(1, 20))
-        budget = int(rng.integers(0, sizes.sum() + 1))
+    for sizes, budget in random_allocations(2, 100, 40, 20):
         expected = allocate_largest_remainder(sizes, budget)
         assert allocate_by_power(sizes, budget, 1.0).tolist() == expected.tolist()
 
