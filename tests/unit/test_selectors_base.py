@@ -127,6 +127,17 @@ def test_power_one_is_the_proportional_split():
         assert allocate_by_power(sizes, budget, 1.0).tolist() == expected.tolist()
 
 
+def test_capped_allocation_with_weights_apart_from_the_caps():
+    from proxysel.selectors.base import allocate_capped
+
+    # weights 3:1 over caps 10 and 10: 9 -> 6.75/2.25 -> 7 and 2
+    assert allocate_capped(np.array([3.0, 1.0]), np.array([10, 10]), 9).tolist() == [7, 2]
+    # the first group fills its cap of 2; what is left can only go to the zero-weight group
+    assert allocate_capped(np.array([1.0, 0.0]), np.array([2, 5]), 4).tolist() == [2, 2]
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        allocate_capped(np.array([1.0, -1.0]), np.array([2, 5]), 4)
+
+
 def test_power_allocation_bad_input():
     with pytest.raises(ValueError, match="size power must be in"):
         allocate_by_power(np.array([3, 4]), 2, 1.5)
