@@ -326,3 +326,27 @@ def test_the_ledger_counts_the_score_stages_of_a_trained_proxy(tmp_path):
     assert row["forward_flops"] == 2 * n_proxy * row["forward_tokens"]
     assert row["train_flops"] == 6 * n_proxy * row["train_tokens"]
 
+
+
+def test_more_seeds_retrains_a_bench_cell_with_the_bench_code(bench, tmp_path):
+    """benchmarks/more_seeds.py: seed 0 again reproduces the bench's own cell (same subset, same
+    recipe), a new seed trains the same subset, and a selector that draws per seed is refused."""
+    import importlib.util
+    from pathlib import Path
+
+    out, _ = bench
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "more_seeds.py"
+    spec = importlib.util.spec_from_file_location("more_seeds", path)
+    more = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(more)
+    extra = tmp_path / "more"
+    assert more.main([str(out), "--cells", "longest-0.3-s0", "--seeds", "0", "2", "--out", str(extra)]) == 0
+    mine = json.loads((extra / "cells" / "longest-0.3-s0" / "result.json").read_text())
+    theirs = json.loads((out / "cells" / "longest-0.3-s0" / "result.json").read_text())
+    assert mine["metrics"]["eval_loss"] == pytest.approx(theirs["metrics"]["eval_loss"], rel=1e-6)
+    assert mine["fingerprint"]["train_ids"] == theirs["fingerprint"]["train_ids"]
+    new = json.loads((extra / "cells" / "longest-0.3-s2" / "result.json").read_text())
+    assert new["seed"] == 2 and new["fingerprint"]["train_ids"] == theirs["fingerprint"]["train_ids"]
+    assert (extra / "data" / "eval.jsonl").read_bytes() == (out / "data" / "eval.jsonl").read_bytes()
+    with pytest.raises(SystemExit, match="draws per seed"):
+        more.main([str(out), "--cells", "random-0.3-s0", "--seeds", "2", "--out", str(extra)])

@@ -1,0 +1,79 @@
+"""Train a finished bench's subsets on more target seeds, without retraining full data.
+
+`proxysel bench` trains full data for every seed it is given, which on the `cpu-targeted` preset is
+the costliest cell by far. To check a close result on fresh seeds, this reads a bench folder's
+resolved config, data and proxy selections, and trains the target with the bench's own cell code
+(``runner.run_cell``: the same recipe, metrics, per-example arrays and cache) on the subsets of
+some of its cells, with other seeds. The cells go to ``--out/cells``, beside a copy of the eval set,
+so that ``pooled_seeds.py`` pairs them with the bench's own cells:
+
+    python benchmarks/more_seeds.py runs/bench-cpu-targeted --cells longest-0.3-s0 longest50-rds-0.3-s0 \
+        --seeds 3 4 5 --out runs/bench-cpu-targeted-more
+    python benchmarks/pooled_seeds.py runs/bench-cpu-targeted runs/bench-cpu-targeted-more \
+        --metric eval_loss --budgets 0.3 --selectors longest50-rds --baselines longest
+
+Each named cell's subset is reused as it is, so this is only right for selectors that draw nothing
+at random (longest, top, rds and chains of them): a new seed then varies only the target's
+initialisation and data order. A selector that draws (random, s2l, lp_app's k-means) would need
+its own selection per seed; the script refuses the ones it knows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+SEEDED = {"random", "cluster_random", "s2l", "lp", "lp_app", "density", "color"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bench", type=Path, help="a finished bench folder")
+    ap.add_argument("--cells", nargs="+", required=True, help="cell names whose subsets to train again")
+    ap.add_argument("--seeds", nargs="+", type=int, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="folder for the new cells")
+    args = ap.parse_args(argv)
+
+    from proxysel.benchmarking.config import load_bench_config
+    from proxysel.benchmarking.groups import GROUP_RULES
+    from proxysel.benchmarking.runner import Cell, load_data, pool_labels, prepare_models, run_cell
+    from proxysel.store import RunFolder
+
+    cfg = load_bench_config(args.bench / "config.yaml")
+    choices = {c.name: c for c in cfg.choices()}
+    data = load_data(cfg, args.bench)
+    _, target_spec = prepare_models(cfg, args.bench, data.pool)
+    proxy = RunFolder(args.bench / "proxy")
+    by_id = {e.id: e for e in data.pool.examples}
+    labels = pool_labels(data.pool, [r for r in (cfg.data.group_by, cfg.data.category) if r in GROUP_RULES])
+    (args.out / "data").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.bench / "data" / "eval.jsonl", args.out / "data" / "eval.jsonl")
+
+    todo = []
+    for name in args.cells:
+        selector, budget, _ = name.rsplit("-", 2)
+        step = choices.get(selector)
+        chain = []
+        while step is not None:  # the cell's method and those of the filters it starts from
+            chain.append(step.method)
+            step = choices.get(step.parent) if step.parent is not None else None
+        if selector not in choices:
+            raise SystemExit(f"{name}: {selector!r} is not a selector of {args.bench}")
+        if SEEDED & set(chain):
+            raise SystemExit(f"{name}: {', '.join(sorted(SEEDED & set(chain)))} draws per seed; its subset "
+                             "cannot be reused for another seed")
+        todo += [(Cell(selector, float(budget), seed), proxy.selection_ids(name)) for seed in args.seeds]
+    todo.sort(key=lambda t: t[0].seed)  # seed by seed, so that a stopped run leaves whole pairs
+    if cfg.threads is not None:  # as the bench ran its cells
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    for k, (cell, ids) in enumerate(todo, 1):
+        run_cell(cfg, args.out, cell, target_spec, data, ids, by_id, labels, overwrite=False,
+                 prefix=f"[{k}/{len(todo)}]", say=lambda msg: print(msg, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
