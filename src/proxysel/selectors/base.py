@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from proxysel.cluster import kmeans
-from proxysel.options import FieldError, check_fields, option
+from proxysel.options import FieldError, check_fields, iter_fields, option
 from proxysel.store.run import list_matrix
 
 __all__ = [
@@ -437,7 +437,7 @@ class Selector:
     @classmethod
     def param_defaults(cls) -> dict[str, Any]:
         """Each parameter's default value (before ``__post_init__`` adjusts it)."""
-        return {f.name: f.default for f in dataclasses.fields(cls.Params)}
+        return {name: default for name, _, default, _, _ in iter_fields(cls.Params)}
 
     def required_columns(self) -> tuple[str, ...]:
         """Signal columns whose NaN/inf rows are excluded from the candidates."""
