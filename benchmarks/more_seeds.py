@@ -14,8 +14,9 @@ so that ``pooled_seeds.py`` pairs them with the bench's own cells:
 
 Each named cell's subset is reused as it is, so this is only right for selectors that draw nothing
 at random (longest, top, rds and chains of them): a new seed then varies only the target's
-initialisation and data order. A selector that draws (random, s2l, lp_app's k-means) would need
-its own selection per seed; the script refuses the ones it knows.
+initialisation and data order. The script checks that from the bench itself: the cell's selector
+must have kept the same subset for every seed the bench ran (it needs two or more), otherwise
+(random, s2l, lp_app's k-means) it refuses.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
-
-SEEDED = {"random", "cluster_random", "s2l", "lp", "lp_app", "density", "color"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,20 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "data").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.bench / "data" / "eval.jsonl", args.out / "data" / "eval.jsonl")
 
+    if len(cfg.seeds) < 2:
+        raise SystemExit(f"{args.bench} ran one seed: whether a subset depends on the seed cannot be told")
     todo = []
     for name in args.cells:
         selector, budget, _ = name.rsplit("-", 2)
-        step = choices.get(selector)
-        chain = []
-        while step is not None:  # the cell's method and those of the filters it starts from
-            chain.append(step.method)
-            step = choices.get(step.parent) if step.parent is not None else None
         if selector not in choices:
             raise SystemExit(f"{name}: {selector!r} is not a selector of {args.bench}")
-        if SEEDED & set(chain):
-            raise SystemExit(f"{name}: {', '.join(sorted(SEEDED & set(chain)))} draws per seed; its subset "
-                             "cannot be reused for another seed")
-        todo += [(Cell(selector, float(budget), seed), proxy.selection_ids(name)) for seed in args.seeds]
+        # a subset that differs between the bench's own seeds is drawn per seed: it cannot be reused
+        ids = proxy.selection_ids(name)
+        if any(sorted(proxy.selection_ids(Cell(selector, float(budget), s).name)) != sorted(ids)
+               for s in cfg.seeds):
+            raise SystemExit(f"{name}: {selector} draws per seed (its subsets differ between seeds "
+                             f"{', '.join(map(str, cfg.seeds))}); it cannot be reused for another seed")
+        todo += [(Cell(selector, float(budget), seed), ids) for seed in args.seeds]
     todo.sort(key=lambda t: t[0].seed)  # seed by seed, so that a stopped run leaves whole pairs
     if cfg.threads is not None:  # as the bench ran its cells
         import torch
