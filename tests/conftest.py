@@ -257,3 +257,14 @@ def fake_judge_server(fail_first: tuple[int, ...] = ()):
             server.server_close()
 
     return serve()
+
+
+def load_benchmark_script(name: str):
+    """benchmarks/<name>.py imported as a module (the scripts are not a package), to call its functions."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

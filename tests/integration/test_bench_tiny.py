@@ -331,14 +331,10 @@ def test_the_ledger_counts_the_score_stages_of_a_trained_proxy(tmp_path):
 def test_more_seeds_retrains_a_bench_cell_with_the_bench_code(bench, tmp_path):
     """benchmarks/more_seeds.py: seed 0 again reproduces the bench's own cell (same subset, same
     recipe), a new seed trains the same subset, and a selector that draws per seed is refused."""
-    import importlib.util
-    from pathlib import Path
+    from conftest import load_benchmark_script
 
     out, _ = bench
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "more_seeds.py"
-    spec = importlib.util.spec_from_file_location("more_seeds", path)
-    more = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(more)
+    more = load_benchmark_script("more_seeds")
     extra = tmp_path / "more"
     assert more.main([str(out), "--cells", "longest-0.3-s0", "--seeds", "0", "2", "--out", str(extra)]) == 0
     mine = json.loads((extra / "cells" / "longest-0.3-s0" / "result.json").read_text())

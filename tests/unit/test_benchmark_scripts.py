@@ -59,15 +59,12 @@ def test_bench_configs_load_over_the_preset_they_name(path):
 def test_calibrate_subset_draws_the_family_quotas_from_a_filter(tmp_path):
     """--candidates: the oracle's sqrt family quotas (weights from the pool's family sizes), drawn
     only from what a selection kept, whatever the noise labels say."""
-    import importlib.util
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = SCRIPTS[0].parent / "calibrate_skewed.py"
-    spec = importlib.util.spec_from_file_location("calibrate_skewed", path)
-    calibrate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(calibrate)
+    from conftest import load_benchmark_script
+
+    calibrate = load_benchmark_script("calibrate_skewed")
     pool = ([{"id": f"a{i}", "family": "a", "noise": "clean"} for i in range(16)]
             + [{"id": f"b{i}", "family": "b", "noise": "wrong"} for i in range(4)]
             + [{"id": f"g{i}", "family": "garbage", "noise": "garbage"} for i in range(5)])
