@@ -15,7 +15,7 @@ so that ``pooled_seeds.py`` pairs them with the bench's own cells:
 Each named cell's subset is reused as it is, so this is only right for selectors that draw nothing
 at random (longest, top, rds and chains of them): a new seed then varies only the target's
 initialisation and data order. The script checks that from the bench itself: the cell's selector
-must have kept the same subset for every seed the bench ran (it needs two or more), otherwise
+must have kept the same subset for every seed the bench selected it for (two or more), otherwise
 (random, s2l, lp_app's k-means) it refuses.
 """
 
@@ -49,8 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "data").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.bench / "data" / "eval.jsonl", args.out / "data" / "eval.jsonl")
 
-    if len(cfg.seeds) < 2:
-        raise SystemExit(f"{args.bench} ran one seed: whether a subset depends on the seed cannot be told")
     todo = []
     for name in args.cells:
         selector, budget, _ = name.rsplit("-", 2)
@@ -58,10 +56,14 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{name}: {selector!r} is not a selector of {args.bench}")
         # a subset that differs between the bench's own seeds is drawn per seed: it cannot be reused
         ids = proxy.selection_ids(name)
-        if any(sorted(proxy.selection_ids(Cell(selector, float(budget), s).name)) != sorted(ids)
-               for s in cfg.seeds):
-            raise SystemExit(f"{name}: {selector} draws per seed (its subsets differ between seeds "
-                             f"{', '.join(map(str, cfg.seeds))}); it cannot be reused for another seed")
+        # the seeds the bench selected this cell for (its config.yaml holds only its last run's seeds)
+        ran = [n for n in proxy.selections() if n.rsplit("-", 1)[0] == f"{selector}-{budget}"]
+        if len(ran) < 2:
+            raise SystemExit(f"{name}: the bench selected it for one seed only; whether its subset "
+                             "depends on the seed cannot be told")
+        if any(sorted(proxy.selection_ids(n)) != sorted(ids) for n in ran):
+            raise SystemExit(f"{name}: {selector} draws per seed (its subsets differ between "
+                             f"{', '.join(ran)}); it cannot be reused for another seed")
         todo += [(Cell(selector, float(budget), seed), ids) for seed in args.seeds]
     todo.sort(key=lambda t: t[0].seed)  # seed by seed, so that a stopped run leaves whole pairs
     if cfg.threads is not None:  # as the bench ran its cells
