@@ -239,6 +239,32 @@ def test_verdicts_stats_and_ledger(bench):
     assert "selection cost as % of the full-data target run" in md.lower()
 
 
+def test_a_copied_bench_folder_keeps_its_trained_cells(bench, tmp_path, capsys):
+    """Cells name the scratch target by its folder's revision, not its path: a copy of the data,
+    the models and the cells trains its proxy again (its run records paths) and no target."""
+    import shutil
+
+    out, _ = bench
+    copy = tmp_path / "copied"
+    for part in ("data", "models", "cells"):
+        shutil.copytree(out / part, copy / part)
+    cells = {p.parent.name for p in (copy / "cells").glob("*/result.json")}
+    assert main(["bench", "--preset", "tiny", "--out", str(copy)]) == 0
+    text = capsys.readouterr().out
+    assert "training on" not in text and all(f"{c}: cached" in text for c in cells)
+
+
+def test_same_cell_ignores_a_model_folders_path_but_not_a_hub_id():
+    from proxysel.benchmarking.runner import same_cell
+
+    fp = {"target": "/a/models/target", "revision": "93db493ad10817b2", "seed": 0}
+    assert same_cell(fp, {**fp, "target": "/b/models/target"})
+    assert not same_cell(fp, {**fp, "target": "/b/models/target", "revision": "0123456789abcdef"})
+    assert not same_cell(fp, {**fp, "seed": 1})
+    hub = {"target": "org/model-a", "revision": "hub", "seed": 0}
+    assert not same_cell(hub, {**hub, "target": "org/model-b"})
+
+
 def test_variants_add_cells_and_reuse_the_cached_ones(bench, capsys):
     """Runs last: it rewrites the folder's tables for a smaller plan."""
     import pyarrow.parquet as pq

@@ -465,6 +465,16 @@ def plan_cell(cfg: BenchConfig, cell: Cell, target_spec: str, data: BenchData, i
     return CellPlan(examples, epochs, exact, fingerprint)
 
 
+def same_cell(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two cell fingerprints describe the same training. A local target folder (a bench's
+    own scratch model under models/, or any model folder) is identified by its revision, a hash of
+    its files, so its path is left out of the comparison: a bench folder that was moved or copied
+    keeps its trained cells. A hub id has no such hash ("hub") and is compared by name."""
+    def portable(fp: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in fp.items() if k != "target" or fp.get("revision") == "hub"}
+    return portable(old) == portable(new)
+
+
 def cached_result(out: Path, cell: Cell, fingerprint: dict[str, Any], *,
                   overwrite: bool) -> dict[str, Any] | None:
     """The cell's stored result when its fingerprint matches, else None; a result trained with other
@@ -473,7 +483,7 @@ def cached_result(out: Path, cell: Cell, fingerprint: dict[str, Any], *,
     if not path.exists():
         return None
     old = json.loads(path.read_text())
-    if old.get("fingerprint") == fingerprint:
+    if same_cell(old.get("fingerprint", {}), fingerprint):
         return old
     if not overwrite:
         diff = "; ".join(fingerprint_diff(old.get("fingerprint", {}), fingerprint)[:4])
