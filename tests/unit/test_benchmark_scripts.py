@@ -84,3 +84,19 @@ def test_calibrate_subset_draws_the_family_quotas_from_a_filter(tmp_path):
         ["a", "a", "b", "b"]
     with pytest.raises(ValueError, match="cannot allocate 10"):
         calibrate.subset(pool, "balanced", 0.4, seed=0, candidates=kept)
+
+
+def test_noise_auc_counts_pairs_within_a_group_and_ties_as_half():
+    import numpy as np
+
+    from conftest import load_benchmark_script
+
+    within_auc = load_benchmark_script("noise_auc").within_auc
+    score = np.array([3.0, 1.0, 2.0, 1.0, 1.0, 5.0, 9.0])
+    positive = np.array([1, 0, 0, 1, 0, 0, 1], dtype=bool)
+    negative = ~positive
+    groups = np.array([0, 0, 0, 1, 1, 1, 2])
+    # group 0: 3 beats 1 and 2 (2 of 2); group 1: 1 ties 1 and loses to 5 (0.5 of 2); group 2 has
+    # no negative, so its 9 counts for nothing: 2.5 of 4 pairs
+    assert within_auc(score, positive, negative, groups) == 0.625
+    assert np.isnan(within_auc(score, positive, negative, np.arange(7)))
