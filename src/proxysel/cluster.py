@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["BACKENDS", "all_finite", "kmeans", "nearest_centroid"]
+__all__ = ["BACKENDS", "all_finite", "kmeans", "nearest_centroid", "nearest_group"]
 
 BACKENDS = ("auto", "numpy", "sklearn", "faiss")
 DEFAULT_BACKEND = "numpy"
@@ -137,6 +137,26 @@ def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, 
         x_sq = np.einsum("ij,ij->i", xb, xb)
         dist[start:start + step] = np.maximum(d[np.arange(len(lb)), lb] + x_sq, 0.0)
     return labels, dist
+
+
+def nearest_group(x: np.ndarray, reference: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The reference group nearest to every row of ``x``, by cosine similarity to the group's centroid.
+
+    x: float (n, d), any norm; reference: float (m, d); groups: (m,) labels, compared as strings.
+    A group's centroid is the mean of its unit-normalised reference rows, normalised again, so a
+    row's nearest centroid is the one of highest cosine similarity (its own norm does not change
+    the argmax). Returns (int64 (n,) indices into the names, the sorted group names); ties go to
+    the first name. Memory: ``nearest_centroid``'s row blocks.
+    """
+    names, group_of = np.unique(np.asarray([str(g) for g in groups], dtype=object), return_inverse=True)
+    ref = np.asarray(reference, dtype=np.float32)
+    ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), np.float32(1e-12))
+    centroids = np.zeros((len(names), ref.shape[1]), dtype=np.float64)
+    np.add.at(centroids, group_of, ref)
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    # with unit centroids, argmin ||x - c||^2 = argmax x.c: nearest_centroid's blocked argmin serves
+    labels, _ = nearest_centroid(x, centroids)
+    return labels, [str(n) for n in names]
 
 
 def _lloyd(x: np.ndarray, k: int, rng: np.random.Generator, n_iter: int) -> np.ndarray:

@@ -7,6 +7,7 @@ import csv
 import json
 import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -328,6 +329,33 @@ def test_a_filter_and_a_chain_in_a_bench(tmp_path):
     assert [s["name"] for s in meta["chain"]] == ["mid-0.9-s0", "mid-lp_app-0.3-s0"]
     with pytest.raises(Exception, match="selectors.from.: .nope. is not one of the selections"):
         load_bench_config(preset="tiny", overrides=["selectors=[{method: lp_app, from: nope}]"])
+
+
+def test_quotas_over_the_reference_groups_in_a_bench(tmp_path):
+    """cluster_by: reference: the bench embeds the reference set too (embedding_reference, charged
+    to the selector in the ledger), and the subset's quotas follow the square roots of the groups'
+    sizes, the groups being the nearest reference family of every pool row."""
+    from proxysel.cluster import nearest_group
+    from proxysel.selectors.base import allocate_by_power
+    from proxysel.store import RunFolder
+
+    out = tmp_path / "refgroups"
+    selectors = "[{name: ref-sqrt, method: cluster_random, cluster_by: reference, size_power: 0.5}]"
+    assert main(["-q", "bench", "--preset", "tiny", "--out", str(out), "seeds=[0]", "budgets=[0.3]",
+                 f"selectors={selectors}", "transfer.enabled=false", "baselines=[random]"]) == 0
+    proxy = RunFolder(out / "proxy")
+    assert {"embedding", "embedding_reference"} <= set(proxy.vector_sets())
+    ids, pool = proxy.read_vectors("embedding")
+    ref_ids, ref = proxy.read_vectors("embedding_reference")
+    family = {r["id"]: r["family"] for r in map(json.loads, (out / "data" / "reference.jsonl").open())}
+    labels, names = nearest_group(pool, ref, [family[i] for i in ref_ids])
+    sizes = np.bincount(labels, minlength=len(names))
+    kept = set(proxy.selection_ids("ref-sqrt-0.3-s0"))
+    per_group = np.bincount([labels[k] for k, i in enumerate(ids) if i in kept], minlength=len(names))
+    assert len(names) >= 2 and per_group.tolist() == allocate_by_power(sizes, len(kept), 0.5).tolist()
+    row = next(r for r in json.loads((out / "ledger.json").read_text())["selectors"]
+               if r["selector"] == "ref-sqrt")
+    assert "embedding_reference" in row["stages"] and not row["unknown"]
 
 
 def test_the_ledger_counts_the_score_stages_of_a_trained_proxy(tmp_path):

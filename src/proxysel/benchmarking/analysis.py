@@ -199,7 +199,7 @@ def signal_stages(signal: Any) -> list[str]:
         return ["train-proxy"]
     out = [s for dep in signal.requires for s in signal_stages(get_signal(dep))]
     out += [*signal.prepare_stages, signal.name]
-    if signal.reference_vectors:
+    if signal.reference_vectors and signal.needs_reference:  # always with a reference set (rds)
         out.append(f"{signal.name}_reference")
     return list(dict.fromkeys(out))
 
@@ -208,10 +208,13 @@ def choice_stages(choice: Any) -> list[str]:
     """The stages a selection uses, from the columns its selector reads (the signal registry says
     which signal writes each); ``FREE_COLUMNS`` and columns no signal writes cost nothing."""
     out: list[str] = []
-    for column in choice.selector().reads():
+    selector = choice.selector()
+    for column in selector.reads():
         signal = None if column in FREE_COLUMNS else producer_of(column)
         if signal is not None:
             out += signal_stages(signal)
+            if signal.reference_vectors and selector.needs_reference:  # e.g. cluster_by: reference
+                out.append(f"{signal.name}_reference")
     return list(dict.fromkeys(out))
 
 

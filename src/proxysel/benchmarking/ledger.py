@@ -37,14 +37,25 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from proxysel.errors import ProxyselError
+from proxysel.signals import available_signals, get_signal
 from proxysel.store import RunFolder
 
-__all__ = ["COMPUTE_STAGES", "cost_share", "forward_flops", "model_params", "proxy_costs_from_run",
+__all__ = ["compute_stages", "cost_share", "forward_flops", "model_params", "proxy_costs_from_run",
            "selection_cost", "train_flops"]
 
-#: the run stages that run a model over the pool (select:* and report stages cost next to nothing)
-COMPUTE_STAGES = ("train-proxy", "loss", "ifd", "ask_llm", "embedding", "density", "color-conditional",
-                  "color", "rds", "rds_reference")
+
+def compute_stages() -> tuple[str, ...]:
+    """The run stages that run a model (select:* and report stages cost next to nothing), from the
+    signal registry: train-proxy, and every score signal's prepare stages (CoLoR's fine-tune), its
+    own stage and, when it embeds a reference set too, ``<name>_reference``."""
+    out = ["train-proxy"]
+    for name in available_signals():
+        signal = get_signal(name)
+        if signal.command == "score":
+            out += [*signal.prepare_stages, name]
+            if signal.reference_vectors:
+                out.append(f"{name}_reference")
+    return tuple(dict.fromkeys(out))
 
 
 def model_params(model: Any) -> int:
@@ -202,13 +213,14 @@ def proxy_costs_from_run(run_dir: str | Path) -> dict[str, dict[str, Any]]:
                       that computed its shards, ``seconds_all``; train-proxy: the last process).
       missing:        what the record cannot account for, in words.
 
-    Stages not in ``COMPUTE_STAGES`` (selections, report) and stages not complete are left out.
+    Stages not in ``compute_stages()`` (selections, report) and stages not complete are left out.
     The shards read are checked against their markers: ProxyselError names a damaged one.
     """
     run = RunFolder.at(run_dir)
     out: dict[str, dict[str, Any]] = {}
+    stages = compute_stages()
     for name, entry in (run.manifest.get("stages") or {}).items():
-        if name not in COMPUTE_STAGES or entry.get("status") != "complete":
+        if name not in stages or entry.get("status") != "complete":
             continue
         out[name] = (_train_proxy_record(run, entry) if name == "train-proxy"
                      else _signal_record(run, name, entry))

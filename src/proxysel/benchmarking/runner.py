@@ -299,8 +299,13 @@ def score_proxy_signals(cfg: BenchConfig, data: BenchData, proxy_spec: str, prox
     signals = score_signals_needed(cfg)
     p = cfg.proxy
     model = signal_model(cfg, proxy_spec, proxy_run)
+    # signals that embed the reference too when a selector reads their reference vectors
+    # (cluster_by: reference reads embedding_reference); their pool stage runs in the first pass
+    ref_vectors = {s.name for c in cfg.choices() if needs_reference(c) for col in c.selector().reads()
+                   if (s := producer_of(col)) is not None and s.reference_vectors}
     for with_ref in (False, True):
-        names = tuple(n for n in signals if get_signal(n).needs_reference == with_ref)
+        names = tuple(n for n in signals if get_signal(n).needs_reference == with_ref
+                      or (with_ref and n in ref_vectors))
         if names:
             config = ScoreConfig(signals=names, model=model, embedder=cfg.embedder,
                                  max_length=p.max_length, template=p.template, dtype=p.dtype,

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 import pyarrow as pa
 
-from proxysel.cluster import kmeans
+from proxysel.cluster import kmeans, nearest_group
 from proxysel.options import FieldError, check_fields, iter_fields, option
 from proxysel.store.run import list_matrix
 
@@ -541,6 +541,8 @@ class ClusterMixin:
     def _cluster_labels(self, table: ScoreTable, rows: np.ndarray, rng: np.random.Generator,
                         notes: list[str]) -> np.ndarray:
         """int64 labels (len(rows),) for the given row indices."""
+        if getattr(self, "cluster_by", "kmeans") == "reference":
+            return self._reference_groups(table, rows, notes)
         if self.clusters is None:
             if "cluster" not in table.columns:
                 raise ValueError(
@@ -553,6 +555,35 @@ class ClusterMixin:
                                  f"for {missing} candidate rows")
             return labels
         return self._kmeans(table, rows, self.clusters, rng, notes)
+
+    def _reference_groups(self, table: ScoreTable, rows: np.ndarray, notes: list[str]) -> np.ndarray:
+        """Every row's nearest reference group (``cluster.nearest_group`` on ``cluster_features``)."""
+        ref, feature = table.reference, self.cluster_features
+        if ref is None:
+            raise ValueError(f"{self.name}: cluster_by=reference takes its groups from a reference set; "
+                             "give one (--reference FILE, reference: in a config)")
+        if feature not in ref.columns:
+            raise ValueError(f"{self.name}: the reference set has no '{feature}' vectors; embed it with "
+                             f"the pool's model: proxysel score DATA --signals {feature} --reference REF "
+                             "--out RUN")
+        groups = ref.column("group")
+        if len(set(groups.tolist())) < 2:
+            raise ValueError(f"{self.name}: cluster_by=reference needs reference records in two or more "
+                             "groups (a group, family, category, source or task field); these name "
+                             f"{len(set(groups.tolist()))}")
+        vectors, pool = ref.column(feature), table.column(feature)
+        if vectors.ndim != 2 or pool.ndim != 2 or vectors.shape[1] != pool.shape[1]:
+            raise ValueError(f"{self.name}: the reference's {feature} has shape {vectors.shape}, the "
+                             f"pool's {pool.shape}; embed both with the same model")
+        ok = np.isfinite(vectors).all(axis=1)
+        if not ok.all():
+            notes.append(f"{int((~ok).sum())} of {ref.n} reference rows left out ({feature} not finite)")
+        labels, names = nearest_group(pool if len(rows) == pool.shape[0] else pool[rows], vectors[ok],
+                                      groups[ok])
+        counts = np.bincount(labels, minlength=len(names)).tolist()
+        groups_text = ", ".join(f"{i} {g} ({c})" for i, (g, c) in enumerate(zip(names, counts)))
+        notes.append(f"groups from the reference set (nearest centroid of {feature}): {groups_text}")
+        return labels
 
     def _kmeans(self, table: ScoreTable, rows: np.ndarray, k: int, rng: np.random.Generator,
                 notes: list[str]) -> np.ndarray:
@@ -569,6 +600,8 @@ class ClusterMixin:
 
 
 KMEANS_BACKENDS = ("numpy", "sklearn", "faiss")
+#: where a ranking selector's clusters come from (RankingParams.cluster_by)
+CLUSTER_BYS = ("kmeans", "reference")
 
 
 def official_option() -> Any:
@@ -613,9 +646,23 @@ class RankingParams(ClusterParams):
     size_power: float = option(1.0, "with within_clusters: each cluster's quota in proportion to size ** p, "
                                     "capped at its size: 1 proportional, 0.5 square root (temperature "
                                     "sampling), 0 equal (docs/methods.md)", minimum=0.0, maximum=1.0)
+    cluster_by: str = option("kmeans", "with within_clusters: kmeans: k-means (clusters: K over "
+                                       "cluster_features; null: the scores' cluster column); reference: "
+                                       "the reference set's groups (its group, family, category, source or "
+                                       "task field), every row joining the group whose centroid of "
+                                       "cluster_features vectors is nearest (docs/methods.md)",
+                             choices=CLUSTER_BYS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.cluster_by == "reference":
+            if not self.within_clusters:
+                raise FieldError("cluster_by", "(=reference) only applies with within_clusters=True")
+            if self.clusters == type(self).__dataclass_fields__["clusters"].default:
+                object.__setattr__(self, "clusters", None)  # the selector's default K: not used here
+            if self.clusters is not None:
+                raise FieldError("clusters", f"(={self.clusters}) is k-means's K; with cluster_by=reference "
+                                             "the groups come from the reference set: leave clusters out")
         if self.clusters is not None and not self.within_clusters:
             raise FieldError("clusters", f"(={self.clusters}) only applies with within_clusters=True")
         if self.size_power != 1.0 and not self.within_clusters:
@@ -638,14 +685,22 @@ class RankingSelector(ClusterMixin, Selector):
     signal: str | None = None
     Params = RankingParams
 
+    @property
+    def needs_reference(self) -> bool:  # type: ignore[override]
+        return self._reference_clusters
+
+    @property
+    def _reference_clusters(self) -> bool:
+        return self.within_clusters and self.cluster_by == "reference"
+
     def required_columns(self) -> tuple[str, ...]:
         cols = (self.signal,) if self.signal else ()
-        if self.within_clusters and self.clusters is not None:
-            cols += (self.cluster_features,)  # k-means needs finite features
+        if self.within_clusters and (self.clusters is not None or self._reference_clusters):
+            cols += (self.cluster_features,)  # k-means and the nearest group need finite features
         return cols
 
     def reads(self) -> tuple[str, ...]:
-        uses_column = self.within_clusters and self.clusters is None
+        uses_column = self.within_clusters and self.clusters is None and not self._reference_clusters
         return self.required_columns() + (("cluster",) if uses_column else ())
 
     @property
@@ -700,7 +755,7 @@ class RankingSelector(ClusterMixin, Selector):
         cluster = np.full(n, -1, dtype=np.int64)
         if self.within_clusters:
             labels = self._cluster_labels(table, rows, cluster_rng, notes)
-            if self.clusters is None:
+            if self.clusters is None and not self._reference_clusters:
                 cluster[:] = cluster_column(table)
             cluster[rows] = labels
             group_ids, group_of = np.unique(labels, return_inverse=True)

@@ -13,7 +13,9 @@ A signal is a per-example score a model gives the pool (``loss``, ``ifd``, ``ask
 - ``needs``:        the parts of a record it needs (``prompt``, ``response``: IFD needs both; a ``text``
                     record has no prompt), the record layouts it applies to;
 - ``needs_reference``: it scores the pool against a reference set (CoLoR, RDS+);
-- ``reference_vectors``: it embeds the reference set too (RDS+: vector set ``rds_reference``);
+- ``reference_vectors``: given a reference set, it embeds it too (vector set ``<name>_reference``):
+                    RDS+ always (it needs one), ``embedding`` when one is given (for
+                    ``cluster_by: reference``);
 - ``prepare_stages``: the run stages its ``prepare`` runs (CoLoR's ``color-conditional``), so that
   the bench's compute ledger charges them to the signal.
 

@@ -83,6 +83,9 @@ class EmbeddingSignal(Signal):
 
     columns = ("embedding",)
     vectors = True
+    # given a reference set, its embeddings too (embedding_reference): the ranking selectors'
+    # cluster_by: reference assigns every pool row to the nearest reference group
+    reference_vectors = True
     model_option = "embedder"
 
     def fingerprint(self, pool: Pool, upstream: dict[str, Any]) -> dict[str, Any]:

@@ -94,8 +94,9 @@ def build_table(run: Any, pool: Pool, reads: tuple[str, ...], stratify: str | No
             table.columns["source"] = _record_field(pool, "source")
     elif stratify:
         table.columns[stratify] = _record_field(pool, stratify)
-    if reference is not None:
-        table.reference = _reference_table(run, reference, [r for r in reads if r in vector_sets])
+    if reference is not None:  # the vector sets read that the reference was embedded into too
+        table.reference = _reference_table(run, reference, [r for r in reads if r in vector_sets
+                                                            and f"{r}_reference" in vector_sets])
     return table
 
 
