@@ -59,7 +59,8 @@ def test_top_within_reference_groups_in_square_root_quotas():
     assert sel.selected_ids == ["p1", "p2", "p5"]
     assert any("groups from the reference set" in n and "0 a (4), 1 b (2)" in n for n in sel.notes)
     reasons = dict(zip(IDS, sel.reason))
-    assert reasons["p4"] == "cluster 0: ppl=4, rank 3 of 4, dropped"
+    assert reasons["p4"] == "group 'a': ppl=4, rank 3 of 4, dropped"
+    assert reasons["p1"] == "group 'b': ppl=1, rank 1 of 2, kept"
 
 
 def test_proportional_quotas_and_random_draws_stay_inside_groups():

@@ -542,7 +542,7 @@ class ClusterMixin:
                         notes: list[str]) -> np.ndarray:
         """int64 labels (len(rows),) for the given row indices."""
         if getattr(self, "cluster_by", "kmeans") == "reference":
-            return self._reference_groups(table, rows, notes)
+            return self._reference_groups(table, rows, notes)[0]
         if self.clusters is None:
             if "cluster" not in table.columns:
                 raise ValueError(
@@ -556,8 +556,10 @@ class ClusterMixin:
             return labels
         return self._kmeans(table, rows, self.clusters, rng, notes)
 
-    def _reference_groups(self, table: ScoreTable, rows: np.ndarray, notes: list[str]) -> np.ndarray:
-        """Every row's nearest reference group (``cluster.nearest_group`` on ``cluster_features``)."""
+    def _reference_groups(self, table: ScoreTable, rows: np.ndarray,
+                          notes: list[str]) -> tuple[np.ndarray, list[str]]:
+        """Every row's nearest reference group (``cluster.nearest_group`` on ``cluster_features``):
+        (int64 labels (len(rows),), the group names the labels index)."""
         ref, feature = table.reference, self.cluster_features
         if ref is None:
             raise ValueError(f"{self.name}: cluster_by=reference takes its groups from a reference set; "
@@ -583,7 +585,7 @@ class ClusterMixin:
         counts = np.bincount(labels, minlength=len(names)).tolist()
         groups_text = ", ".join(f"{i} {g} ({c})" for i, (g, c) in enumerate(zip(names, counts)))
         notes.append(f"groups from the reference set (nearest centroid of {feature}): {groups_text}")
-        return labels
+        return labels, names
 
     def _kmeans(self, table: ScoreTable, rows: np.ndarray, k: int, rng: np.random.Generator,
                 notes: list[str]) -> np.ndarray:
@@ -753,8 +755,12 @@ class RankingSelector(ClusterMixin, Selector):
 
         n = table.n
         cluster = np.full(n, -1, dtype=np.int64)
+        names: list[str] | None = None  # the reference groups' names, for the reasons
         if self.within_clusters:
-            labels = self._cluster_labels(table, rows, cluster_rng, notes)
+            if self._reference_clusters:
+                labels, names = self._reference_groups(table, rows, notes)
+            else:
+                labels = self._cluster_labels(table, rows, cluster_rng, notes)
             if self.clusters is None and not self._reference_clusters:
                 cluster[:] = cluster_column(table)
             cluster[rows] = labels
@@ -783,7 +789,7 @@ class RankingSelector(ClusterMixin, Selector):
             rank[ranked] = np.arange(1, len(ranked) + 1)
             selected[ranked[:quotas[g]]] = True
 
-        self._write_reasons(reason, rows, values, rank, selected, cluster, sizes[group_of])
+        self._write_reasons(reason, rows, values, rank, selected, cluster, sizes[group_of], names)
         return self._selection(table, selected, rank, cluster, reason, k, notes)
 
     def _resolve(self, table: ScoreTable, budget: float | int, n_candidates: int,
@@ -798,7 +804,9 @@ class RankingSelector(ClusterMixin, Selector):
 
     def _write_reasons(self, reason: list[str], rows: np.ndarray, values: np.ndarray | None,
                        rank: np.ndarray, selected: np.ndarray, cluster: np.ndarray,
-                       group_size: np.ndarray) -> None:
+                       group_size: np.ndarray, names: list[str] | None = None) -> None:
+        """One reason per candidate: its cluster (its reference group by name, given ``names``), its
+        signal value, its rank in its cluster and whether it was kept."""
         label = self.label
         r = rank[rows].tolist()
         kept = selected[rows].tolist()
@@ -807,8 +815,9 @@ class RankingSelector(ClusterMixin, Selector):
                 else ["random order, "] * len(rows))
         if self.within_clusters:
             cl = cluster[rows].tolist()
+            where = [f"cluster {c}" if names is None else f"group '{names[c]}'" for c in cl]
             for j, i in enumerate(rows.tolist()):
-                reason[i] = (f"cluster {cl[j]}: {vals[j]}rank {r[j]} of {sizes[j]}, "
+                reason[i] = (f"{where[j]}: {vals[j]}rank {r[j]} of {sizes[j]}, "
                              f"{'kept' if kept[j] else 'dropped'}")
         else:
             for j, i in enumerate(rows.tolist()):
