@@ -11,6 +11,10 @@ epochs 1..i (the "confidence" of dataset cartography, Swayamdipta et al. 2020).
 
     python benchmarks/noise_auc.py runs/bench-skewed-matched/proxy runs/bench-skewed-matched/data/pool.jsonl
     python benchmarks/noise_auc.py runs/proxy-e20 POOL --embeddings runs/bench-skewed-matched/proxy
+    python benchmarks/noise_auc.py runs/proxy-e20 POOL --embeddings ... --per family
+
+``--per FIELD`` adds the last epoch's AUC within each value of a record field (the family: where
+the perplexity tells the noise apart and where it does not).
 
 Needs the run's scores.parquet (ppl_epoch) and embeddings.parquet (or --embeddings RUN).
 """
@@ -55,18 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise", default="wrong", help="the positive class (default wrong)")
     ap.add_argument("--clusters", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per", metavar="FIELD", help="also the last epoch's AUC within each value of this "
+                    "record field (e.g. family)")
     args = ap.parse_args(argv)
     from proxysel.cluster import kmeans
 
-    noise = {}
+    records = {}
     for line in args.pool.read_text().splitlines():
         rec = json.loads(line)
-        noise[str(rec["id"])] = rec["noise"]
+        records[str(rec["id"])] = rec
     scores = pq.read_table(args.run / "scores.parquet", columns=["id", "ppl_epoch"]).to_pydict()
     emb = pq.read_table((args.embeddings or args.run) / "embeddings.parquet").to_pydict()
     vectors = dict(zip(emb["id"], emb["embedding"]))
     ids = scores["id"]
-    labels = np.array([noise[i] for i in ids])
+    labels = np.array([records[i]["noise"] for i in ids])
     groups = kmeans(np.array([vectors[i] for i in ids], dtype=np.float32), args.clusters, seed=args.seed)
     log_ppl = np.log(np.array(scores["ppl_epoch"], dtype=float))  # (n, epochs + 1): P_0..P_n
     positive, negative = labels == args.noise, np.isin(labels, CORRECT)
@@ -78,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         mean = log_ppl[:, 1:i + 1].mean(axis=1) if i else log_ppl[:, 0]
         print(f"| {i} | {within_auc(log_ppl[:, i], positive, negative, groups):.3f} "
               f"| {within_auc(mean, positive, negative, groups):.3f} |")
+    if args.per:
+        field = np.array([str(records[i].get(args.per)) for i in ids])
+        print(f"\n| {args.per} | {args.noise} | correct | AUC of log P_{log_ppl.shape[1] - 1} |")
+        print("|---|---|---|---|")
+        for value in np.unique(field[positive]):
+            pos, neg = positive & (field == value), negative & (field == value)
+            print(f"| {value} | {pos.sum()} | {neg.sum()} | "
+                  f"{within_auc(log_ppl[:, -1], pos, neg, field):.3f} |")
     return 0
 
 
