@@ -226,6 +226,33 @@ def batched_with_backoff(lengths: Sequence[int], batch_tokens: int, run_batch: C
             free_accelerator_memory()
 
 
+def _scoring_pass(model: Any, encoded: Sequence[Encoded], reduce: Callable[[list[int], Any, Any], None], *,
+                  pad_id: int, batch_tokens: int, device: Any,
+                  on_batch: Callable[[int, int], None] | None) -> np.ndarray:
+    """One eval-mode pass over the untruncated examples, in batches of at most ``batch_tokens``
+    padded tokens: ``reduce(indices, losses, rows)`` gets each batch's per-token losses
+    (``batch_token_losses``: float32 (m,), with their row in the batch). Returns the truncated mask."""
+    trunc = np.array([e.truncated for e in encoded], dtype=bool)
+    todo = [i for i in range(len(encoded)) if not trunc[i]]
+    if device is None:
+        device = next(model.parameters()).device
+
+    def run_batch(batch: list[int]) -> None:
+        idx = [todo[b] for b in batch]
+        ids, att, tgt = collate([encoded[i] for i in idx], pad_id, device)
+        losses, rows = batch_token_losses(model, ids, att, tgt)
+        reduce(idx, losses, rows)
+        if on_batch is not None:
+            on_batch(len(idx), int(att.sum()))
+
+    with evaluating(model):
+        batched_with_backoff([encoded[i].n_tokens for i in todo], batch_tokens, run_batch, what="a scoring",
+                             batch_cost=batch_cost_for(device))
+        if on_batch is not None and trunc.any():
+            on_batch(int(trunc.sum()), 0)
+    return trunc
+
+
 def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int,
                  batch_tokens: int = DEFAULT_BATCH_TOKENS, device: Any = None,
                  on_batch: Callable[[int, int], None] | None = None) -> LossResult:
@@ -237,33 +264,41 @@ def score_losses(model: Any, encoded: Sequence[Encoded], *, pad_id: int,
     """
     import torch
 
-    n = len(encoded)
-    loss = np.full(n, np.nan, dtype=np.float64)
-    n_tok = np.array([e.n_tokens for e in encoded], dtype=np.int64)
-    n_resp = np.array([e.n_response_tokens for e in encoded], dtype=np.int64)
-    trunc = np.array([e.truncated for e in encoded], dtype=bool)
-    todo = [i for i in range(n) if not trunc[i]]
-    if device is None:
-        device = next(model.parameters()).device
-    batch_cost = batch_cost_for(device)
+    loss = np.full(len(encoded), np.nan, dtype=np.float64)
 
-    def run_batch(batch: list[int]) -> None:
-        idx = [todo[b] for b in batch]
-        ids, att, tgt = collate([encoded[i] for i in idx], pad_id, device)
-        losses, rows = batch_token_losses(model, ids, att, tgt)
+    def mean(idx: list[int], losses: Any, rows: Any) -> None:
         sums = torch.zeros(len(idx), dtype=torch.float64, device=losses.device)
         sums.index_add_(0, rows, losses.double())
         counts = torch.bincount(rows, minlength=len(idx)).double()
         loss[idx] = (sums / counts).cpu().numpy()
-        if on_batch is not None:
-            on_batch(len(idx), int(att.sum()))
 
-    with evaluating(model):
-        batched_with_backoff([int(n_tok[i]) for i in todo], batch_tokens, run_batch, what="a scoring",
-                             batch_cost=batch_cost)
-        if on_batch is not None and trunc.any():
-            on_batch(int(trunc.sum()), 0)
-    return LossResult(loss, n_tok, n_resp, trunc)
+    trunc = _scoring_pass(model, encoded, mean, pad_id=pad_id, batch_tokens=batch_tokens, device=device,
+                          on_batch=on_batch)
+    return LossResult(loss, np.array([e.n_tokens for e in encoded], dtype=np.int64),
+                      np.array([e.n_response_tokens for e in encoded], dtype=np.int64), trunc)
+
+
+def score_top_losses(model: Any, encoded: Sequence[Encoded], fraction: float, *, pad_id: int,
+                     batch_tokens: int = DEFAULT_BATCH_TOKENS, device: Any = None,
+                     on_batch: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per example, the mean loss (nats) of its ``fraction`` highest-loss scored tokens (at least one:
+    ``max(1, floor(fraction * T))`` of its T), and its highest token loss; float64 (n,) each, NaN
+    where truncated. Row i belongs to encoded[i]; the batching is ``score_losses``'s.
+    """
+    top = np.full(len(encoded), np.nan, dtype=np.float64)
+    highest = np.full(len(encoded), np.nan, dtype=np.float64)
+
+    def top_mean(idx: list[int], losses: Any, rows: Any) -> None:
+        counts = np.bincount(rows.cpu().numpy(), minlength=len(idx))
+        # the scored positions come in row-major order, so each example's losses are one slice
+        for j, part in enumerate(np.split(losses.double().cpu().numpy(), np.cumsum(counts)[:-1])):
+            part = np.sort(part)[::-1]
+            top[idx[j]] = part[:max(1, int(fraction * len(part)))].mean()
+            highest[idx[j]] = part[0]
+
+    _scoring_pass(model, encoded, top_mean, pad_id=pad_id, batch_tokens=batch_tokens, device=device,
+                  on_batch=on_batch)
+    return top, highest
 
 
 @contextlib.contextmanager

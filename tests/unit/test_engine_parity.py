@@ -215,3 +215,36 @@ def test_out_of_memory_of_a_single_example_is_raised(tmp_path, tiny_model_dir, m
     monkeypatch.setattr(engine, "batch_token_losses", always)
     with pytest.raises(RuntimeError, match="out of memory"):
         engine.score_losses(lm.model, enc, pad_id=lm.tokenizer.pad_token_id, batch_tokens=64)
+
+
+def _plain_token_losses(model, enc) -> np.ndarray:
+    """Every scored token's loss from a plain forward at batch size 1 (HF's shift: the logits at j
+    predict labels[j + 1])."""
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([enc.input_ids])).logits[0, :-1].float()
+    labels = torch.tensor(enc.labels[1:])
+    losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none", ignore_index=IGNORE)
+    return losses[labels != IGNORE].double().numpy()
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.5])
+def test_top_losses_match_a_plain_forward_in_a_mixed_batch(tmp_path, tiny_model_dir, monkeypatch, fraction):
+    """mink's engine: the mean of the max(1, floor(fraction T)) highest token losses and the highest,
+    against token losses from a plain forward; the token losses' mean is the plain loss."""
+    import proxysel.engine as engine
+    from proxysel.engine import score_top_losses
+
+    monkeypatch.setattr(engine, "CPU_BATCH_COST", None)  # one padded batch of every length
+    lm = load_causal_lm(str(tiny_model_dir))
+    examples = _pool(tmp_path, [r for rs in RECORDS.values() for r in rs]).examples
+    enc = [Renderer(lm.tokenizer, max_length=512).encode(e) for e in examples]
+    top, highest = score_top_losses(lm.model, enc, fraction, pad_id=lm.tokenizer.pad_token_id,
+                                    batch_tokens=10_000)
+    for i, e in enumerate(enc):
+        tokens = _plain_token_losses(lm.model, e)
+        assert abs(tokens.mean() - plain_loss(lm.model, e)) < 1e-5  # the reference is the plain loss's
+        k = max(1, int(fraction * len(tokens)))
+        assert abs(top[i] - np.sort(tokens)[::-1][:k].mean()) < 1e-5, examples[i].id
+        assert abs(highest[i] - tokens.max()) < 1e-5
+    if fraction == 0.2:  # some answers have fewer than 5 tokens: they take their highest one
+        assert any(int(fraction * e.n_response_tokens) == 0 for e in enc)

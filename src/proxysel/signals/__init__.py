@@ -17,7 +17,7 @@ from proxysel.signals.base import (
 
 # Importing a signal module registers it.
 from proxysel.signals import (  # noqa: E402,F401  isort:skip
-    loss, ifd, ask_llm, embedding, density_stage, color, rds, lp,
+    loss, mink, ifd, ask_llm, embedding, density_stage, color, rds, lp,
 )
 
 __all__ = ["Signal", "available_signals", "get_signal", "producer_of", "register_signal", "score_signals",
