@@ -73,3 +73,36 @@ def test_run_with_a_reference_set(sets, tmp_path, tiny_model_dir):
     folder = RunFolder(tmp_path / "run")
     assert set(folder.selection_ids("mid-rds")) <= set(folder.selection_ids("mid"))
     assert len(folder.selection_ids("mid-rds")) == 6
+
+
+def test_run_with_quotas_over_the_reference_groups(sets, tmp_path, capsys):
+    """cluster_by: reference through `run`: the embedding stage embeds the reference set too
+    (embedding_reference), every pool row joins its task's group, and a run without a reference set
+    is refused before any work, naming the field."""
+    pool, _ = sets
+    ref = tmp_path / "ref.jsonl"
+    texts = [("rs1", "Sort the numbers 9 4 7", "The sorted numbers are 4 7 9", "sort"),
+             ("rs2", "Sort the numbers 8 3", "The sorted numbers are 3 8", "sort"),
+             ("rc1", "Name a colour you like", "Green is a colour", "colour"),
+             ("rc2", "Name a colour of the sky", "Blue is a colour", "colour")]
+    ref.write_text("".join(json.dumps({"id": i, "instruction": q, "output": a, "family": f}) + "\n"
+                           for i, q, a, f in texts))
+    select = ("select: {method: cluster_random, cluster_by: reference, size_power: 0.5, budget: 8, "
+              "name: ref-sqrt}\nreport: {enabled: false}\n")
+    cfg = tmp_path / "c.yaml"
+    data = f"data: {{path: {pool}}}\nscore: {{signals: [embedding]}}\n"
+    cfg.write_text(f"out: {tmp_path / 'none'}\n{data}{select}")
+    assert main(["-q", "run", str(cfg)]) == 2
+    assert "reference" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+    cfg.write_text(f"out: {tmp_path / 'run'}\ndata: {{path: {pool}}}\nreference: {ref}\n"
+                   f"score: {{signals: [embedding]}}\n{select}")
+    assert main(["-q", "run", str(cfg)]) == 0
+    folder = RunFolder(tmp_path / "run")
+    assert folder.vector_sets() == ["embedding", "embedding_reference"]
+    family = {r["id"]: r["family"] for r in map(json.loads, pool.read_text().splitlines())}
+    kept = folder.selection_ids("ref-sqrt")
+    assert sorted(family[i] for i in kept) == ["colour"] * 4 + ["sort"] * 4  # 12 and 12: equal square roots
+    reasons = folder.read_selection("ref-sqrt").table.to_pydict()
+    for i, why in zip(reasons["id"], reasons["reason"]):
+        assert why.startswith(f"group '{family[i]}'"), (i, why)

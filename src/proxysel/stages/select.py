@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from proxysel.data import write_selected
 from proxysel.data.example import Pool
@@ -67,10 +68,14 @@ def build_table(run: Any, pool: Pool, reads: tuple[str, ...], stratify: str | No
                 reference: Pool | None = None, method: str = "select") -> ScoreTable:
     """The run's scores as a ScoreTable in pool order, with the vector sets and record field it reads."""
     scores = run.read_scores()
-    if scores is None:
-        raise UsageError(f"run folder {run.path} has no scores; run `proxysel score` or "
-                         "`proxysel train-proxy` into it first")
     vector_sets = set(run.vector_sets())
+    if scores is None:
+        if not vector_sets or any(c not in vector_sets for c in reads):
+            raise UsageError(f"run folder {run.path} has no scores; run `proxysel score` or "
+                             "`proxysel train-proxy` into it first")
+        # a selector that reads only vector sets (cluster_random over the embeddings) needs no
+        # score column: the rows are the pool's
+        scores = pa.table({"id": pa.array([e.id for e in pool.examples], pa.string())})
     for column in reads:
         if column not in scores.column_names and column not in vector_sets:
             raise missing_column_error(run, column, method)
