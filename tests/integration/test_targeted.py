@@ -31,6 +31,9 @@ def test_score_and_select_color_and_rds(sets, tmp_path, tiny_model_dir, capsys):
     assert main(["-q", "score", str(pool), "--signals", "color,rds", "--reference", str(ref), "--model",
                  str(tiny_model_dir), "--color-epochs", "1", "--out", str(run)]) == 0
     folder = RunFolder(run)
+    printed = capsys.readouterr().out.splitlines()  # where each output went
+    assert printed == [f"scores: {folder.scores_path}", f"vectors: {folder.vectors_path('rds')}",
+                       f"vectors: {folder.vectors_path('rds_reference')}"]
     scores = folder.read_scores().to_pydict()
     color = np.array(scores["color"])
     prior, conditional = np.array(scores["color_loss_prior"]), np.array(scores["color_loss_conditional"])

@@ -26,5 +26,9 @@ def run(args: argparse.Namespace) -> int:
     out = api.score(args.data, out=args.out, config=from_args(ScoreConfig, args), reference=args.reference,
                     overwrite=args.overwrite, **fields_of(from_args(ReadConfig, args)),
                     **fields_of(from_args(RuntimeConfig, args)))
-    print(f"scores: {RunFolder(out).scores_path}")
+    folder = RunFolder(out)
+    if folder.scores_path.exists():
+        print(f"scores: {folder.scores_path}")
+    for name in folder.vector_sets():  # embedding, rds and their reference sets: files of their own
+        print(f"vectors: {folder.vectors_path(name)}")
     return 0
