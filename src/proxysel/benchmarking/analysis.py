@@ -23,9 +23,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from proxysel.benchmarking.ledger import cost_share, selection_cost
+from proxysel.benchmarking.ledger import cost_share, selection_cost, signal_stages
 from proxysel.benchmarking.stats import group_metric, paired_comparison
-from proxysel.signals import get_signal, producer_of
+from proxysel.signals import producer_of
 
 __all__ = ["FREE_COLUMNS", "ExampleArrays", "Headline", "choice_stages", "comparisons", "example_arrays",
            "example_metrics", "example_record", "headline_of", "ledger_rows", "signal_stages"]
@@ -191,19 +191,6 @@ def comparisons(rows: Sequence[Mapping[str, Any]], groups: Sequence[str], eval_i
 FREE_COLUMNS = ("n_tokens", "n_response_tokens", "truncated")
 
 
-def signal_stages(signal: Any) -> list[str]:
-    """The run stages that compute ``signal`` (a registered class): ``train-proxy`` for its columns;
-    for a score signal, those of the signals it requires, its ``prepare_stages``, its own stage and
-    ``<name>_reference`` when it embeds the reference set too."""
-    if signal.command == "train-proxy":
-        return ["train-proxy"]
-    out = [s for dep in signal.requires for s in signal_stages(get_signal(dep))]
-    out += [*signal.prepare_stages, signal.name]
-    if signal.reference_vectors and signal.needs_reference:  # always with a reference set (rds)
-        out.append(f"{signal.name}_reference")
-    return list(dict.fromkeys(out))
-
-
 def choice_stages(choice: Any) -> list[str]:
     """The stages a selection uses, from the columns its selector reads (the signal registry says
     which signal writes each); ``FREE_COLUMNS`` and columns no signal writes cost nothing."""
@@ -212,9 +199,7 @@ def choice_stages(choice: Any) -> list[str]:
     for column in selector.reads():
         signal = None if column in FREE_COLUMNS else producer_of(column)
         if signal is not None:
-            out += signal_stages(signal)
-            if signal.reference_vectors and selector.needs_reference:  # e.g. cluster_by: reference
-                out.append(f"{signal.name}_reference")
+            out += signal_stages(signal, reference=selector.needs_reference)  # cluster_by: reference
     return list(dict.fromkeys(out))
 
 

@@ -41,21 +41,29 @@ from proxysel.signals import available_signals, get_signal
 from proxysel.store import RunFolder
 
 __all__ = ["compute_stages", "cost_share", "forward_flops", "model_params", "proxy_costs_from_run",
-           "selection_cost", "train_flops"]
+           "selection_cost", "signal_stages", "train_flops"]
+
+
+def signal_stages(signal: Any, reference: bool = False) -> list[str]:
+    """The run stages that compute ``signal`` (a registered class): ``train-proxy`` for its columns;
+    for a score signal, those of the signals it requires, its ``prepare_stages``, its own stage and
+    ``<name>_reference`` when it embeds the reference set too: always for a signal that needs one
+    (rds), and with ``reference`` for one that embeds a reference set only when given one
+    (embedding, read by ``cluster_by: reference``)."""
+    if signal.command == "train-proxy":
+        return ["train-proxy"]
+    out = [s for dep in signal.requires for s in signal_stages(get_signal(dep))]
+    out += [*signal.prepare_stages, signal.name]
+    if signal.reference_vectors and (signal.needs_reference or reference):
+        out.append(f"{signal.name}_reference")
+    return list(dict.fromkeys(out))
 
 
 def compute_stages() -> tuple[str, ...]:
-    """The run stages that run a model (select:* and report stages cost next to nothing), from the
-    signal registry: train-proxy, and every score signal's prepare stages (CoLoR's fine-tune), its
-    own stage and, when it embeds a reference set too, ``<name>_reference``."""
-    out = ["train-proxy"]
-    for name in available_signals():
-        signal = get_signal(name)
-        if signal.command == "score":
-            out += [*signal.prepare_stages, name]
-            if signal.reference_vectors:
-                out.append(f"{name}_reference")
-    return tuple(dict.fromkeys(out))
+    """The run stages that run a model (select:* and report stages cost next to nothing): those of
+    every registered signal, reference stages included (``signal_stages``)."""
+    return tuple(dict.fromkeys(s for name in available_signals()
+                               for s in signal_stages(get_signal(name), reference=True)))
 
 
 def model_params(model: Any) -> int:
