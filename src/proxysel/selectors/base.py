@@ -569,10 +569,11 @@ class ClusterMixin:
                              f"the pool's model: proxysel score DATA --signals {feature} --reference REF "
                              "--out RUN")
         groups = ref.column("group")
-        if len(set(groups.tolist())) < 2:
+        n_groups = len(set(groups.tolist()))
+        if n_groups < 2:
             raise ValueError(f"{self.name}: cluster_by=reference needs reference records in two or more "
                              "groups (a group, family, category, source or task field); these name "
-                             f"{len(set(groups.tolist()))}")
+                             f"{n_groups}")
         vectors, pool = ref.column(feature), table.column(feature)
         if vectors.ndim != 2 or pool.ndim != 2 or vectors.shape[1] != pool.shape[1]:
             raise ValueError(f"{self.name}: the reference's {feature} has shape {vectors.shape}, the "
@@ -580,8 +581,7 @@ class ClusterMixin:
         ok = np.isfinite(vectors).all(axis=1)
         if not ok.all():
             notes.append(f"{int((~ok).sum())} of {ref.n} reference rows left out ({feature} not finite)")
-        labels, names = nearest_group(pool if len(rows) == pool.shape[0] else pool[rows], vectors[ok],
-                                      groups[ok])
+        labels, names = nearest_group(_candidate_rows(pool, rows), vectors[ok], groups[ok])
         counts = np.bincount(labels, minlength=len(names)).tolist()
         groups_text = ", ".join(f"{i} {g} ({c})" for i, (g, c) in enumerate(zip(names, counts)))
         notes.append(f"groups from the reference set (nearest centroid of {feature}): {groups_text}")
@@ -593,12 +593,17 @@ class ClusterMixin:
         if feats.ndim != 2:
             raise ValueError(f"{self.name}: column '{self.cluster_features}' must be 2-D "
                              f"(n, dim) to cluster on, got shape {feats.shape}")
-        # Every row a candidate (the usual case): no copy of a (1M, 384) embedding matrix.
-        x = feats if len(rows) == feats.shape[0] else feats[rows]
+        x = _candidate_rows(feats, rows)
         if k > len(rows):
             notes.append(f"k={k} lowered to the {len(rows)} rows clustered")
             k = len(rows)
         return kmeans(x, k, seed=rng, n_iter=self.kmeans_iter, backend=getattr(self, "kmeans", "auto"))
+
+
+def _candidate_rows(feats: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``feats[rows]``, but ``feats`` itself when every row is a candidate (the usual case): no copy
+    of a (1M, 384) embedding matrix."""
+    return feats if len(rows) == feats.shape[0] else feats[rows]
 
 
 KMEANS_BACKENDS = ("numpy", "sklearn", "faiss")
@@ -761,8 +766,8 @@ class RankingSelector(ClusterMixin, Selector):
                 labels, names = self._reference_groups(table, rows, notes)
             else:
                 labels = self._cluster_labels(table, rows, cluster_rng, notes)
-            if self.clusters is None and not self._reference_clusters:
-                cluster[:] = cluster_column(table)
+                if self.clusters is None:
+                    cluster[:] = cluster_column(table)
             cluster[rows] = labels
             group_ids, group_of = np.unique(labels, return_inverse=True)
         else:
