@@ -16,6 +16,14 @@ epochs 1..i (the "confidence" of dataset cartography, Swayamdipta et al. 2020).
 ``--per FIELD`` adds the last epoch's AUC within each value of a record field (the family: where
 the perplexity tells the noise apart and where it does not).
 
+``--bias FIELD`` (e.g. ``difficulty``) adds, per epoch, how much the perplexity prefers the easy
+records among the *clean* ones: for every level L above the lowest, the AUC of a clean record of
+level L against one of the lowest level, within the same ``--bias-within`` group (default
+``family``): the column "difficulty 3" is that AUC for level 3 over level 1. 0.5 is no preference;
+above 0.5, a filter that cuts the highest perplexity cuts the harder records too.
+
+    python benchmarks/noise_auc.py runs/proxy-e40 POOL --embeddings ... --per family --bias difficulty
+
 Needs the run's scores.parquet (ppl_epoch) and embeddings.parquet (or --embeddings RUN).
 """
 
@@ -50,6 +58,18 @@ def within_auc(score: np.ndarray, positive: np.ndarray, negative: np.ndarray, gr
     return wins / pairs if pairs else float("nan")
 
 
+def level_bias(score: np.ndarray, level: np.ndarray, clean: np.ndarray, within: np.ndarray
+               ) -> dict[str, float]:
+    """For every level above the lowest, ``within_auc`` of the clean records of that level against the
+    clean records of the lowest level, pairs taken within ``within``: how much a higher ``score`` goes
+    with a higher level (0.5: not at all). Levels sort as numbers written in digits do (``"2" < "10"``).
+
+    score: float (n,); level, within: (n,) labels (str); clean: bool (n,)."""
+    levels = sorted(set(level[clean]), key=lambda v: (len(v), v))
+    low = clean & (level == levels[0])
+    return {v: within_auc(score, clean & (level == v), low, within) for v in levels[1:]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="the proxy's run folder (scores.parquet with ppl_epoch)")
@@ -61,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per", metavar="FIELD", help="also the last epoch's AUC within each value of this "
                     "record field (e.g. family)")
+    ap.add_argument("--bias", metavar="FIELD", help="also, per epoch, the AUC of clean records of each "
+                    "higher level of this field (e.g. difficulty) against the lowest level")
+    ap.add_argument("--bias-within", metavar="FIELD", default="family",
+                    help="the record field within whose values --bias pairs records (default family)")
     args = ap.parse_args(argv)
     from proxysel.cluster import kmeans
 
@@ -78,12 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     positive, negative = labels == args.noise, np.isin(labels, CORRECT)
     print(f"{args.run}: {positive.sum()} {args.noise} against {negative.sum()} correct records, "
           f"within {args.clusters} clusters")
-    print("| epoch | AUC of log P_i | AUC of mean log P_1..P_i |")
-    print("|---|---|---|")
+    def bias(score: np.ndarray) -> dict[str, float]:
+        if not args.bias:
+            return {}
+        level = np.array([str(records[i].get(args.bias)) for i in ids])
+        within = np.array([str(records[i].get(args.bias_within)) for i in ids])
+        return level_bias(score, level, labels == "clean", within)
+
+    bias_cols = [f"{args.bias} {v}" for v in bias(log_ppl[:, -1])]
+    print("| epoch | AUC of log P_i | AUC of mean log P_1..P_i |" + "".join(f" {c} |" for c in bias_cols))
+    print("|---|---|---|" + "---|" * len(bias_cols))
     for i in range(log_ppl.shape[1]):
         mean = log_ppl[:, 1:i + 1].mean(axis=1) if i else log_ppl[:, 0]
         print(f"| {i} | {within_auc(log_ppl[:, i], positive, negative, groups):.3f} "
-              f"| {within_auc(mean, positive, negative, groups):.3f} |")
+              f"| {within_auc(mean, positive, negative, groups):.3f} |"
+              + "".join(f" {b:.2f} |" for b in bias(log_ppl[:, i]).values()))
     if args.per:
         field = np.array([str(records[i].get(args.per)) for i in ids])
         print(f"\n| {args.per} | {args.noise} | correct | AUC of log P_{log_ppl.shape[1] - 1} |")

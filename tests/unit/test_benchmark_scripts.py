@@ -100,3 +100,18 @@ def test_noise_auc_counts_pairs_within_a_group_and_ties_as_half():
     # no negative, so its 9 counts for nothing: 2.5 of 4 pairs
     assert within_auc(score, positive, negative, groups) == 0.625
     assert np.isnan(within_auc(score, positive, negative, np.arange(7)))
+
+
+def test_noise_auc_level_bias_pairs_clean_records_of_each_level_with_the_lowest_within_a_group():
+    import numpy as np
+
+    from conftest import load_benchmark_script
+
+    level_bias = load_benchmark_script("noise_auc").level_bias
+    score = np.array([1.0, 2.0, 3.0, 0.5, 9.0, 5.0, 4.0, 6.0])
+    level = np.array(["1", "2", "10", "2", "1", "2", "1", "10"])
+    clean = np.array([1, 1, 1, 1, 0, 1, 1, 1], dtype=bool)  # the 9.0 (level 1) is noise: not paired
+    within = np.array(["a", "a", "a", "a", "a", "b", "b", "b"])
+    # level 2 over 1: a: 2.0 > 1.0, 0.5 < 1.0 (1 of 2); b: 5.0 > 4.0 (1 of 1) -> 2 of 3
+    # level 10 over 1 (10 sorts after 2, as a number): a: 3.0 > 1.0; b: 6.0 > 4.0 -> 2 of 2
+    assert level_bias(score, level, clean, within) == {"2": 2 / 3, "10": 1.0}
