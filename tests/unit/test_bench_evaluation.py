@@ -22,8 +22,8 @@ from proxysel.benchmarking.analysis import (
 )
 from proxysel.benchmarking.config import load_bench_config
 from proxysel.benchmarking.datasets import check_leakage, sharegpt_sets, synthetic_sets
-from proxysel.benchmarking.groups import eval_groups, find_leaks, has_code
-from proxysel.benchmarking.report import Context, aggregate, results_markdown, write_outputs
+from proxysel.benchmarking.groups import eval_groups, find_leaks, group_key, has_code
+from proxysel.benchmarking.report import Context, aggregate, results_markdown, under_kept_table, write_outputs
 from proxysel.benchmarking.synthetic import make_pool, make_test_set
 from proxysel.cli.main import main
 from proxysel.config import ConfigError
@@ -175,6 +175,33 @@ def test_eval_groups_from_a_field_a_rule_or_one_group():
     assert eval_groups(fam, "all") == (["all", "all"], "group_by all")
     with pytest.raises(ValueError, match="1 eval records have no field 'family' \\(first: \\['2'\\]\\)"):
         eval_groups(mixed, "family")
+    # the field or rule behind the groups, for the keep rates of the pool by the same key
+    assert [group_key(fam, None), group_key(mixed, None), group_key(mixed, "has_code"), group_key(fam, "all"),
+            group_key([], None)] == ["family", None, "has_code", None, None]
+
+
+def _kept(selector, seed, counts):
+    """A cell whose keep rates by family are ``counts``: {family: (kept, pool)}."""
+    return {"selector": selector, "budget": 0.3, "seed": seed,
+            "keep_rates": {"family": {f: {"n": n, "kept": k, "rate": k / n} for f, (k, n) in counts.items()},
+                           "noise": {"clean": {"n": 200, "kept": 0, "rate": 0.0}}}}
+
+
+def test_under_kept_eval_groups_by_hand():
+    # seed 0 keeps 60 of 200 (0.30), seed 1 keeps 40 of 200 (0.20): overall 0.25, the line 0.4 x 0.25 = 0.10.
+    # count: 8 and 4 of 50 (mean 6 of 50, 0.12) is above it; code: 2 and 0 of 20 (0.05) is under it;
+    # tiny (4 of the pool) is too small to list, garbage is not an eval group, and the noise field
+    # (another key) is not read
+    rows = [_kept("mid", 0, {"copy": (48, 100), "count": (8, 50), "code": (2, 20), "tiny": (0, 4),
+                             "garbage": (2, 26)}),
+            _kept("mid", 1, {"copy": (36, 100), "count": (4, 50), "code": (0, 20), "tiny": (0, 4),
+                             "garbage": (0, 26)})]
+    lines = under_kept_table(rows, "family", ["copy", "count", "code", "tiny"])
+    assert lines[-3:] == ["| selector | budget | group | kept of pool | keep rate | overall rate |",
+                          "|---|---|---|---|---|---|", "| mid | 0.3 | code | 1 of 20 | 0.05 | 0.25 |"]
+    assert "`family` values kept at under 0.4 times" in lines[0]
+    assert under_kept_table(rows, "family", ["copy", "count"]) == []
+    assert under_kept_table(rows, "source", ["copy"]) == []
 
 
 @pytest.mark.parametrize("texts, expected", [

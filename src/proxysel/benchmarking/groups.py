@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable, Sequence
 
-__all__ = ["CATEGORY_RULES", "CODE_LINE", "GROUP_RULES", "ONE_GROUP", "eval_groups", "find_leaks", "has_code",
-           "normalise", "normalised_text", "texts_have_code"]
+__all__ = ["CATEGORY_RULES", "CODE_LINE", "GROUP_RULES", "ONE_GROUP", "eval_groups", "find_leaks",
+           "group_key", "has_code", "normalise", "normalised_text", "texts_have_code"]
 
 #: ``data.group_by`` value for one group
 ONE_GROUP = "all"
@@ -84,19 +84,26 @@ def _field_value(example: Any, field: str) -> Any:
     return example.record.get(field) if isinstance(example.record, dict) else None
 
 
+def group_key(examples: Sequence[Any], group_by: str | None) -> str | None:
+    """The record field or rule that ``eval_groups`` groups ``examples`` by: ``group_by``, or with
+    None ``family`` when every example has it; None for one group (``all``, or no family field)."""
+    if group_by is None:
+        has_family = bool(examples) and all(_field_value(e, "family") is not None for e in examples)
+        return "family" if has_family else None
+    return None if group_by == ONE_GROUP else group_by
+
+
 def eval_groups(examples: Sequence[Any], group_by: str | None) -> tuple[list[str], str]:
     """(one group per example, a description of the grouping for results.md).
 
     group_by: a rule name (``GROUP_RULES``), ``all``, a record field, or None (``family`` when every
     example has it, else one group). A field some example lacks is a ValueError naming it.
     """
-    if group_by is None:
-        if examples and all(_field_value(e, "family") is not None for e in examples):
-            group_by = "family"
-        else:
-            return [ONE_GROUP] * len(examples), "the eval records have no family field"
-    if group_by == ONE_GROUP:
-        return [ONE_GROUP] * len(examples), "group_by all"
+    key = group_key(examples, group_by)
+    if key is None:
+        why = "group_by all" if group_by == ONE_GROUP else "the eval records have no family field"
+        return [ONE_GROUP] * len(examples), why
+    group_by = key
     if group_by in GROUP_RULES:
         rule = GROUP_RULES[group_by]
         return [rule(e) for e in examples], f"rule {group_by}"

@@ -14,7 +14,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -116,6 +116,8 @@ class Context:
 
     groups:   the eval examples' groups, aligned with ``eval_ids`` (the eval set's order).
     grouping: how the groups were made, in words ("record field family", "rule has_code", ...).
+    group_key: the record field or rule they come from (``family``), None for one group; the keep
+               rates of the pool's records by it show which eval groups a selection left out.
     stages:   selector or baseline name -> the proxy-run stages its selection uses.
     records:  stage -> its cost record (``ledger.proxy_costs_from_run``); n_params: model spec -> N.
     """
@@ -131,6 +133,7 @@ class Context:
     n_params: dict[str, int] = field(default_factory=dict)
     n_boot: int = 2000
     level: float = 0.95
+    group_key: str | None = None
 
 
 def _delta(a: dict[str, Any], ref: dict[str, Any] | None, m: str, pct: bool) -> str:
@@ -305,6 +308,49 @@ def keep_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+#: an eval group kept at under this share of the selection's overall keep rate is listed
+UNDER_KEPT_RATIO = 0.4
+#: groups of fewer pool records are not listed (their rates are a few records either way)
+UNDER_KEPT_MIN_POOL = 10
+
+
+def under_kept_table(rows: Sequence[dict[str, Any]], key: str, groups: Iterable[str]) -> list[str]:
+    """The eval groups each (selector, budget) kept far less of than of the rest, mean over seeds.
+
+    key: the pool records' field or rule that the eval set is grouped by (``Context.group_key``);
+    groups: the eval groups (other values of ``key`` in the pool, such as garbage, are not listed).
+    A group is listed when its keep rate is under ``UNDER_KEPT_RATIO`` times the selection's overall
+    rate over the pool records that have ``key``, and the pool holds at least
+    ``UNDER_KEPT_MIN_POOL`` of it: the first thing to look at when a selection trails in one group
+    (a filter of the chain may cut it, or quotas may be meant to). [] when nothing is listed.
+    """
+    wanted = set(groups)
+    by_cell: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for k in _keep_rows(rows):
+        if k["field"] == key:
+            by_cell.setdefault((k["selector"], k["budget"]), []).append(k)
+    out = []
+    for (sel, budget), keep in sorted(by_cell.items(), key=lambda t: _table_order(t[0])):
+        totals: dict[int, list[int]] = {}  # seed -> [kept, pool] over every value of the field
+        for k in keep:
+            t = totals.setdefault(k["seed"], [0, 0])
+            t[0], t[1] = t[0] + k["n_kept"], t[1] + k["n_pool"]
+        overall = float(np.mean([kept / n for kept, n in totals.values()]))
+        for value in dict.fromkeys(k["value"] for k in keep if k["value"] in wanted):
+            kept = float(np.mean([k["n_kept"] for k in keep if k["value"] == value]))
+            n = float(np.mean([k["n_pool"] for k in keep if k["value"] == value]))
+            if n >= UNDER_KEPT_MIN_POOL and kept / n < UNDER_KEPT_RATIO * overall:
+                out.append(f"| {sel} | {budget:g} | {value} | {kept:.3g} of {n:.3g} | {kept / n:.2f} "
+                           f"| {overall:.2f} |")
+    if not out:
+        return []
+    return [f"Eval groups a selection kept little of (`{key}` values kept at under {UNDER_KEPT_RATIO:g} "
+            f"times the selection's overall rate; mean over seeds). Their score rests on few records of "
+            f"their own; `proxysel explain` says which step of a chain dropped them:", "",
+            "| selector | budget | group | kept of pool | keep rate | overall rate |",
+            "|---|---|---|---|---|---|", *out]
+
+
 def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
                      transfer: dict[str, Any] | None, pending: int = 0, context: Context | None = None,
                      stats: Sequence[dict[str, Any]] = (), ledger: Sequence[dict[str, Any]] = ()) -> str:
@@ -331,6 +377,9 @@ def results_markdown(cfg: Any, aggs: Sequence[dict[str, Any]], rows: Sequence[di
     keep = keep_table(rows)
     if keep:
         lines += ["", *keep]
+    if context is not None and context.group_key:
+        under = under_kept_table(rows, context.group_key, context.groups)
+        lines += ["", *under] if under else []
     if any("win_rate" in a for a in aggs):
         lines += ["", *_winrate_section(cfg, rows)]
     if transfer:

@@ -46,7 +46,7 @@ from proxysel.benchmarking import winrate
 from proxysel.benchmarking.analysis import choice_stages, example_arrays, example_metrics, example_record
 from proxysel.benchmarking.config import BenchConfig, bench_config_dict, needs_reference
 from proxysel.benchmarking.datasets import check_leakage, prepare_data
-from proxysel.benchmarking.groups import GROUP_RULES, eval_groups
+from proxysel.benchmarking.groups import GROUP_RULES, eval_groups, group_key
 from proxysel.benchmarking.ledger import model_params, proxy_costs_from_run, train_flops
 from proxysel.benchmarking.report import Context, write_outputs
 from proxysel.benchmarking.target import evaluate_target, matched_epochs, train_target, untrained_target
@@ -114,6 +114,7 @@ class BenchData:
     reference_path: Path | None
     groups: list[str]
     grouping: str
+    group_key: str | None = None  # the record field or rule of the groups (None: one group)
 
 
 def load_data(cfg: BenchConfig, out: Path) -> BenchData:
@@ -126,7 +127,8 @@ def load_data(cfg: BenchConfig, out: Path) -> BenchData:
         groups, grouping = eval_groups(held_out.examples, cfg.data.group_by)
     except ValueError as e:
         raise ConfigError("data.group_by", str(e)) from None
-    return BenchData(pool, held_out, reference, paths.pool, paths.reference, groups, grouping)
+    return BenchData(pool, held_out, reference, paths.pool, paths.reference, groups, grouping,
+                     group_key(held_out.examples, cfg.data.group_by))
 
 
 def prepare_models(cfg: BenchConfig, out: Path, pool: Any) -> tuple[str, str]:
@@ -362,7 +364,7 @@ def bench_context(cfg: BenchConfig, out: Path, data: BenchData, proxy_spec: str,
                if r.get("model") is not None and (r.get("train_tokens") or r.get("forward_tokens"))}
     n_params = {m: proxy_params(out, m, kind) for m, kind in {(proxy_spec, "causal_lm"), *counted}}
     return Context(groups=data.groups, eval_ids=[e.id for e in data.eval.examples], grouping=data.grouping,
-                   n_pool=len(data.pool.examples), n_eval=len(data.eval.examples),
+                   group_key=data.group_key, n_pool=len(data.pool.examples), n_eval=len(data.eval.examples),
                    n_reference=0 if data.reference is None else len(data.reference.examples),
                    stages={name: chain_stages(c, choices, records, trained) for name, c in choices.items()},
                    records=records,
