@@ -24,6 +24,12 @@ above 0.5, a filter that cuts the highest perplexity cuts the harder records too
 
     python benchmarks/noise_auc.py runs/proxy-e40 POOL --embeddings ... --per family --bias difficulty
 
+``--score COLUMN=RUN[,RUN...]`` (repeatable) adds the same figures for any column of other runs'
+scores.parquet, joined by id (a record no run scores is left out): `mink`, or the `loss` of
+proxies trained on one half of the pool and scored on the other (out-of-fold), one run per half:
+
+    python benchmarks/noise_auc.py RUN POOL --per family --score loss=runs/oof-a,runs/oof-b
+
 Needs the run's scores.parquet (ppl_epoch) and embeddings.parquet (or --embeddings RUN).
 """
 
@@ -85,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                     "higher level of this field (e.g. difficulty) against the lowest level")
     ap.add_argument("--bias-within", metavar="FIELD", default="family",
                     help="the record field within whose values --bias pairs records (default family)")
+    ap.add_argument("--score", action="append", default=[], metavar="COLUMN=RUN[,RUN...]",
+                    help="also the AUC of this scores.parquet column of these runs, joined by id")
     args = ap.parse_args(argv)
     from proxysel.cluster import kmeans
 
@@ -125,7 +133,32 @@ def main(argv: list[str] | None = None) -> int:
             pos, neg = positive & (field == value), negative & (field == value)
             print(f"| {value} | {pos.sum()} | {neg.sum()} | "
                   f"{within_auc(log_ppl[:, -1], pos, neg, field):.3f} |")
+    if args.score:
+        per = np.array([str(records[i].get(args.per)) for i in ids]) if args.per else None
+        values = list(np.unique(per[positive])) if per is not None else []
+        head = [*values, *bias_cols]
+        print("\n| score | AUC |" + "".join(f" {c} |" for c in head))
+        print("|---|---|" + "---|" * len(head))
+        for spec in args.score:
+            column, _, runs = spec.partition("=")
+            score = joined_column(column, [Path(r) for r in runs.split(",")], ids)
+            known = ~np.isnan(score)
+            cells = [within_auc(score, positive & known, negative & known, groups)]
+            cells += [within_auc(score, positive & known & (per == v), negative & known & (per == v), per)
+                      for v in values]
+            print(f"| {spec} | " + " | ".join(f"{c:.2f}" for c in cells) + " |"
+                  + "".join(f" {b:.2f} |" for b in bias(np.where(known, score, np.nan)).values()))
     return 0
+
+
+def joined_column(column: str, runs: list[Path], ids: list[str]) -> np.ndarray:
+    """``column`` of the runs' scores.parquet, in the order of ``ids`` (float64, NaN where no run scores
+    the id; a later run's value wins)."""
+    value: dict[str, float] = {}
+    for run in runs:
+        table = pq.read_table(run / "scores.parquet", columns=["id", column]).to_pydict()
+        value.update(zip(table["id"], table[column]))
+    return np.array([np.nan if value.get(i) is None else float(value[i]) for i in ids])
 
 
 if __name__ == "__main__":

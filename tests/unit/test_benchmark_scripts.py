@@ -115,3 +115,20 @@ def test_noise_auc_level_bias_pairs_clean_records_of_each_level_with_the_lowest_
     # level 2 over 1: a: 2.0 > 1.0, 0.5 < 1.0 (1 of 2); b: 5.0 > 4.0 (1 of 1) -> 2 of 3
     # level 10 over 1 (10 sorts after 2, as a number): a: 3.0 > 1.0; b: 6.0 > 4.0 -> 2 of 2
     assert level_bias(score, level, clean, within) == {"2": 2 / 3, "10": 1.0}
+
+
+def test_noise_auc_joins_a_column_of_several_runs_by_id(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import load_benchmark_script
+
+    joined_column = load_benchmark_script("noise_auc").joined_column
+    for name, ids, loss in (("a", ["1", "3"], [0.5, 3.0]), ("b", ["2", "3"], [2.0, None])):
+        (tmp_path / name).mkdir()
+        table = pa.table({"id": ids, "loss": pa.array(loss, pa.float64())})
+        pq.write_table(table, tmp_path / name / "scores.parquet")
+    # id 3: run b's null comes later and wins (NaN); id 4 is in no run
+    got = joined_column("loss", [tmp_path / "a", tmp_path / "b"], ["2", "1", "3", "4"])
+    assert got[:2].tolist() == [2.0, 0.5] and np.isnan(got[2]) and np.isnan(got[3])
