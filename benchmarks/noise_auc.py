@@ -156,6 +156,10 @@ def joined_column(column: str, runs: list[Path], ids: list[str]) -> np.ndarray:
     the id; a later run's value wins)."""
     value: dict[str, float] = {}
     for run in runs:
+        names = pq.read_schema(run / "scores.parquet").names
+        if column not in names:
+            raise SystemExit(f"--score: {run}/scores.parquet has no column {column!r} "
+                             f"(it has {', '.join(names)})")
         table = pq.read_table(run / "scores.parquet", columns=["id", column]).to_pydict()
         value.update(zip(table["id"], table[column]))
     return np.array([np.nan if value.get(i) is None else float(value[i]) for i in ids])
