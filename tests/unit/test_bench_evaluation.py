@@ -311,6 +311,10 @@ def test_choice_stages_come_from_the_signal_registry():
     assert stages("cluster_random") == ["embedding"]
     assert stages("color") == ["color-conditional", "color"]
     assert stages("rds") == ["rds", "rds_reference"]
+    # the per-epoch columns a bench derives from ppl_epoch are charged to train-proxy too
+    assert stages("top", signal="ppl_5", order="low") == ["train-proxy"]
+    assert stages("top", signal="lp_app_2", order="low") == stages("top", signal="lp_10") == ["train-proxy"]
+    assert stages("top", signal="ppl", order="low") == ["loss"]
 
 
 RECORDS = {

@@ -18,13 +18,18 @@ responses) gives LP = 0, as the formula says.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
 from proxysel.signals.base import Signal, register_signal
 
-__all__ = ["lp", "lp_app"]
+__all__ = ["EPOCH_COLUMN", "lp", "lp_app"]
+
+#: the per-epoch columns a bench derives from ``ppl_epoch`` for its selectors
+#: (``benchmarking.runner.add_epoch_columns``): ``ppl_<e>`` = P_e, ``lp_<i>``, ``lp_app_<i>``
+EPOCH_COLUMN = re.compile(r"(ppl|lp|lp_app)_(\d+)")
 
 
 def _check(ppl_epoch: np.ndarray, i: int, name: str) -> np.ndarray:
