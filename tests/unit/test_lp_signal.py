@@ -70,3 +70,20 @@ def test_epoch_out_of_range(fn, i):
 def test_bad_shape(fn, shape):
     with pytest.raises(ValueError, match="ppl_epoch must be a 2-D array"):
         fn(np.ones(shape))
+
+
+def test_epoch_columns_by_hand():
+    from proxysel.signals.lp import epoch_column
+
+    np.testing.assert_array_equal(epoch_column(PPL, "ppl_0"), PPL[:, 0])
+    np.testing.assert_array_equal(epoch_column(PPL, "ppl_3"), PPL[:, 3])
+    # the first row by hand: LP(2) = (4 - 3) / (10 - 2), LP_app(1) = (10 - 4) / 10
+    assert epoch_column(PPL, "lp_2")[0] == 1 / 8 and epoch_column(PPL, "lp_app_1")[0] == 0.6
+    np.testing.assert_array_equal(epoch_column(PPL, "lp_2"), lp(PPL, 2))
+    np.testing.assert_array_equal(epoch_column(PPL, "lp_app_3"), lp_app(PPL, 3))
+    with pytest.raises(ValueError, match="ppl_epoch holds P_0..P_3, not P_4"):
+        epoch_column(PPL, "ppl_4")
+    with pytest.raises(ValueError, match=r"i must be an integer epoch in \[1, 3\], got 0"):
+        epoch_column(PPL, "lp_0")
+    with pytest.raises(ValueError, match="not a per-epoch column"):
+        epoch_column(PPL, "ppl")

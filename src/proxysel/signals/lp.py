@@ -25,10 +25,10 @@ import numpy as np
 
 from proxysel.signals.base import Signal, register_signal
 
-__all__ = ["EPOCH_COLUMN", "lp", "lp_app"]
+__all__ = ["EPOCH_COLUMN", "epoch_column", "lp", "lp_app"]
 
-#: the per-epoch columns a bench derives from ``ppl_epoch`` for its selectors
-#: (``benchmarking.runner.add_epoch_columns``): ``ppl_<e>`` = P_e, ``lp_<i>``, ``lp_app_<i>``
+#: the per-epoch columns derived from ``ppl_epoch`` (``epoch_column``) that a selector may read
+#: like any score column: ``ppl_<e>`` = P_e, ``lp_<i>`` = LP(i), ``lp_app_<i>`` = LP_app(i)
 EPOCH_COLUMN = re.compile(r"(ppl|lp|lp_app)_(\d+)")
 
 
@@ -78,6 +78,25 @@ def lp_app(ppl_epoch: np.ndarray, i: int = 1) -> np.ndarray:
     p = _check(ppl_epoch, i, "lp_app")
     with np.errstate(divide="ignore", invalid="ignore"):
         return (p[:, i - 1] - p[:, i]) / p[:, 0]
+
+
+def epoch_column(ppl_epoch: np.ndarray, name: str) -> np.ndarray:
+    """The per-epoch column ``name`` (``EPOCH_COLUMN``) of ``ppl_epoch``, float64 (n_examples,).
+
+    ppl_epoch: float (n_examples, n_epochs + 1), columns P_0..P_n. ``ppl_<e>`` is P_e (e in 0..n),
+    ``lp_<i>`` and ``lp_app_<i>`` are ``lp``/``lp_app`` of epoch i (1..n). A name that is not one
+    of these, or an epoch the run did not train, is a ValueError naming the epochs it holds.
+    """
+    match = EPOCH_COLUMN.fullmatch(name)
+    if match is None:
+        raise ValueError(f"'{name}' is not a per-epoch column (ppl_<e>, lp_<i>, lp_app_<i>)")
+    kind, epoch = match.group(1), int(match.group(2))
+    p = np.asarray(ppl_epoch, dtype=np.float64)
+    if kind == "ppl":
+        if p.ndim != 2 or not 0 <= epoch < p.shape[1]:
+            raise ValueError(f"'{name}': ppl_epoch holds P_0..P_{p.shape[-1] - 1}, not P_{epoch}")
+        return p[:, epoch].copy()
+    return (lp if kind == "lp" else lp_app)(p, epoch)
 
 
 # The columns train-proxy writes, in the registry, so that `--signals`, preflight and a selector's

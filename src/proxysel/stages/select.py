@@ -25,8 +25,10 @@ from proxysel.errors import RunConflictError, UsageError
 from proxysel.selectors.base import ScoreTable, Selection, resolve_budget
 from proxysel.selectors.config import SelectConfig, describe_step
 from proxysel.signals import producer_of
+from proxysel.signals.lp import EPOCH_COLUMN, epoch_column
 from proxysel.stages.inputs import read_run_pool
 from proxysel.store import Run
+from proxysel.store.run import list_matrix
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,9 @@ def same_selection(old: dict[str, Any], new: dict[str, Any], selector: Any) -> b
 
 
 def missing_column_error(run: Any, column: str, method: str) -> UsageError:
-    """The error for a column the run lacks, naming the command that makes it (from the signal registry)."""
-    producer = producer_of(column)
+    """The error for a column the run lacks, naming the command that makes it (from the signal registry;
+    a per-epoch column such as ``ppl_5`` comes from train-proxy's ``ppl_epoch``)."""
+    producer = producer_of("ppl_epoch" if EPOCH_COLUMN.fullmatch(column) else column)
     data = str((run.manifest.get("data") or {}).get("path") or "DATA")
     if producer is None:
         how = f"a stage that writes the column '{column}'"
@@ -76,6 +79,7 @@ def build_table(run: Any, pool: Pool, reads: tuple[str, ...], stratify: str | No
         # a selector that reads only vector sets (cluster_random over the embeddings) needs no
         # score column: the rows are the pool's
         scores = pa.table({"id": pa.array([e.id for e in pool.examples], pa.string())})
+    scores = _with_epoch_columns(scores, [c for c in reads if c not in vector_sets], method)
     for column in reads:
         if column not in scores.column_names and column not in vector_sets:
             raise missing_column_error(run, column, method)
@@ -103,6 +107,22 @@ def build_table(run: Any, pool: Pool, reads: tuple[str, ...], stratify: str | No
         table.reference = _reference_table(run, reference, [r for r in reads if r in vector_sets
                                                             and f"{r}_reference" in vector_sets])
     return table
+
+
+def _with_epoch_columns(scores: pa.Table, reads: list[str], method: str) -> pa.Table:
+    """``scores`` with the per-epoch columns of ``reads`` it lacks (``ppl_5``, ``lp_app_2``: see
+    ``signals.lp.EPOCH_COLUMN``) derived from its ``ppl_epoch``; unchanged without ``ppl_epoch``."""
+    wanted = [c for c in reads if c not in scores.column_names and EPOCH_COLUMN.fullmatch(c)]
+    if not wanted or "ppl_epoch" not in scores.column_names:
+        return scores
+    ppl = list_matrix(scores.column("ppl_epoch"), "ppl_epoch")
+    for column in wanted:
+        try:
+            values = epoch_column(ppl, column)
+        except ValueError as e:
+            raise UsageError(f"{method} reads {e}") from None
+        scores = scores.append_column(column, pa.array(values, pa.float64()))
+    return scores
 
 
 def _aligned_vectors(run: Any, name: str, ids: list[str]) -> np.ndarray:

@@ -1,0 +1,53 @@
+"""A selector reads a per-epoch column (``ppl_1``, ``lp_app_2``) in any run with ``ppl_epoch``:
+``select`` derives it (``signals.lp.epoch_column``) when the run does not store it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from report_run import build_run
+
+import proxysel
+from proxysel.errors import UsageError
+from proxysel.signals.lp import lp_app
+from proxysel.store import Run
+
+
+def _kept(folder):
+    table = pq.read_table(folder / "selection.parquet").to_pydict()
+    return {i for i, kept in zip(table["id"], table["selected"]) if kept}
+
+
+def test_per_epoch_columns_are_derived_from_ppl_epoch(tmp_path):
+    r = build_run(tmp_path / "r", n=60, selections=False)  # ppl_epoch holds P_0..P_3
+    with Run.open(r.run, create=False) as run:
+        assert "ppl_1" not in run.score_columns()
+        ids, ppl = run.score_matrix("ppl_epoch")
+    ids = np.asarray(ids)
+    known = ~np.isnan(ppl[:, 1])  # truncated rows hold NaN: excluded, never kept
+    # the 15 highest P_1, and the 15 lowest LP_app(2), by an independent sort
+    highest = set(ids[known][np.argsort(-ppl[known, 1])[:15]])
+    lowest = set(ids[known][np.argsort(lp_app(ppl, 2)[known])[:15]])
+    assert _kept(proxysel.select(r.run, method="top", budget=15, signal="ppl_1", order="high",
+                                 name="p1")) == highest
+    assert _kept(proxysel.select(r.run, method="top", budget=15, signal="lp_app_2", order="low",
+                                 name="a2")) == lowest
+    with pytest.raises(UsageError, match="top reads 'ppl_7': ppl_epoch holds P_0..P_3, not P_7"):
+        proxysel.select(r.run, method="top", budget=15, signal="ppl_7", order="low", name="p7")
+
+
+def test_a_run_without_ppl_epoch_names_train_proxy(tmp_path):
+    from report_run import scores_table, write_pool
+
+    from proxysel.data import read_pool
+
+    data = tmp_path / "pool.jsonl"
+    ids = write_pool(data, 30, 0)
+    pool = read_pool(data)
+    with Run.open(tmp_path / "run") as run:
+        run.update_manifest(data={"path": str(data), "fingerprint": pool.fingerprint, "n_examples": 30,
+                                  "files": pool.paths})
+        run.merge_scores(scores_table(ids).drop_columns(["ppl_epoch"]))
+    with pytest.raises(UsageError, match="top reads 'ppl_2'.*proxysel train-proxy"):
+        proxysel.select(tmp_path / "run", method="top", budget=10, signal="ppl_2", order="low", name="p2")
