@@ -44,7 +44,7 @@ from proxysel.config import ConfigError, RunConfig, config_to_dict, dump_config
 from proxysel.data.sharegpt_demo import demo_pool_path
 from proxysel.errors import UsageError
 from proxysel.reporting import write_report
-from proxysel.signals import available_signals, get_signal, producer_of
+from proxysel.signals import available_signals, derivable, get_signal, producer_of
 from proxysel.stages.score import score
 from proxysel.stages.select import select_run
 from proxysel.stages.train_proxy import train_proxy
@@ -158,7 +158,7 @@ def preflight(cfg: RunConfig, out: Path) -> None:
             raise ConfigError("reference",
                               f"{where}: {sel.method} reads a reference set: give reference: FILE")
         for col in dict.fromkeys(selector.reads()):
-            if col not in have:
+            if col not in have and not derivable(col, have):
                 producer = producer_of(col)
                 how = producer.how_to_make("DATA", str(out)) if producer else f"a stage that writes '{col}'"
                 section = "a train_proxy section" if producer and producer.command == "train-proxy" else \

@@ -51,3 +51,24 @@ def test_a_run_without_ppl_epoch_names_train_proxy(tmp_path):
         run.merge_scores(scores_table(ids).drop_columns(["ppl_epoch"]))
     with pytest.raises(UsageError, match="top reads 'ppl_2'.*proxysel train-proxy"):
         proxysel.select(tmp_path / "run", method="top", budget=10, signal="ppl_2", order="low", name="p2")
+
+
+def test_the_registry_derives_the_per_epoch_columns_from_ppl_epoch(tmp_path):
+    from proxysel.config import ConfigError, config_from_dict
+    from proxysel.pipeline import preflight
+    from proxysel.signals import derivable, producer_of
+
+    assert producer_of("ppl_5").name == producer_of("lp_app_2").name == producer_of("ppl_epoch").name
+    assert producer_of("ppl").name == "loss" and producer_of("ppl_x") is None
+    assert derivable("ppl_5", {"id", "ppl_epoch"}) and not derivable("ppl_5", {"id", "ppl"})
+    assert not derivable("ppl_epoch", {"ppl_epoch"})  # stored, not derived
+    data = tmp_path / "pool.jsonl"
+    data.write_text("")
+    band = {"method": "top", "signal": "ppl_5", "order": "low", "budget": 0.95}
+    # a run config whose train_proxy section writes ppl_epoch may select on ppl_5 ...
+    preflight(config_from_dict({"out": str(tmp_path / "a"), "data": {"path": str(data)},
+                                "train_proxy": {"epochs": 6}, "select": [band]}), tmp_path / "a")
+    # ... one without is refused before any work, naming the section that makes it
+    with pytest.raises(ConfigError, match="top reads 'ppl_5'.*add a train_proxy section"):
+        preflight(config_from_dict({"out": str(tmp_path / "b"), "data": {"path": str(data)},
+                                    "score": {"signals": ["loss"]}, "select": [band]}), tmp_path / "b")

@@ -26,7 +26,6 @@ import numpy as np
 from proxysel.benchmarking.ledger import cost_share, selection_cost, signal_stages
 from proxysel.benchmarking.stats import group_metric, paired_comparison
 from proxysel.signals import producer_of
-from proxysel.signals.lp import EPOCH_COLUMN
 
 __all__ = ["FREE_COLUMNS", "ExampleArrays", "Headline", "choice_stages", "comparisons", "example_arrays",
            "example_metrics", "example_record", "headline_of", "ledger_rows", "signal_stages"]
@@ -194,13 +193,12 @@ FREE_COLUMNS = ("n_tokens", "n_response_tokens", "truncated")
 
 def choice_stages(choice: Any) -> list[str]:
     """The stages a selection uses, from the columns its selector reads (the signal registry says
-    which signal writes each; a per-epoch column such as ``ppl_5`` comes from ``ppl_epoch``);
-    ``FREE_COLUMNS`` and columns no signal writes cost nothing."""
+    which signal writes or derives each: ``ppl_5`` comes from ``ppl_epoch``); ``FREE_COLUMNS`` and
+    columns no signal writes cost nothing."""
     out: list[str] = []
     selector = choice.selector()
     for column in selector.reads():
-        source = "ppl_epoch" if EPOCH_COLUMN.fullmatch(column) else column
-        signal = None if column in FREE_COLUMNS else producer_of(source)
+        signal = None if column in FREE_COLUMNS else producer_of(column)
         if signal is not None:
             out += signal_stages(signal, reference=selector.needs_reference)  # cluster_by: reference
     return list(dict.fromkeys(out))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from proxysel.signals.base import (
     Signal,
     available_signals,
+    derivable,
     get_signal,
     producer_of,
     register_signal,
@@ -20,5 +21,5 @@ from proxysel.signals import (  # noqa: E402,F401  isort:skip
     loss, mink, ifd, ask_llm, embedding, density_stage, color, rds, lp,
 )
 
-__all__ = ["Signal", "available_signals", "get_signal", "producer_of", "register_signal", "score_signals",
-           "unregister_signal"]
+__all__ = ["Signal", "available_signals", "derivable", "get_signal", "producer_of", "register_signal",
+           "score_signals", "unregister_signal"]

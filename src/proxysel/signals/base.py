@@ -18,6 +18,8 @@ A signal is a per-example score a model gives the pool (``loss``, ``ifd``, ``ask
                     ``cluster_by: reference``);
 - ``prepare_stages``: the run stages its ``prepare`` runs (CoLoR's ``color-conditional``), so that
   the bench's compute ledger charges them to the signal.
+- ``derives``:      a pattern of columns it does not store but a selector may read, derived from its
+                    first column when read (``ppl_epoch``: ``ppl_5``, ``lp_2``, ``lp_app_3``).
 
 A ``score`` signal computes shard by shard (``setup(device)`` once per worker, then
 ``compute(state, examples, bar)`` per shard; ``proxysel.stages.sharded`` runs them resumably on
@@ -33,7 +35,8 @@ either backend), or, with ``sharded = False``, all at once from the outputs of `
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import re
+from typing import Any, ClassVar, Collection
 
 from proxysel.data.example import Example, Pool
 from proxysel.models.loader import load_causal_lm, resolve_model_path
@@ -41,8 +44,8 @@ from proxysel.models.render import Renderer
 from proxysel.options import RuntimeConfig
 from proxysel.registry import Registry
 
-__all__ = ["Signal", "available_signals", "get_signal", "producer_of", "register_signal", "score_signals",
-           "unregister_signal"]
+__all__ = ["Signal", "available_signals", "derivable", "get_signal", "producer_of", "register_signal",
+           "score_signals", "unregister_signal"]
 
 def _declares_columns(name: str, cls: type) -> None:
     if not getattr(cls, "columns", None):
@@ -66,11 +69,19 @@ def score_signals() -> list[str]:
 
 
 def producer_of(column: str) -> type["Signal"] | None:
-    """The signal that writes ``column`` (a scores.parquet column or a vector set), or None."""
+    """The signal that writes ``column`` (a scores.parquet column or a vector set) or derives it
+    (``Signal.derives``), or None."""
     for cls in _REGISTRY.classes():
-        if column in cls.columns:
+        if column in cls.columns or (cls.derives is not None and cls.derives.fullmatch(column)):
             return cls
     return None
+
+
+def derivable(column: str, have: Collection[str]) -> bool:
+    """Whether ``column`` is not stored but can be derived from columns in ``have`` (the first column
+    of the signal that ``derives`` it)."""
+    cls = producer_of(column)
+    return cls is not None and column not in cls.columns and cls.columns[0] in have
 
 
 class Signal:
@@ -95,6 +106,8 @@ class Signal:
     #: with a reference set, the same vectors of the reference too (vector set ``<name>_reference``)
     reference_vectors: ClassVar[bool] = False
     prepare_stages: ClassVar[tuple[str, ...]] = ()
+    #: columns derived from its first column when a selector reads them (see the module docstring)
+    derives: ClassVar[re.Pattern[str] | None] = None
     sharded: ClassVar[bool] = True
     #: how the command line makes it, for error messages (``{data}`` and ``{run}`` are filled in)
     hint: ClassVar[str] = ""

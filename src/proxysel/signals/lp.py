@@ -116,6 +116,7 @@ class PplEpochSignal(_TrainProxySignal):
     """P_0..P_n: the response perplexity before training and after every epoch."""
 
     columns = ("ppl_epoch", "n_tokens", "n_response_tokens", "truncated")
+    derives = EPOCH_COLUMN  # ppl_<e>, lp_<i>, lp_app_<i>: stages.select derives them (epoch_column)
     hint = "proxysel train-proxy {data} --epochs 1 --checkpoints 0 --out {run}"
 
 

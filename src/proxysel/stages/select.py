@@ -24,7 +24,7 @@ from proxysel.data.example import Pool
 from proxysel.errors import RunConflictError, UsageError
 from proxysel.selectors.base import ScoreTable, Selection, resolve_budget
 from proxysel.selectors.config import SelectConfig, describe_step
-from proxysel.signals import producer_of
+from proxysel.signals import derivable, producer_of
 from proxysel.signals.lp import EPOCH_COLUMN, epoch_column
 from proxysel.stages.inputs import read_run_pool
 from proxysel.store import Run
@@ -55,9 +55,8 @@ def same_selection(old: dict[str, Any], new: dict[str, Any], selector: Any) -> b
 
 
 def missing_column_error(run: Any, column: str, method: str) -> UsageError:
-    """The error for a column the run lacks, naming the command that makes it (from the signal registry;
-    a per-epoch column such as ``ppl_5`` comes from train-proxy's ``ppl_epoch``)."""
-    producer = producer_of("ppl_epoch" if EPOCH_COLUMN.fullmatch(column) else column)
+    """The error for a column the run lacks, naming the command that makes it (from the signal registry)."""
+    producer = producer_of(column)
     data = str((run.manifest.get("data") or {}).get("path") or "DATA")
     if producer is None:
         how = f"a stage that writes the column '{column}'"
@@ -113,7 +112,7 @@ def _with_epoch_columns(scores: pa.Table, reads: list[str], method: str) -> pa.T
     """``scores`` with the per-epoch columns of ``reads`` it lacks (``ppl_5``, ``lp_app_2``: see
     ``signals.lp.EPOCH_COLUMN``) derived from its ``ppl_epoch``; unchanged without ``ppl_epoch``."""
     wanted = [c for c in reads if c not in scores.column_names and EPOCH_COLUMN.fullmatch(c)]
-    if not wanted or "ppl_epoch" not in scores.column_names:
+    if not wanted or not derivable(wanted[0], scores.column_names):
         return scores
     ppl = list_matrix(scores.column("ppl_epoch"), "ppl_epoch")
     for column in wanted:
