@@ -23,7 +23,14 @@ from proxysel.benchmarking.analysis import (
 from proxysel.benchmarking.config import load_bench_config
 from proxysel.benchmarking.datasets import check_leakage, sharegpt_sets, synthetic_sets
 from proxysel.benchmarking.groups import eval_groups, find_leaks, group_key, has_code
-from proxysel.benchmarking.report import Context, aggregate, results_markdown, under_kept_table, write_outputs
+from proxysel.benchmarking.report import (
+    Context,
+    aggregate,
+    results_markdown,
+    under_kept_table,
+    verdict_table,
+    write_outputs,
+)
 from proxysel.benchmarking.synthetic import make_pool, make_test_set
 from proxysel.cli.main import main
 from proxysel.config import ConfigError
@@ -376,3 +383,14 @@ def test_the_score_signals_a_bench_computes_come_from_the_registries():
     assert score_signals_needed(load_bench_config(preset="cpu-targeted")) == ["embedding", "color", "rds"]
     assert score_signals_needed(load_bench_config(preset="tiny", overrides=[
         "baselines=[random]", "selectors=[{method: top, signal: loss}]"])) == ["loss"]
+
+
+def test_verdict_intervals_in_points_have_one_decimal_and_in_nats_four_digits():
+    from proxysel.benchmarking.analysis import Headline
+
+    c = {"selector": "sel", "budget": 0.3, "baseline": "full", "mean": -0.03754, "std": 0.081, "wins": 3,
+         "n_seeds": 5, "lo": -0.05912, "hi": -0.01749, "verdict": "trails"}
+    points = verdict_table([c], Headline("exact_match"), 0.95)[-1]
+    assert points == "| sel | 0.3 | – | – | – | – | -3.8 ± 8.1 | 3 of 5 | [-5.9, -1.7] | **trails** |"
+    nats = verdict_table([c], Headline("eval_loss"), 0.95)[-1]
+    assert "-0.03754 ± 0.081 | 3 of 5 | [-0.05912, -0.01749]" in nats

@@ -220,8 +220,11 @@ def verdict_table(stats: Sequence[dict[str, Any]], head: Any, level: float) -> l
             return "– | – | – | –"
         if "error" in c:
             return f"– | – | – | ({c['error']})"
-        return (f"{scale * c['mean']:+.4g} ± {scale * c['std']:.2g} | {c['wins']} of {c['n_seeds']} | "
-                f"[{scale * c['lo']:+.4g}, {scale * c['hi']:+.4g}] | **{c['verdict']}**")
+        # points to one decimal, as every exact-match table here; nats to 4 significant digits
+        mean, lo, hi = (f"{scale * c[k]:+.1f}" if head.percent else f"{scale * c[k]:+.4g}"
+                        for k in ("mean", "lo", "hi"))
+        return (f"{mean} ± {scale * c['std']:.2g} | {c['wins']} of {c['n_seeds']} | "
+                f"[{lo}, {hi}] | **{c['verdict']}**")
 
     for (sel, budget), cs in sorted(by.items(), key=lambda t: _table_order(t[0])):
         lines.append(f"| {sel} | {budget:g} | {part(cs.get('random'))} | {part(cs.get('full'))} |")
