@@ -18,8 +18,9 @@ A signal is a per-example score a model gives the pool (``loss``, ``ifd``, ``ask
                     ``cluster_by: reference``);
 - ``prepare_stages``: the run stages its ``prepare`` runs (CoLoR's ``color-conditional``), so that
   the bench's compute ledger charges them to the signal.
-- ``derives``:      a pattern of columns it does not store but a selector may read, derived from its
-                    first column when read (``ppl_epoch``: ``ppl_5``, ``lp_2``, ``lp_app_3``).
+- ``derives``:      a pattern of columns it does not store but a selector may read, computed by its
+                    ``derive`` from its first column when read (``ppl_epoch``: ``ppl_5``, ``lp_2``,
+                    ``lp_app_3``).
 
 A ``score`` signal computes shard by shard (``setup(device)`` once per worker, then
 ``compute(state, examples, bar)`` per shard; ``proxysel.stages.sharded`` runs them resumably on
@@ -141,6 +142,13 @@ class Signal:
         signals = ",".join((*cls.requires, cls.name))
         ref = " --reference REF" if cls.needs_reference else ""
         return f"proxysel score {data} --signals {signals}{ref} --out {run}"
+
+    @classmethod
+    def derive(cls, column: str, scores: Any) -> Any:
+        """float64 (n,): ``column``, one the signal ``derives``, from ``scores`` (a pa.Table holding the
+        signal's first column), row for row. ValueError for one it cannot give (e.g. an epoch the
+        run did not train)."""
+        raise NotImplementedError(f"signal '{cls.name}' derives no columns")
 
     def fingerprint(self, pool: Pool, upstream: dict[str, Any]) -> dict[str, Any]:
         """What the results depend on; the stage resumes only under the same fingerprint.

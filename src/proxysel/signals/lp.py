@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from proxysel.signals.base import Signal, register_signal
+from proxysel.store.run import list_matrix
 
 __all__ = ["EPOCH_COLUMN", "epoch_column", "lp", "lp_app"]
 
@@ -116,8 +117,12 @@ class PplEpochSignal(_TrainProxySignal):
     """P_0..P_n: the response perplexity before training and after every epoch."""
 
     columns = ("ppl_epoch", "n_tokens", "n_response_tokens", "truncated")
-    derives = EPOCH_COLUMN  # ppl_<e>, lp_<i>, lp_app_<i>: stages.select derives them (epoch_column)
+    derives = EPOCH_COLUMN  # ppl_<e>, lp_<i>, lp_app_<i>
     hint = "proxysel train-proxy {data} --epochs 1 --checkpoints 0 --out {run}"
+
+    @classmethod
+    def derive(cls, column: str, scores: Any) -> Any:
+        return epoch_column(list_matrix(scores.column("ppl_epoch"), "ppl_epoch"), column)
 
 
 @register_signal("lp_app")

@@ -25,10 +25,8 @@ from proxysel.errors import RunConflictError, UsageError
 from proxysel.selectors.base import ScoreTable, Selection, resolve_budget
 from proxysel.selectors.config import SelectConfig, describe_step
 from proxysel.signals import derivable, producer_of
-from proxysel.signals.lp import EPOCH_COLUMN, epoch_column
 from proxysel.stages.inputs import read_run_pool
 from proxysel.store import Run
-from proxysel.store.run import list_matrix
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +76,7 @@ def build_table(run: Any, pool: Pool, reads: tuple[str, ...], stratify: str | No
         # a selector that reads only vector sets (cluster_random over the embeddings) needs no
         # score column: the rows are the pool's
         scores = pa.table({"id": pa.array([e.id for e in pool.examples], pa.string())})
-    scores = _with_epoch_columns(scores, [c for c in reads if c not in vector_sets], method)
+    scores = _with_derived_columns(scores, reads, method)
     for column in reads:
         if column not in scores.column_names and column not in vector_sets:
             raise missing_column_error(run, column, method)
@@ -108,19 +106,16 @@ def build_table(run: Any, pool: Pool, reads: tuple[str, ...], stratify: str | No
     return table
 
 
-def _with_epoch_columns(scores: pa.Table, reads: list[str], method: str) -> pa.Table:
-    """``scores`` with the per-epoch columns of ``reads`` it lacks (``ppl_5``, ``lp_app_2``: see
-    ``signals.lp.EPOCH_COLUMN``) derived from its ``ppl_epoch``; unchanged without ``ppl_epoch``."""
-    wanted = [c for c in reads if c not in scores.column_names and EPOCH_COLUMN.fullmatch(c)]
-    if not wanted or not derivable(wanted[0], scores.column_names):
-        return scores
-    ppl = list_matrix(scores.column("ppl_epoch"), "ppl_epoch")
-    for column in wanted:
-        try:
-            values = epoch_column(ppl, column)
-        except ValueError as e:
-            raise UsageError(f"{method} reads {e}") from None
-        scores = scores.append_column(column, pa.array(values, pa.float64()))
+def _with_derived_columns(scores: pa.Table, reads: tuple[str, ...], method: str) -> pa.Table:
+    """``scores`` with the columns of ``reads`` it lacks but a signal derives from one it holds
+    (``Signal.derives``: ``ppl_5`` or ``lp_app_2`` from ``ppl_epoch``)."""
+    for column in reads:
+        if column not in scores.column_names and derivable(column, scores.column_names):
+            try:
+                values = producer_of(column).derive(column, scores)
+            except ValueError as e:
+                raise UsageError(f"{method} reads {e}") from None
+            scores = scores.append_column(column, pa.array(values, pa.float64()))
     return scores
 
 
