@@ -110,12 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     positive, negative = labels == args.noise, np.isin(labels, CORRECT)
     print(f"{args.run}: {positive.sum()} {args.noise} against {negative.sum()} correct records, "
           f"within {args.clusters} clusters")
+    def field_values(name: str) -> np.ndarray:
+        return np.array([str(records[i].get(name)) for i in ids])
+
+    level = field_values(args.bias) if args.bias else None
+    within = field_values(args.bias_within) if args.bias else None
+    per = field_values(args.per) if args.per else None
+
     def bias(score: np.ndarray) -> dict[str, float]:
-        if not args.bias:
-            return {}
-        level = np.array([str(records[i].get(args.bias)) for i in ids])
-        within = np.array([str(records[i].get(args.bias_within)) for i in ids])
-        return level_bias(score, level, labels == "clean", within)
+        return level_bias(score, level, labels == "clean", within) if args.bias else {}
 
     bias_cols = [f"{args.bias} {v}" for v in bias(log_ppl[:, -1])]
     print("| epoch | AUC of log P_i | AUC of mean log P_1..P_i |" + "".join(f" {c} |" for c in bias_cols))
@@ -125,16 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {i} | {within_auc(log_ppl[:, i], positive, negative, groups):.3f} "
               f"| {within_auc(mean, positive, negative, groups):.3f} |"
               + "".join(f" {b:.2f} |" for b in bias(log_ppl[:, i]).values()))
-    if args.per:
-        field = np.array([str(records[i].get(args.per)) for i in ids])
+    if per is not None:
         print(f"\n| {args.per} | {args.noise} | correct | AUC of log P_{log_ppl.shape[1] - 1} |")
         print("|---|---|---|---|")
-        for value in np.unique(field[positive]):
-            pos, neg = positive & (field == value), negative & (field == value)
+        for value in np.unique(per[positive]):
+            pos, neg = positive & (per == value), negative & (per == value)
             print(f"| {value} | {pos.sum()} | {neg.sum()} | "
-                  f"{within_auc(log_ppl[:, -1], pos, neg, field):.3f} |")
+                  f"{within_auc(log_ppl[:, -1], pos, neg, per):.3f} |")
     if args.score:
-        per = np.array([str(records[i].get(args.per)) for i in ids]) if args.per else None
         values = list(np.unique(per[positive])) if per is not None else []
         head = [*values, *bias_cols]
         print("\n| score | AUC |" + "".join(f" {c} |" for c in head))
