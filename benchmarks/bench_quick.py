@@ -30,7 +30,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -54,9 +53,10 @@ def startup_seconds(runs: int = 2, cpu: bool = False, threads: int | None = None
 
     from proxysel.data.sharegpt_demo import sharegpt_pairs
     from proxysel.models.loader import resolve_model_path
+    from proxysel.store.scratch import scratch_dir
 
     resolve_model_path("smollm2-135m")  # the model is cached before the clock starts
-    tmp = Path(tempfile.mkdtemp(prefix="proxysel-startup-"))
+    tmp = scratch_dir("proxysel-startup-")
     data = tmp / "two.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in sharegpt_pairs(2, max_chars=400)))
 

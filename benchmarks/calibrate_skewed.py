@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -129,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     from proxysel.benchmarking.target import evaluate_target, train_target
     from proxysel.data import read_pool
     from proxysel.models.scratch import build_llama, build_tokenizer, llama_parameters
+    from proxysel.store.scratch import scratch_dir
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="calibrate-skewed-"))
+    work = args.work or scratch_dir("calibrate-skewed-")
     work.mkdir(parents=True, exist_ok=True)
     noise = {k: getattr(args, k) for k in ("wrong", "garbage", "near_duplicate", "duplicate")}
     pool_recs, _, eval_recs = make_sets(args.n_pool, n_eval_per_family=args.eval_per_family, noise=noise,

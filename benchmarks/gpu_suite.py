@@ -338,7 +338,9 @@ def main() -> int:
     deadline = time.time() + args.budget
     out = Path(args.out or os.environ.get("OUT") or tempfile.mkdtemp(prefix="gpu-suite-"))
     sizes = DRY if args.dry_run else GPU
-    work = Path(tempfile.mkdtemp(prefix="gpu-suite-work-"))
+    from proxysel.store.scratch import scratch_dir
+
+    work = scratch_dir("gpu-suite-work-")
     data = args.data
     if data is None:
         data = str(work / "pool.jsonl")

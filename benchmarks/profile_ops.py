@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,10 +41,11 @@ def profile_score(dtype: str, n: int, top: int) -> None:
     from proxysel.engine import score_losses
     from proxysel.models.loader import load_causal_lm
     from proxysel.models.render import Renderer
+    from proxysel.store.scratch import scratch_dir
 
     lm = load_causal_lm("smollm2-135m", dtype=dtype)
     r = Renderer(lm.tokenizer, max_length=512)
-    pool = read_pool(demo_pool_path(tempfile.mkdtemp(), n=n))
+    pool = read_pool(demo_pool_path(scratch_dir("proxysel-profile-"), n=n))
     enc = [e for e in (r.encode(x) for x in pool.examples) if not e.truncated]
     pad = lm.tokenizer.pad_token_id
     score_losses(lm.model, enc[:4], pad_id=pad)

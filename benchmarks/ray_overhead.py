@@ -21,7 +21,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,8 +41,9 @@ def main() -> int:
 
     import proxysel
     from proxysel.data.sharegpt_demo import demo_pool_path
+    from proxysel.store.scratch import scratch_dir
 
-    tmp = Path(tempfile.mkdtemp(prefix="ray-overhead-"))
+    tmp = scratch_dir("ray-overhead-")
     data = demo_pool_path(tmp / "data", n=args.n)
     cores = os.cpu_count() or 1
     common = dict(signals=["loss"], model=args.model, max_length=args.max_length)

@@ -65,15 +65,14 @@ def measure(n: int, max_length: int = 512, batch_tokens: int = 8192) -> dict:
 
     Returns tokens (real tokens scored), params, peak32/peak16 (GFLOP/s) and rows: a list of
     (name, per-example losses, seconds), the plain loop first."""
-    import tempfile
-
     from proxysel.data import read_pool
     from proxysel.data.sharegpt_demo import demo_pool_path
     from proxysel.engine import score_losses
     from proxysel.models.loader import load_causal_lm
     from proxysel.models.render import Renderer
+    from proxysel.store.scratch import scratch_dir
 
-    pool = read_pool(demo_pool_path(tempfile.mkdtemp(), n=n))
+    pool = read_pool(demo_pool_path(scratch_dir("proxysel-score-"), n=n))
     lm = load_causal_lm("smollm2-135m")
     r = Renderer(lm.tokenizer, max_length=max_length)
     enc = [e for e in (r.encode(x) for x in pool.examples) if not e.truncated]

@@ -32,7 +32,6 @@ import platform
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,9 +49,10 @@ def demo_encoded(n: int, max_length: int, model: str = "smollm2-135m", data: str
     from proxysel.data.sharegpt_demo import demo_pool_path
     from proxysel.models.loader import load_tokenizer, resolve_model_path
     from proxysel.models.render import Renderer
+    from proxysel.store.scratch import scratch_dir
 
     if data is None:
-        data = demo_pool_path(Path(tempfile.mkdtemp(prefix="proxysel-bench-")),
+        data = demo_pool_path(scratch_dir("proxysel-bench-"),
                               n=2 * n + 50)  # room for the truncated
     pool = read_pool(data)
     tokenizer = load_tokenizer(resolve_model_path(model)[0])
@@ -192,8 +192,9 @@ def lp_app_cost(args) -> None:
 
     import proxysel
     from proxysel.data.sharegpt_demo import demo_pool_path
+    from proxysel.store.scratch import scratch_dir
 
-    tmp = Path(tempfile.mkdtemp(prefix="proxysel-lpapp-"))
+    tmp = scratch_dir("proxysel-lpapp-")
     data = demo_pool_path(tmp / "data", n=args.lp_app)
     t0 = time.perf_counter()
     run = proxysel.train_proxy(data, out=tmp / "run", epochs=1, online=True, checkpoints=2, dtype=args.dtype,
