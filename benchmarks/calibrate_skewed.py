@@ -39,12 +39,17 @@ import numpy as np
 
 
 def subset(pool: list[dict[str, Any]], kind: str, share: float, seed: int,
-           candidates: set[str] | None = None) -> list[str]:
+           candidates: set[str] | None = None, *, drop: tuple[str, ...] = (),
+           weights: dict[str, float] | None = None, sizes_from: str = "pool") -> list[str]:
     """Ids of ``round(share * len(pool))`` records: ``random`` (any record), or clean records with
-    family quotas ``balanced`` (equal) or ``sqrt`` (proportional to sqrt of the family's pool size).
+    family quotas ``balanced`` (equal) or ``sqrt`` (proportional to sqrt of the family's size).
 
     ``candidates``: draw the family quotas from these ids (e.g. what a proxy filter kept) instead of
-    the records the noise labels call clean; the quotas still come from the family labels."""
+    the records the noise labels call clean; the quotas still come from the family labels.
+    ``drop``: noise labels left out of the candidates too (what a filter kept, minus its
+    duplicates by the labels). ``weights``: a factor on each family's quota weight (default 1).
+    ``sizes_from``: ``sqrt`` of the family's size in the ``pool`` or among the drawable
+    ``candidates`` (as ``cluster_random`` with ``from:`` and ``cluster_by: reference`` does)."""
     from proxysel.selectors.base import allocate_capped
 
     rng = np.random.default_rng([seed, 99])
@@ -57,13 +62,31 @@ def subset(pool: list[dict[str, Any]], kind: str, share: float, seed: int,
         if r["family"] == "garbage":
             continue
         sizes[r["family"]] = sizes.get(r["family"], 0) + 1
-        if (r["id"] in candidates) if candidates is not None else r["noise"] == "clean":
+        if ((r["id"] in candidates) if candidates is not None else r["noise"] == "clean") \
+                and r["noise"] not in drop:
             drawable.setdefault(r["family"], []).append(r["id"])
     names = sorted(drawable)
-    weights = np.array([1.0 if kind == "balanced" else float(np.sqrt(sizes[f])) for f in names])
+    if sizes_from == "candidates":
+        sizes = {f: len(drawable[f]) for f in names}
+    factor = np.array([(weights or {}).get(f, 1.0) for f in names])
+    base = np.array([1.0 if kind == "balanced" else float(np.sqrt(sizes[f])) for f in names])
     # a family with too few drawable records gives its remainder to the others
-    quota = allocate_capped(weights, np.array([len(drawable[f]) for f in names]), k)
+    quota = allocate_capped(base * factor, np.array([len(drawable[f]) for f in names]), k)
     return [str(i) for f, q in zip(names, quota) for i in rng.choice(drawable[f], int(q), replace=False)]
+
+
+def family_weights(items: list[str]) -> dict[str, float]:
+    """``["add=0.5", "code=1.5"]`` -> ``{"add": 0.5, "code": 1.5}``; SystemExit on a malformed item."""
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise SystemExit(f"--weights: {item!r} is not FAMILY=NUMBER") from None
+        if not name or out[name] < 0:
+            raise SystemExit(f"--weights: {item!r} is not FAMILY=NUMBER with a number >= 0")
+    return out
 
 
 def kept_ids(path: Path) -> set[str]:
@@ -109,6 +132,13 @@ def _parser() -> argparse.ArgumentParser:
                     help="draw --balanced/--sqrt from what this selection kept (a selection.parquet or its "
                          "folder; {seed} is replaced by the seed), not from the records labelled clean: "
                          "the oracle's family quotas with a proxy's noise filter")
+    ap.add_argument("--drop", nargs="*", default=[], metavar="LABEL",
+                    help="noise labels left out of --balanced/--sqrt's candidates too (e.g. duplicate "
+                         "near_duplicate: a filter's kept set minus its duplicates)")
+    ap.add_argument("--weights", nargs="*", default=[], metavar="FAMILY=W",
+                    help="a factor on a family's quota weight (default 1 for every family)")
+    ap.add_argument("--sizes-from", choices=("pool", "candidates"), default="pool",
+                    help="sqrt quotas from the family sizes of the pool or of the drawable candidates")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--proxy", action="store_true", help="time api.train_proxy with the preset's proxy")
     ap.add_argument("--detail", action="store_true", help="exact match per family x difficulty, and misses")
@@ -154,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# pool {len(pool_recs)}, eval {len(eval_recs)} ({args.eval_per_family}/family); longest eval "
           f"answer {longest} tokens, max_new_tokens {args.max_new_tokens}", flush=True)
 
+    weights = family_weights(args.weights)
+    if args.drop or weights or args.sizes_from != "pool":
+        print(f"# quotas: drop {args.drop or 'nothing'}, weights {weights or 'none'}, sqrt of the family "
+              f"sizes in the {args.sizes_from}", flush=True)
     runs: list[tuple[str, list[str] | None, int]] = []
     for seed in args.seeds:
         runs += [("full", None, seed)] if args.full else []
@@ -167,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "--data-seed, noise)")
         for kind in ("random", "balanced", "sqrt"):
             tag = "-filtered" if within is not None and kind != "random" else ""
-            runs += [(f"{kind}{tag}-{f:g}", subset(pool_recs, kind, f, seed, within), seed)
+            runs += [(f"{kind}{tag}-{f:g}", subset(pool_recs, kind, f, seed, within, drop=tuple(args.drop),
+                                                   weights=weights, sizes_from=args.sizes_from), seed)
                      for f in getattr(args, kind)]
     rows = []
     for name, ids, seed in runs:

@@ -63,7 +63,7 @@ class _Bar:
 def test_a_score_signal_computes_its_declared_columns(name, pools, tiny_model_dir, tmp_path):
     cls = get_signal(name)
     if not cls.sharded:
-        pytest.skip(f"{name} is computed at once from {cls.requires} (tests/unit/test_density.py)")
+        pytest.skip(f"{name} is computed at once from {cls.requires} (tests/unit/test_{name}.py)")
     pool, ref = pools
     config = ScoreConfig(signals=(name,), model=str(tiny_model_dir), judge=str(tiny_model_dir), max_length=64)
     signal = cls(config, RuntimeConfig(), ref if cls.needs_reference else None)

@@ -84,6 +84,20 @@ def test_calibrate_subset_draws_the_family_quotas_from_a_filter(tmp_path):
         ["a", "a", "b", "b"]
     with pytest.raises(ValueError, match="cannot allocate 10"):
         calibrate.subset(pool, "balanced", 0.4, seed=0, candidates=kept)
+    # drop: the wrong b's leave the candidates, so 5 of 25 are the 5 kept a's, and 6 are too many
+    assert sorted(calibrate.subset(pool, "sqrt", 0.2, seed=0, candidates=kept, drop=("wrong",))) == \
+        ["a0", "a1", "a2", "a3", "a4"]
+    with pytest.raises(ValueError, match="cannot allocate 6"):
+        calibrate.subset(pool, "sqrt", 0.24, seed=0, candidates=kept, drop=("wrong",))
+    # weights: b's weight 2 * 2 against a's 4: quotas 3 and 3
+    assert sorted(c[0] for c in calibrate.subset(pool, "sqrt", 0.24, seed=0, candidates=kept,
+                                                 weights={"b": 2.0})) == ["a"] * 3 + ["b"] * 3
+    # sizes from the candidates: 5 a's and 4 b's kept, sqrt 2.24 against 2: quotas 3 and 3
+    assert sorted(c[0] for c in calibrate.subset(pool, "sqrt", 0.24, seed=0, candidates=kept,
+                                                 sizes_from="candidates")) == ["a"] * 3 + ["b"] * 3
+    assert calibrate.family_weights(["add=0.5", "code=1.5"]) == {"add": 0.5, "code": 1.5}
+    with pytest.raises(SystemExit, match="FAMILY=NUMBER"):
+        calibrate.family_weights(["add"])
 
 
 def test_noise_auc_counts_pairs_within_a_group_and_ties_as_half():

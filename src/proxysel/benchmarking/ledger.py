@@ -182,8 +182,8 @@ def _signal_record(run: RunFolder, name: str, entry: Mapping[str, Any]) -> dict[
     forward_tokens: int | None = None
     train_tokens = int(entry.get("train_tokens") or 0)  # color-conditional's fine-tune
     model = fp.get("embedder", fp.get("model"))
-    if model is None:  # computed from stored vectors (density's k-NN): no model pass to count
-        missing.append("its arithmetic on stored vectors (no model pass; seconds only)")
+    if model is None:  # density (stored vectors), near_dup (the texts): no model pass to count
+        missing.append("its arithmetic (no model pass; seconds only)")
     elif "shards" in entry:
         forward_tokens = _marker_tokens(run, name, int(entry["shards"]))
         if forward_tokens is None and name in LEGACY_PASSES:

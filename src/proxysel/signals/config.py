@@ -17,6 +17,7 @@ from proxysel.options import (
 from proxysel.signals.base import available_signals, get_signal, score_signals
 from proxysel.signals.color import ColorConfig
 from proxysel.signals.density_stage import DensityConfig
+from proxysel.signals.near_dup import NearDupConfig
 
 __all__ = ["ScoreConfig"]
 
@@ -40,6 +41,7 @@ class ScoreConfig:
     batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "padded tokens per batch (batch size x longest example)",
                                minimum=1)
     density: DensityConfig = option(DensityConfig(), "the density sketch")
+    near_dup: NearDupConfig = option(NearDupConfig(), "the near-duplicate groups of near_dup (MinHash LSH)")
     color: ColorConfig = option(ColorConfig(), "CoLoR-Filter's conditional model (the prior fine-tuned on "
                                                "the reference set)")
 
