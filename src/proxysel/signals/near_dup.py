@@ -53,7 +53,7 @@ from proxysel.signals.base import Signal, register_signal
 
 __all__ = ["NearDupConfig", "band_width", "duplicate_groups", "jaccard", "minhash_signatures", "shingles"]
 
-#: a prime below 2**32: with hash values and coefficients under it, a*x + b fits in 64 bits
+#: a prime below 2**32: with coefficients under it and 32-bit hash values, a*x + b < 2**64
 PRIME = np.uint64(4294967291)
 #: the chance a pair at the threshold Jaccard becomes a candidate, which the band width must reach
 RECALL_AT_THRESHOLD = 0.95
@@ -104,10 +104,11 @@ def _coefficients(perms: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def minhash_signatures(sets: list[np.ndarray], perms: int, seed: int, *,
-                       chunk: int = 1 << 17) -> np.ndarray:
+                       chunk: int = 1 << 15) -> np.ndarray:
     """uint32 (n, perms): row i is the MinHash signature of ``sets[i]`` (non-empty uint32 arrays),
     under ``perms`` hash functions ``(a*x + b) mod PRIME`` drawn from ``seed``. Shingles are
-    processed ``chunk`` at a time: memory is ``perms * chunk * 8`` bytes, whatever the pool size."""
+    processed ``chunk`` at a time: a few ``perms * chunk * 8``-byte arrays (about 130 MB at the
+    defaults), whatever the pool size."""
     a, b = _coefficients(perms, seed)
     sizes = np.fromiter((s.size for s in sets), dtype=np.int64, count=len(sets))
     if (sizes == 0).any():
@@ -117,7 +118,7 @@ def minhash_signatures(sets: list[np.ndarray], perms: int, seed: int, *,
     out = np.full((len(sets), perms), np.iinfo(np.uint32).max, dtype=np.uint64)
     for start in range(0, flat.size, chunk):
         x, who = flat[start:start + chunk], owner[start:start + chunk]
-        h = (a[:, None] * x[None, :] + b[:, None]) % PRIME  # (perms, m); < 2**64, see PRIME
+        h = (a[:, None] * x[None, :] + b[:, None]) % PRIME  # (perms, m); no overflow, see PRIME
         # the chunk's records, each the least over its own shingles (a record may span two chunks)
         first = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
         least = np.minimum.reduceat(h, first, axis=1).T
