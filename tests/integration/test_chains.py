@@ -97,3 +97,32 @@ def test_run_selects_a_parent_before_the_selections_that_read_it(scored, tmp_pat
     # changing the parent reruns the child
     assert main(["-q", "run", str(cfg), "select.mid.budget=0.6"]) == 0
     assert RunFolder(tmp_path / "r").manifest["pipeline"]["last"]["ran"] == ["select:mid", "select:pick"]
+
+
+def test_near_duplicates_first_then_a_random_draw(tmp_path, capsys):
+    """A model-free chain through `proxysel run`: the near_dup signal with its config section, `top` on
+    dup_rank keeping one record per group, then random; explain names the step that dropped a repeat."""
+    recs = []
+    for i in range(30):
+        letters = " ".join("abcdefghij"[(i + k) % 10] for k in range(3 + i % 5))
+        recs.append({"id": f"r{i:02d}", "instruction": f"Reverse the letters: {letters} ({i})",
+                     "output": letters[::-1]})
+    recs += [{**recs[i], "id": f"copy{i}"} for i in (3, 7, 11, 19)]  # exact repeats, later in the pool
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"out: {tmp_path / 'r'}\ndata: {{path: {pool}}}\n"
+                   "score: {signals: [near_dup], near_dup: {threshold: 0.9}}\n"
+                   "select:\n  - {method: top, signal: dup_rank, order: low, budget: 30, name: dedup}\n"
+                   "  - {method: random, budget: 20, from: dedup, name: pick}\n"
+                   "report: {enabled: false}\n")
+    assert main(["-q", "run", str(cfg)]) == 0
+    folder = RunFolder(tmp_path / "r")
+    assert folder.manifest["stages"]["near_dup"]["params"]["threshold"] == 0.9
+    assert folder.manifest["stages"]["near_dup"]["groups"] == 30
+    kept = set(folder.selection_ids("dedup"))
+    assert kept == {r["id"] for r in recs[:30]}  # the first of every group, in pool order
+    assert set(folder.selection_ids("pick")) <= kept and len(folder.selection_ids("pick")) == 20
+    capsys.readouterr()
+    assert main(["explain", str(tmp_path / "r"), "copy7", "--selection", "pick"]) == 0
+    assert "dropped at step 1 (top dup_rank low" in capsys.readouterr().out
