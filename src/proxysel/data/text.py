@@ -1,4 +1,5 @@
-"""Plain-text views of an example, for embedders and judges (not for the proxy's loss)."""
+"""Plain-text views of an example, for embedders, judges and near-duplicate detection (not for the
+proxy's loss)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,9 @@ def turns_text(messages: Sequence[Message]) -> str:
 def response_text(example: Example) -> str:
     """The assistant turns alone, joined by a blank line: what IFD's unconditioned pass reads."""
     return "\n\n".join(m.content for m in example.messages if m.role == "assistant")
+
+
+def contents_text(example: Example) -> str:
+    """Every turn's content without its role, one per line: what ``near_dup`` compares (a role name
+    in every record would be a shingle that all records share)."""
+    return "\n".join(m.content for m in example.messages)

@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from proxysel.data.example import Example, Pool
+from proxysel.data.example import Pool
+from proxysel.data.text import contents_text
 from proxysel.options import check_fields, config_to_dict, option
 from proxysel.signals.base import Signal, register_signal
 
@@ -183,7 +184,8 @@ def duplicate_groups(texts: list[str], *, ngram: int = 3, threshold: float = 0.5
             rows = np.ascontiguousarray(sig[:, band * r:(band + 1) * r])
             keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * r))).ravel()
             order = np.argsort(keys, kind="stable")
-            starts = np.flatnonzero(np.r_[True, keys[order][1:] != keys[order][:-1], True])
+            ranked = keys[order]
+            starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1], True])
             shared = np.flatnonzero(np.diff(starts) > 1)  # buckets of two or more: the only work
             for s, e in zip(starts[shared].tolist(), starts[shared + 1].tolist()):
                 # leaders: each member is checked against the bucket's leaders, in pool order, until
@@ -210,11 +212,6 @@ def duplicate_groups(texts: list[str], *, ngram: int = 3, threshold: float = 0.5
     return root, facts
 
 
-def record_text(example: Example) -> str:
-    """Every message's content, one per line: what two records are compared on."""
-    return "\n".join(m.content for m in example.messages)
-
-
 @register_signal("near_dup")
 class NearDupSignal(Signal):
     """Near-duplicate groups (``score.near_dup``: shingles, threshold, hash functions); model-free."""
@@ -231,7 +228,7 @@ class NearDupSignal(Signal):
 
     def compute_all(self, pool: Pool, inputs: dict[str, tuple[list[str], Any]]) -> Any:
         d = self.config.near_dup
-        root, facts = duplicate_groups([record_text(e) for e in pool.examples], ngram=d.ngram,
+        root, facts = duplicate_groups([contents_text(e) for e in pool.examples], ngram=d.ngram,
                                        threshold=d.threshold, perms=d.perms, seed=d.seed)
         self._facts = {**facts, "duplicates": int(len(root) - facts["groups"])}
         log.info("near_dup: %d groups of %d records (%d near-duplicates; %d candidate pairs checked)",
