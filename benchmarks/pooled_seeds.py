@@ -5,7 +5,9 @@ seeds were run later into another folder (a confirmation run, e.g. seeds 3-5 bes
 pools them: it reads every cell's ``cells/<cell>/result.json`` and runs the bench's own
 ``analysis.comparisons`` over all of them, grouped by the eval set's ``family`` field (one group
 when the eval records have no such field). With one folder it compares against any baseline, such
-as ``longest``.
+as ``longest``. Each comparison gets two intervals: the bench's bootstrap over eval examples, and
+Student's t over the per-seed deltas (``stats.seed_interval``), which covers the training seed's
+spread.
 
     python benchmarks/pooled_seeds.py runs/bench-skewed runs/bench-skewed-confirm \
         --budgets 0.1 0.3 --selectors mid-clean-rds rds mid-clean-s2l mid-s2l --baselines random longest full
@@ -57,9 +59,10 @@ def main() -> None:
 
     seeds = sorted({r["seed"] for r in rows.values()})
     print(f"seeds {seeds}; macro {args.metric.replace('_', ' ')}, {unit}; paired bootstrap 95% over eval "
-          f"examples by {args.group_field}\n")
-    print("| selector | budget | mean | vs | Δ mean ± std | wins | interval | verdict |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"examples by {args.group_field}; over seeds: Student's t 95% of the per-seed deltas\n")
+    print("| selector | budget | mean | vs | Δ mean ± std | wins | interval | verdict | over seeds "
+          "| verdict |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for budget in args.budgets:
         for selector in args.selectors:
             mean = scale * np.mean([r["metrics"][f"{args.metric}_macro"] for r in rows.values()
@@ -71,8 +74,12 @@ def main() -> None:
                                      f"{'no cells to pair' if c is None else c['error']}")
                 lo, hi, d, sd = (scale * c[k] for k in ("lo", "hi", "mean", "std"))
                 interval = f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+                over_seeds = ("– | –" if c["seed_verdict"] is None else
+                              f"[{scale * c['seed_lo']:+.{digits}f}, {scale * c['seed_hi']:+.{digits}f}] | "
+                              f"{c['seed_verdict']}")
                 print(f"| {selector} | {budget:g} | {mean:.{digits}f} | {base} | {d:+.{digits}f} ± "
-                      f"{sd:.{digits}f} | {c['wins']} of {c['n_seeds']} | {interval} | {c['verdict']} |")
+                      f"{sd:.{digits}f} | {c['wins']} of {c['n_seeds']} | {interval} | {c['verdict']} | "
+                      f"{over_seeds} |")
 
 
 if __name__ == "__main__":

@@ -231,6 +231,11 @@ def test_verdicts_stats_and_ledger(bench):
     tiny_vs_full = [c for c in stats["comparisons"]["eval_loss"]
                     if (c["budget"], c["baseline"]) == (0.01, "full")]
     assert {c["verdict"] for c in tiny_vs_full} == {"trails"}
+    # and each gets the t interval over its seeds (stats.seed_interval), shown in its own column
+    for c in tiny_vs_full:
+        assert c["n_seeds"] >= 2 and c["seed_lo"] <= c["mean"] <= c["seed_hi"]
+        assert c["seed_verdict"] in ("beats", "ties", "trails")
+    assert "| verdict vs random | over seeds |" in md
     ledger = {r["selector"]: r for r in json.loads((out / "ledger.json").read_text())["selectors"]}
     assert ledger["random"]["flops"] == ledger["longest"]["flops"] == 0
     assert ledger["cluster_random"]["stages"] == ["embedding"]

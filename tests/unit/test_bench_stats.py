@@ -14,6 +14,7 @@ from proxysel.benchmarking.stats import (
     macro_mean,
     paired_comparison,
     pooled_mean,
+    seed_interval,
     stratified_resamples,
     verdict,
 )
@@ -136,6 +137,39 @@ def test_two_group_macro_deltas_by_hand():
     assert wres.deltas == pytest.approx([1.375, 0.525])
     # a loss (lower is better) on the same numbers: no seed wins
     assert paired_comparison(sel, base, G5, higher_is_better=False, n_boot=100).wins == 0
+
+
+def test_the_seed_interval_is_students_t_by_hand():
+    # deltas 1, 2, 3, 4, 5, 6: mean 3.5, std sqrt(3.5); t(0.975, 5) = 2.5706 (a t table)
+    lo, hi = seed_interval([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    half = 2.5706 * math.sqrt(3.5) / math.sqrt(6)
+    assert lo == pytest.approx(3.5 - half, abs=1e-4) and hi == pytest.approx(3.5 + half, abs=1e-4)
+    # t(0.95, 2) = 2.9200 at level 0.9; equal deltas give a point
+    lo, hi = seed_interval([0.0, 1.0, 2.0], level=0.9)
+    assert (lo, hi) == pytest.approx((1 - 2.92 / math.sqrt(3), 1 + 2.92 / math.sqrt(3)), abs=1e-4)
+    assert seed_interval([0.2, 0.2]) == pytest.approx((0.2, 0.2))
+    assert seed_interval([0.5]) is None
+    with pytest.raises(ValueError, match="finite"):
+        seed_interval([1.0, float("nan")])
+
+
+def test_beating_over_eval_examples_can_tie_over_seeds():
+    # Three seeds whose deltas are +1.1, +0.5 and -0.2 (one per-example shift each, 40 examples):
+    # over eval examples the mean +0.4667 is exact (the shifts are constant), so the bootstrap
+    # interval is a point and beats; over seeds the spread (std 0.6506) makes it tie.
+    base = np.random.default_rng(3).normal(size=(3, 40))
+    shifts = np.array([[1.1], [0.5], [-0.2]])
+    res = paired_comparison(base + shifts, base, higher_is_better=True, n_boot=200)
+    assert res.verdict == "beats" and res.lo == pytest.approx(res.hi)
+    half = 4.3027 * 0.65064 / math.sqrt(3)
+    assert (res.seed_lo, res.seed_hi) == pytest.approx((0.46667 - half, 0.46667 + half), abs=1e-3)
+    assert res.seed_verdict == "ties" and res.to_dict()["seed_verdict"] == "ties"
+    # one seed: no spread, no seed interval
+    one = paired_comparison(base[:1] + 1.0, base[:1], higher_is_better=True, n_boot=50)
+    assert (one.seed_lo, one.seed_hi, one.seed_verdict) == (None, None, None)
+    # a loss with every seed better by the same amount beats over seeds too
+    down = paired_comparison(base - 0.3, base, higher_is_better=False, n_boot=50)
+    assert down.seed_verdict == "beats"
 
 
 def test_the_resampled_examples_carry_their_own_token_weights():

@@ -146,3 +146,37 @@ def test_noise_auc_joins_a_column_of_several_runs_by_id(tmp_path):
     # id 3: run b's null comes later and wins (NaN); id 4 is in no run
     got = joined_column("loss", [tmp_path / "a", tmp_path / "b"], ["2", "1", "3", "4"])
     assert got[:2].tolist() == [2.0, 0.5] and np.isnan(got[2]) and np.isnan(got[3])
+
+
+def test_pooled_seeds_pairs_cells_across_folders_and_gives_both_intervals(tmp_path):
+    # Two folders, seeds 0-1 and 2; four eval examples in two families. The selector's exact match
+    # differs from random's by one example per seed: seed 0 +1 in family a (macro +0.25 = (1/2)/2),
+    # seed 1 +1 in b (+0.25), seed 2 -1 in a (-0.25): mean +1/12, std 0.2887, t(0.975, 2) 4.3027.
+    import json
+    import math
+    evals = [{"id": f"e{i}", "family": "ab"[i // 2], "instruction": "x", "output": "y"} for i in range(4)]
+    exact = {("random", 0): [0, 0, 0, 0], ("sel", 0): [1, 0, 0, 0],
+             ("random", 1): [1, 0, 0, 0], ("sel", 1): [1, 0, 1, 0],
+             ("random", 2): [1, 1, 0, 0], ("sel", 2): [1, 0, 0, 0]}
+    for folder, seeds in (("a", (0, 1)), ("b", (2,))):
+        (tmp_path / folder / "data").mkdir(parents=True)
+        (tmp_path / folder / "data" / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
+        for (name, seed), em in exact.items():
+            if seed not in seeds:
+                continue
+            cell = tmp_path / folder / "cells" / f"{name}-0.3-s{seed}"
+            cell.mkdir(parents=True)
+            cell.joinpath("result.json").write_text(json.dumps({
+                "selector": name, "budget": 0.3, "seed": seed,
+                "metrics": {"exact_match_macro": (sum(em[:2]) / 2 + sum(em[2:]) / 2) / 2},
+                "per_example": {"id": [r["id"] for r in evals], "loss": [1.0] * 4, "tokens": [1] * 4,
+                                "exact": em}}))
+    out = subprocess.run([sys.executable, str(SCRIPTS[0].parent / "pooled_seeds.py"), str(tmp_path / "a"),
+                          str(tmp_path / "b"), "--budgets", "0.3", "--selectors", "sel", "--n-boot", "200"],
+                         capture_output=True, text=True, check=True).stdout
+    row = next(line for line in out.splitlines() if line.startswith("| sel |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:6] == ["sel", "0.3", "33.3", "random", "+8.3 ± 28.9", "2 of 3"]
+    half = 100 * 4.3027 * math.sqrt(1 / 12) / math.sqrt(3)
+    assert cells[8] == f"[{100 / 12 - half:+.1f}, {100 / 12 + half:+.1f}]" and cells[9] == "ties"
+    assert "seeds [0, 1, 2]" in out

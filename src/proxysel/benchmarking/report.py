@@ -210,21 +210,26 @@ def verdict_table(stats: Sequence[dict[str, Any]], head: Any, level: float) -> l
     lines = [f"Verdicts on the macro {head.label} (selector minus baseline, paired on the same seed; "
              f"{better} is better). Interval: paired bootstrap over eval examples ({100 * level:g}%, "
              f"resampled within each group; {unit}). *beats* / *trails*: the interval excludes 0 on the "
-             f"good / bad side; *ties*: it contains 0. Wins: seeds on the good side.", "",
+             f"good / bad side; *ties*: it contains 0. Wins: seeds on the good side. Over seeds: "
+             f"Student's t interval of the per-seed deltas ({100 * level:g}%) and its verdict; it "
+             f"covers the training seed's spread, which the bootstrap does not (2+ seeds).", "",
              "| selector | budget | Δ vs random (mean ± std) | wins | interval | verdict vs random "
-             "| Δ vs full (mean ± std) | wins | interval | verdict vs full |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| over seeds | Δ vs full (mean ± std) | wins | interval | verdict vs full | over seeds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def num(x: float) -> str:
+        # points to one decimal, as every exact-match table here; nats to 4 significant digits
+        return f"{scale * x:+.1f}" if head.percent else f"{scale * x:+.4g}"
 
     def part(c: dict[str, Any] | None) -> str:
         if c is None:
-            return "– | – | – | –"
+            return "– | – | – | – | –"
         if "error" in c:
-            return f"– | – | – | ({c['error']})"
-        # points to one decimal, as every exact-match table here; nats to 4 significant digits
-        mean, lo, hi = (f"{scale * c[k]:+.1f}" if head.percent else f"{scale * c[k]:+.4g}"
-                        for k in ("mean", "lo", "hi"))
-        return (f"{mean} ± {scale * c['std']:.2g} | {c['wins']} of {c['n_seeds']} | "
-                f"[{lo}, {hi}] | **{c['verdict']}**")
+            return f"– | – | – | ({c['error']}) | –"
+        seeds = ("–" if c.get("seed_verdict") is None
+                 else f"[{num(c['seed_lo'])}, {num(c['seed_hi'])}] {c['seed_verdict']}")
+        return (f"{num(c['mean'])} ± {scale * c['std']:.2g} | {c['wins']} of {c['n_seeds']} | "
+                f"[{num(c['lo'])}, {num(c['hi'])}] | **{c['verdict']}** | {seeds}")
 
     for (sel, budget), cs in sorted(by.items(), key=lambda t: _table_order(t[0])):
         lines.append(f"| {sel} | {budget:g} | {part(cs.get('random'))} | {part(cs.get('full'))} |")
