@@ -77,6 +77,8 @@ def main() -> None:
                 over_seeds = ("– | –" if c["seed_verdict"] is None else
                               f"[{scale * c['seed_lo']:+.{digits}f}, {scale * c['seed_hi']:+.{digits}f}] | "
                               f"{c['seed_verdict']}")
+                if c["seeds_needed"]:
+                    over_seeds += f" (~{c['seeds_needed']} seeds to resolve)"
                 print(f"| {selector} | {budget:g} | {mean:.{digits}f} | {base} | {d:+.{digits}f} ± "
                       f"{sd:.{digits}f} | {c['wins']} of {c['n_seeds']} | {interval} | {c['verdict']} | "
                       f"{over_seeds} |")

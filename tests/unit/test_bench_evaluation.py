@@ -393,8 +393,8 @@ def test_verdict_intervals_in_points_have_one_decimal_and_in_nats_four_digits():
     points = verdict_table([c], Headline("exact_match"), 0.95)[-1]
     assert points == "| sel | 0.3 | – | – | – | – | – | -3.8 ± 8.1 | 3 of 5 | [-5.9, -1.7] | **trails** | – |"
     # with the interval over seeds (stats.seed_interval), its own column
-    seeds = {**c, "seed_lo": -0.1381, "seed_hi": 0.0630, "seed_verdict": "ties"}
+    seeds = {**c, "seed_lo": -0.1381, "seed_hi": 0.0630, "seed_verdict": "ties", "seeds_needed": 20}
     assert verdict_table([seeds], Headline("exact_match"), 0.95)[-1].endswith(
-        "| **trails** | [-13.8, +6.3] ties |")
+        "| **trails** | [-13.8, +6.3] ties (~20 seeds to resolve) |")
     nats = verdict_table([c], Headline("eval_loss"), 0.95)[-1]
     assert "-0.03754 ± 0.081 | 3 of 5 | [-0.05912, -0.01749]" in nats

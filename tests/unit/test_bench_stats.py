@@ -15,6 +15,7 @@ from proxysel.benchmarking.stats import (
     paired_comparison,
     pooled_mean,
     seed_interval,
+    seeds_needed,
     stratified_resamples,
     verdict,
 )
@@ -153,6 +154,27 @@ def test_the_seed_interval_is_students_t_by_hand():
         seed_interval([1.0, float("nan")])
 
 
+def test_seeds_needed_is_the_first_n_whose_t_interval_clears_zero():
+    # mean 1, std 2: t(0.975, n-1) * 2 / sqrt(n) falls below 1 first at n = 18 (t table: n = 17 ->
+    # 2.1199 * 2 / 4.1231 = 1.0283; n = 18 -> 2.1098 * 2 / 4.2426 = 0.9946)
+    assert seeds_needed(1.0, 2.0) == 18 and seeds_needed(-1.0, 2.0) == 18
+    # and the interval at that n does exclude 0, at the one before it does not
+    lo, _ = seed_interval(1.0 + 2.0 * _unit_spread(18))
+    lo_before, _ = seed_interval(1.0 + 2.0 * _unit_spread(17))
+    assert lo > 0 >= lo_before
+    assert seeds_needed(0.0, 1.0) is None and seeds_needed(0.1, 0.0) == 2
+    assert seeds_needed(1e-3, 10.0, limit=50) is None
+    with pytest.raises(ValueError):
+        seeds_needed(float("nan"), 1.0)
+
+
+def _unit_spread(n: int) -> np.ndarray:
+    """n values of mean 0 and sample std 1."""
+    x = np.arange(n, dtype=float)
+    x -= x.mean()
+    return x / x.std(ddof=1)
+
+
 def test_beating_over_eval_examples_can_tie_over_seeds():
     # Three seeds whose deltas are +1.1, +0.5 and -0.2 (one per-example shift each, 40 examples):
     # over eval examples the mean +0.4667 is exact (the shifts are constant), so the bootstrap
@@ -164,12 +186,13 @@ def test_beating_over_eval_examples_can_tie_over_seeds():
     half = 4.3027 * 0.65064 / math.sqrt(3)
     assert (res.seed_lo, res.seed_hi) == pytest.approx((0.46667 - half, 0.46667 + half), abs=1e-3)
     assert res.seed_verdict == "ties" and res.to_dict()["seed_verdict"] == "ties"
+    assert res.seeds_needed == seeds_needed(res.mean, res.std) == 10
     # one seed: no spread, no seed interval
     one = paired_comparison(base[:1] + 1.0, base[:1], higher_is_better=True, n_boot=50)
     assert (one.seed_lo, one.seed_hi, one.seed_verdict) == (None, None, None)
     # a loss with every seed better by the same amount beats over seeds too
     down = paired_comparison(base - 0.3, base, higher_is_better=False, n_boot=50)
-    assert down.seed_verdict == "beats"
+    assert down.seed_verdict == "beats" and down.seeds_needed is None  # only a tie asks for seeds
 
 
 def test_the_resampled_examples_carry_their_own_token_weights():

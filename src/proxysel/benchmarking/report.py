@@ -212,7 +212,8 @@ def verdict_table(stats: Sequence[dict[str, Any]], head: Any, level: float) -> l
              f"resampled within each group; {unit}). *beats* / *trails*: the interval excludes 0 on the "
              f"good / bad side; *ties*: it contains 0. Wins: seeds on the good side. Over seeds: "
              f"Student's t interval of the per-seed deltas ({100 * level:g}%) and its verdict; it "
-             f"covers the training seed's spread, which the bootstrap does not (2+ seeds).", "",
+             f"covers the training seed's spread, which the bootstrap does not (2+ seeds). For a tie, "
+             f"the seeds that the same mean and std would need to resolve.", "",
              "| selector | budget | Δ vs random (mean ± std) | wins | interval | verdict vs random "
              "| over seeds | Δ vs full (mean ± std) | wins | interval | verdict vs full | over seeds |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -228,6 +229,8 @@ def verdict_table(stats: Sequence[dict[str, Any]], head: Any, level: float) -> l
             return f"– | – | – | ({c['error']}) | –"
         seeds = ("–" if c.get("seed_verdict") is None
                  else f"[{num(c['seed_lo'])}, {num(c['seed_hi'])}] {c['seed_verdict']}")
+        if c.get("seeds_needed"):
+            seeds += f" (~{c['seeds_needed']} seeds to resolve)"
         return (f"{num(c['mean'])} ± {scale * c['std']:.2g} | {c['wins']} of {c['n_seeds']} | "
                 f"[{num(c['lo'])}, {num(c['hi'])}] | **{c['verdict']}** | {seeds}")
 

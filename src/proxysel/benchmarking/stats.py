@@ -27,7 +27,8 @@ arrays (n_seeds, n_eval). ``paired_comparison`` reports:
   covers what the bootstrap leaves out: on a small target, another seed (initialisation, data order,
   the selector's own draws) moves a subset's score by more than another eval set does. It needs
   two seeds, and with few it is wide (t = 4.30 at 3 seeds, 2.57 at 6): a result that beats the
-  baseline over eval examples but ties over seeds is one the next seed may reverse.
+  baseline over eval examples but ties over seeds is one the next seed may reverse. For such a tie
+  ``seeds_needed`` says how many seeds the same mean and std would take to resolve.
 
 Because the group means are linear in the values (the weights belong to the eval example, not the
 model), the bootstrap statistic on the original sample equals the mean of the per-seed deltas.
@@ -46,7 +47,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 __all__ = ["GroupMetric", "PairedComparison", "VERDICTS", "group_means", "group_metric", "macro_mean",
-           "paired_comparison", "pooled_mean", "seed_interval", "stratified_resamples", "verdict"]
+           "paired_comparison", "pooled_mean", "seed_interval", "seeds_needed", "stratified_resamples",
+           "verdict"]
 
 VERDICTS = ("beats", "ties", "trails")
 # Resampled index matrices are built in blocks of at most this many entries (int64: 32 MiB).
@@ -211,6 +213,30 @@ def seed_interval(deltas: Sequence[float] | np.ndarray, level: float = 0.95) -> 
     return mean - half, mean + half
 
 
+def seeds_needed(mean: float, std: float, level: float = 0.95, limit: int = 1000) -> int | None:
+    """The fewest seeds n >= 2 whose t interval, ``mean ± t_{(1 + level)/2, n - 1} · std / sqrt(n)``,
+    would exclude 0 if further seeds kept this mean and std; None when even ``limit`` would not (a
+    mean of 0). A planning figure for "add seeds", not a test: the next seeds move the mean too.
+
+    >>> seeds_needed(1.0, 1.0)                     # t(0.975, 6) / sqrt(7) = 0.925 < 1 <= 1.049 at 6
+    7
+    >>> seeds_needed(0.5, 0.0), seeds_needed(0.0, 1.0)
+    (2, None)
+    """
+    if not (math.isfinite(mean) and math.isfinite(std)) or std < 0:
+        raise ValueError(f"seeds_needed needs a finite mean and std >= 0, got {mean!r}, {std!r}")
+    if mean == 0:
+        return None
+    if std == 0:
+        return 2
+    from scipy.stats import t as student_t
+
+    n = np.arange(2, limit + 1)
+    half = student_t.ppf((1.0 + level) / 2, n - 1) * std / np.sqrt(n)
+    ok = np.flatnonzero(half < abs(mean))
+    return int(n[ok[0]]) if len(ok) else None
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     """Selector minus baseline on a macro metric, over seeds and eval examples.
@@ -221,7 +247,8 @@ class PairedComparison:
     lo, hi:   the paired bootstrap interval at ``level`` over eval examples (stratified by group).
     verdict:  "beats" | "ties" | "trails" (``verdict(lo, hi, higher_is_better)``).
     seed_lo, seed_hi, seed_verdict: the interval over training seeds (``seed_interval``) and its
-              verdict; None with one seed.
+              verdict; None with one seed. seeds_needed: ``seeds_needed(mean, std)`` when that
+              verdict is a tie (how many seeds this mean and std would take to resolve), else None.
     n_eval:   eval examples used; n_skipped: left out because some seed's value was NaN/inf.
     groups:   group -> eval examples used.
     """
@@ -244,6 +271,7 @@ class PairedComparison:
     seed_lo: float | None = None
     seed_hi: float | None = None
     seed_verdict: str | None = None
+    seeds_needed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (for the bench's results files)."""
@@ -350,6 +378,7 @@ def paired_comparison(selector: Sequence[Sequence[float]] | np.ndarray,
     alpha = (1.0 - level) / 2
     lo, hi = (float(v) for v in np.quantile(stats, [alpha, 1.0 - alpha]))
     over_seeds = seed_interval(deltas, level)
+    seed_verdict = None if over_seeds is None else verdict(*over_seeds, higher_is_better)
     return PairedComparison(
         deltas=[float(d) for d in deltas], mean=float(deltas.mean()),
         std=float(deltas.std(ddof=1)) if n_seeds > 1 else 0.0, wins=int(good.sum()), n_seeds=n_seeds,
@@ -359,4 +388,6 @@ def paired_comparison(selector: Sequence[Sequence[float]] | np.ndarray,
         groups={name: int((g == name).sum()) for name in names},
         seed_lo=None if over_seeds is None else over_seeds[0],
         seed_hi=None if over_seeds is None else over_seeds[1],
-        seed_verdict=None if over_seeds is None else verdict(*over_seeds, higher_is_better))
+        seed_verdict=seed_verdict,
+        seeds_needed=(seeds_needed(float(deltas.mean()), float(deltas.std(ddof=1)), level)
+                      if seed_verdict == "ties" else None))
