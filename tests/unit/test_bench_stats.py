@@ -145,9 +145,10 @@ def test_the_seed_interval_is_students_t_by_hand():
     lo, hi = seed_interval([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     half = 2.5706 * math.sqrt(3.5) / math.sqrt(6)
     assert lo == pytest.approx(3.5 - half, abs=1e-4) and hi == pytest.approx(3.5 + half, abs=1e-4)
-    # t(0.95, 2) = 2.9200 at level 0.9; equal deltas give a point
+    # t(0.95, 2) = 2.9200 at level 0.9
     lo, hi = seed_interval([0.0, 1.0, 2.0], level=0.9)
     assert (lo, hi) == pytest.approx((1 - 2.92 / math.sqrt(3), 1 + 2.92 / math.sqrt(3)), abs=1e-4)
+    # equal deltas give a point; one seed gives no interval
     assert seed_interval([0.2, 0.2]) == pytest.approx((0.2, 0.2))
     assert seed_interval([0.5]) is None
     with pytest.raises(ValueError, match="finite"):
