@@ -377,11 +377,11 @@ def paired_comparison(selector: Sequence[Sequence[float]] | np.ndarray,
         done += len(idx)
     alpha = (1.0 - level) / 2
     lo, hi = (float(v) for v in np.quantile(stats, [alpha, 1.0 - alpha]))
+    mean, std = float(deltas.mean()), (float(deltas.std(ddof=1)) if n_seeds > 1 else 0.0)
     over_seeds = seed_interval(deltas, level)
     seed_verdict = None if over_seeds is None else verdict(*over_seeds, higher_is_better)
     return PairedComparison(
-        deltas=[float(d) for d in deltas], mean=float(deltas.mean()),
-        std=float(deltas.std(ddof=1)) if n_seeds > 1 else 0.0, wins=int(good.sum()), n_seeds=n_seeds,
+        deltas=[float(d) for d in deltas], mean=mean, std=std, wins=int(good.sum()), n_seeds=n_seeds,
         lo=lo, hi=hi, level=level, verdict=verdict(lo, hi, higher_is_better),
         higher_is_better=higher_is_better,
         n_eval=int(ok.sum()), n_skipped=int((~ok).sum()), n_boot=int(n_boot), seed=seed,
@@ -389,5 +389,4 @@ def paired_comparison(selector: Sequence[Sequence[float]] | np.ndarray,
         seed_lo=None if over_seeds is None else over_seeds[0],
         seed_hi=None if over_seeds is None else over_seeds[1],
         seed_verdict=seed_verdict,
-        seeds_needed=(seeds_needed(float(deltas.mean()), float(deltas.std(ddof=1)), level)
-                      if seed_verdict == "ties" else None))
+        seeds_needed=seeds_needed(mean, std, level) if seed_verdict == "ties" else None)
