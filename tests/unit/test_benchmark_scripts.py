@@ -182,3 +182,42 @@ def test_pooled_seeds_pairs_cells_across_folders_and_gives_both_intervals(tmp_pa
     # t(0.975, n - 1) / sqrt(n) < mean / std = sqrt(1/12) = 0.2887 first at n = 49 (2.0106 / 7)
     assert cells[9] == "ties (~49 seeds to resolve)"
     assert "seeds [0, 1, 2]" in out
+
+
+def test_cut_keep_rates_replays_a_per_family_cut_and_counts_by_label(tmp_path, capsys):
+    """A hand-worked pool: family A (10 clean in two wordings, 2 wrong), family B (9 clean, 1 wrong,
+    1 paraphrase of b0), 2 garbage. No band (budget 1); the cut keeps half of each family, lowest
+    ``sig`` first: a0..a5; b9 (a wrong answer the signal misses) and b0..b4; one garbage record."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import load_benchmark_script
+
+    records, sig = [], []
+    for k in range(12):
+        records.append({"id": f"a{k}", "family": "A", "noise": "clean" if k < 10 else "wrong", "dup_of": None,
+                        "instruction": ("Copy: x" if k < 5 else "Repeat: x")})
+        sig.append(float(k))
+    for k in range(11):
+        noise = "clean" if k < 9 else ("wrong" if k == 9 else "near_duplicate")
+        records.append({"id": f"b{k}", "family": "B", "noise": noise, "dup_of": "b0" if k == 10 else None,
+                        "instruction": "Reverse: x"})
+        sig.append({9: -1.0, 10: 99.0}.get(k, float(k)))
+    for k in range(2):
+        records.append({"id": f"g{k}", "family": "garbage", "noise": "garbage", "dup_of": None,
+                        "instruction": "#%&"})
+        sig.append(float(k))
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "run").mkdir()
+    pq.write_table(pa.table({"id": [r["id"] for r in records], "ppl_5": [1.0] * len(records), "sig": sig}),
+                   tmp_path / "run" / "scores.parquet")
+    main = load_benchmark_script("cut_keep_rates").main
+    assert main([str(tmp_path / "run"), str(pool), "--band", "ppl_5:low:1.0", "--cut", "sig:low",
+                 "--budgets", "0.5"]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| sig low")][0]
+    # clean kept 11 of 19; wrong 1 of 3; 1 wrong of 13 kept; b0 (copied) kept, 10 of the other 18;
+    # wording spread in A: Copy 5 of 5, Repeat 1 of 5 (B has one wording)
+    assert row == "| sig low | 0.5 | 0.579 | 0.333 | 0.077 | 1.00 / 0.56 | 0.80 |"

@@ -1,5 +1,6 @@
-"""A selector reads a per-epoch column (``ppl_1``, ``lp_app_2``) in any run with ``ppl_epoch``:
-``select`` derives it (``signals.lp.epoch_column``) when the run does not store it."""
+"""A selector reads a column derived from ``ppl_epoch`` (``ppl_1``, ``lp_app_2``, ``confidence``) in any
+run with ``ppl_epoch``: ``select`` derives it (``signals.lp.derived_column``) when the run does not
+store it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from report_run import build_run
 
 import proxysel
 from proxysel.errors import UsageError
+from proxysel.signals.cartography import confidence
 from proxysel.signals.lp import lp_app
 from proxysel.store import Run
 
@@ -29,10 +31,16 @@ def test_per_epoch_columns_are_derived_from_ppl_epoch(tmp_path):
     # the 15 highest P_1, and the 15 lowest LP_app(2), by an independent sort
     highest = set(ids[known][np.argsort(-ppl[known, 1])[:15]])
     lowest = set(ids[known][np.argsort(lp_app(ppl, 2)[known])[:15]])
+    # the 15 most confident: the highest mean of 1 / P_e over epochs 1..3, computed here by hand
+    mean_prob = (1 / ppl[:, 1] + 1 / ppl[:, 2] + 1 / ppl[:, 3]) / 3
+    confident = set(ids[known][np.argsort(-mean_prob[known])[:15]])
+    assert not np.isclose(confidence(ppl)[known], 1 / ppl[known, 3]).all()  # not the last epoch's
     assert _kept(proxysel.select(r.run, method="top", budget=15, signal="ppl_1", order="high",
                                  name="p1")) == highest
     assert _kept(proxysel.select(r.run, method="top", budget=15, signal="lp_app_2", order="low",
                                  name="a2")) == lowest
+    assert _kept(proxysel.select(r.run, method="top", budget=15, signal="confidence", order="high",
+                                 name="c")) == confident
     with pytest.raises(UsageError, match="top reads 'ppl_7': ppl_epoch holds P_0..P_3, not P_7"):
         proxysel.select(r.run, method="top", budget=15, signal="ppl_7", order="low", name="p7")
 
@@ -59,6 +67,7 @@ def test_the_registry_derives_the_per_epoch_columns_from_ppl_epoch(tmp_path):
     from proxysel.signals import derivable, producer_of
 
     assert producer_of("ppl_5").name == producer_of("lp_app_2").name == producer_of("ppl_epoch").name
+    assert producer_of("confidence").name == producer_of("variability").name == "ppl_epoch"
     assert producer_of("ppl").name == "loss" and producer_of("ppl_x") is None
     assert derivable("ppl_5", {"id", "ppl_epoch"}) and not derivable("ppl_5", {"id", "ppl"})
     assert not derivable("ppl_epoch", {"ppl_epoch"})  # stored, not derived

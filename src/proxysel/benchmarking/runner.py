@@ -58,9 +58,10 @@ from proxysel.models.scratch import build_llama, build_tokenizer, llama_paramete
 from proxysel.options import ConfigError, ReadConfig, RuntimeConfig
 from proxysel.selectors.config import SelectConfig, ordered_by_parent
 from proxysel.signals import available_signals, get_signal, producer_of
+from proxysel.signals.cartography import COLUMNS as CARTOGRAPHY_COLUMNS
 from proxysel.signals.config import ScoreConfig
 from proxysel.signals.embedding import embedder_path, load_embedder
-from proxysel.signals.lp import epoch_column
+from proxysel.signals.lp import derived_column
 from proxysel.stages.compare import compare_runs
 from proxysel.stages.inputs import record_reference
 from proxysel.stages.score import score
@@ -373,12 +374,13 @@ def bench_context(cfg: BenchConfig, out: Path, data: BenchData, proxy_spec: str,
 
 
 def add_epoch_columns(run_dir: Path) -> list[str]:
-    """Add ``ppl_<e>`` (P_e, e = 0..n) and ``lp_<i>``, ``lp_app_<i>`` (i = 1..n) to the run's scores.
+    """Add ``ppl_<e>`` (P_e, e = 0..n), ``lp_<i>``, ``lp_app_<i>`` (i = 1..n), ``confidence`` and
+    ``variability`` to the run's scores.
 
     ``train-proxy`` stores ``lp``/``lp_app`` for one epoch (``--lp-epoch``); a selector may read any
-    per-epoch column (``signals.lp.epoch_column``, derived when it is read). The bench stores them
-    too, so that report.html and ``explain`` show the values its selectors cut on. Returns the
-    names added.
+    column derived from ``ppl_epoch`` (``signals.lp.derived_column``, derived when it is read). The
+    bench stores them too, so that report.html and ``explain`` show the values its selectors cut
+    on. Returns the names added.
     """
     with Run.open(run_dir, create=False) as run:
         if "ppl_epoch" not in run.score_columns():
@@ -386,10 +388,11 @@ def add_epoch_columns(run_dir: Path) -> list[str]:
         ids, ppl = run.score_matrix("ppl_epoch")
         names = [f"ppl_{e}" for e in range(ppl.shape[1])]
         names += [f"{kind}_{i}" for i in range(1, ppl.shape[1]) for kind in ("lp", "lp_app")]
+        names += CARTOGRAPHY_COLUMNS
         if all(c in run.score_columns() for c in names):
             return names  # already there (derived from the same stored ppl_epoch)
         cols = {"id": pa.array(ids, pa.string()),
-                **{c: pa.array(epoch_column(ppl, c), pa.float64()) for c in names}}
+                **{c: pa.array(derived_column(ppl, c), pa.float64()) for c in names}}
         run.merge_scores(pa.table(cols))
     return names
 

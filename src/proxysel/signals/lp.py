@@ -23,14 +23,18 @@ from typing import Any
 
 import numpy as np
 
+from proxysel.signals import cartography
 from proxysel.signals.base import Signal, register_signal
 from proxysel.store.run import list_matrix
 
-__all__ = ["EPOCH_COLUMN", "epoch_column", "lp", "lp_app"]
+__all__ = ["DERIVED_COLUMN", "EPOCH_COLUMN", "derived_column", "epoch_column", "lp", "lp_app"]
 
 #: the per-epoch columns derived from ``ppl_epoch`` (``epoch_column``) that a selector may read
 #: like any score column: ``ppl_<e>`` = P_e, ``lp_<i>`` = LP(i), ``lp_app_<i>`` = LP_app(i)
 EPOCH_COLUMN = re.compile(r"(ppl|lp|lp_app)_(\d+)")
+#: every column derived from ``ppl_epoch`` (``derived_column``): the per-epoch ones and Dataset
+#: Cartography's ``confidence`` and ``variability`` over the run (``signals.cartography``)
+DERIVED_COLUMN = re.compile("|".join((EPOCH_COLUMN.pattern, *cartography.COLUMNS)))
 
 
 def _check(ppl_epoch: np.ndarray, i: int, name: str) -> np.ndarray:
@@ -100,6 +104,13 @@ def epoch_column(ppl_epoch: np.ndarray, name: str) -> np.ndarray:
     return (lp if kind == "lp" else lp_app)(p, epoch)
 
 
+def derived_column(ppl_epoch: np.ndarray, name: str) -> np.ndarray:
+    """Any column ``DERIVED_COLUMN`` names, from ``ppl_epoch``: float64 (n_examples,)."""
+    if name in cartography.COLUMNS:
+        return cartography.cartography_column(ppl_epoch, name)
+    return epoch_column(ppl_epoch, name)
+
+
 # The columns train-proxy writes, in the registry, so that `--signals`, preflight and a selector's
 # "missing column" message know where they come from (they are not computed by `score`).
 
@@ -117,12 +128,12 @@ class PplEpochSignal(_TrainProxySignal):
     """P_0..P_n: the response perplexity before training and after every epoch."""
 
     columns = ("ppl_epoch", "n_tokens", "n_response_tokens", "truncated")
-    derives = EPOCH_COLUMN  # ppl_<e>, lp_<i>, lp_app_<i>
+    derives = DERIVED_COLUMN  # ppl_<e>, lp_<i>, lp_app_<i>, confidence, variability
     hint = "proxysel train-proxy {data} --epochs 1 --checkpoints 0 --out {run}"
 
     @classmethod
     def derive(cls, column: str, scores: Any) -> Any:
-        return epoch_column(list_matrix(scores.column("ppl_epoch"), "ppl_epoch"), column)
+        return derived_column(list_matrix(scores.column("ppl_epoch"), "ppl_epoch"), column)
 
 
 @register_signal("lp_app")
