@@ -35,6 +35,7 @@ from proxysel.config import (
 )
 from proxysel.data import read_pool
 from proxysel.errors import UsageError
+from proxysel.models.loader import cpu_bf16_native
 from proxysel.options import DEFAULT_PROXY, ReadConfig, RuntimeConfig, from_kwargs
 from proxysel.pipeline import check_overrides, describe, run_pipeline
 from proxysel.reporting import explain as _explain
@@ -233,16 +234,6 @@ DEMO_MAX_LENGTH = 256
 DEMO_BUDGET = 0.3
 
 
-def _cpu_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 / AMX): autocast then pays off."""
-    try:
-        import torch
-
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # an old torch without the probe: be safe
-        return False
-
-
 def demo_config(*, limit: int = 300, out: str | Path = "runs/demo", model: str = DEFAULT_PROXY,
                 dtype: str = "auto", max_length: int = DEMO_MAX_LENGTH) -> RunConfig:
     """The RunConfig of ``proxysel demo``: LP_app of ``model`` (one epoch) on ``limit`` real
@@ -255,7 +246,7 @@ def demo_config(*, limit: int = 300, out: str | Path = "runs/demo", model: str =
     moves the proxy enough to rank by; the paper's recipe takes 7 steps here, the first at lr 0.
     """
     if dtype == "auto":
-        dtype = "bfloat16" if _cpu_bf16() else "float32"
+        dtype = "bfloat16" if cpu_bf16_native() else "float32"
     return RunConfig(
         out=str(out), data=DataConfig(demo=limit),
         train_proxy=TrainProxyConfig(model=model, epochs=1, checkpoints=0, max_length=max_length, dtype=dtype,

@@ -51,6 +51,7 @@ from proxysel.dynamics.schedule import Plan, cosine_lr, make_plan, micro_batches
 from proxysel.dynamics.state import latest_state, load_state, save_state, trainable_parameters
 from proxysel.engine import batch_token_losses, collate, free_accelerator_memory, is_out_of_memory
 from proxysel.errors import UsageError
+from proxysel.models.loader import warn_if_emulated_bf16
 from proxysel.models.render import Encoded
 from proxysel.options import TrainProxyConfig, TrainRecipe
 
@@ -129,6 +130,7 @@ def autocast(config: TrainRecipe, device: Any) -> Any:
     import torch
 
     if config.dtype == "bfloat16":
+        warn_if_emulated_bf16(config.dtype, device)
         return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

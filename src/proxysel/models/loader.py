@@ -52,6 +52,28 @@ def _require_torch():
         ) from e
 
 
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX, oneDNN's probe).
+
+    Without it torch emulates bf16 on the CPU: a 256 x 576 x 1536 matmul took 0.72 s in bf16
+    against 0.019 s in float32 on an AVX2 AMD EPYC (torch 2.13.0, one thread), about 38x slower.
+    False where torch is missing or too old to have the probe.
+    """
+    try:
+        import torch
+
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # no torch, or a torch without the probe: be safe
+        return False
+
+
+def warn_if_emulated_bf16(dtype: str, device: Any) -> None:
+    """Log a warning when ``dtype`` is bfloat16 on a CPU that emulates it (``cpu_bf16_native``)."""
+    if dtype == "bfloat16" and str(device).startswith("cpu") and not cpu_bf16_native():
+        log.warning("bfloat16 on this CPU is emulated (no AVX-512 BF16 or AMX): expect it tens of times "
+                    "slower than float32 (docs/signals.md); use float32 here")
+
+
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -183,6 +205,7 @@ def load_causal_lm(spec: str, *, dtype: str = "float32", device: str = "cpu",
 
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {DTYPES}, got {dtype!r}")
+    warn_if_emulated_bf16(dtype, device)
     path, revision = resolve_model_path(spec)
     if isinstance(path, Path) and not allow_pickle:
         has_st = any(path.glob("*.safetensors"))

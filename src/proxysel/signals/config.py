@@ -35,7 +35,7 @@ class ScoreConfig:
     max_length: int = option(DEFAULT_MAX_LENGTH, "tokens per example; longer ones are cut on the right",
                              minimum=2)
     dtype: str = option("float32", "weights and compute type (bfloat16 is ~1.7x faster on CPUs with AVX-512 "
-                                   "BF16)", choices=DTYPES)
+                                   "BF16, and tens of times slower on CPUs without it)", choices=DTYPES)
     template: str = option("auto", "auto: the model's chat template if it has one, else Alpaca",
                            choices=TEMPLATES)
     batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "padded tokens per batch (batch size x longest example)",
