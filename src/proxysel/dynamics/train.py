@@ -130,7 +130,6 @@ def autocast(config: TrainRecipe, device: Any) -> Any:
     import torch
 
     if config.dtype == "bfloat16":
-        warn_if_emulated_bf16(config.dtype, device)
         return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -258,6 +257,7 @@ def train(model: Any, encoded: Sequence[Encoded], *, pad_id: int, config: TrainP
     arguments, trains on its share of each batch, and only rank 0 saves the training state.
     """
     device = next(model.parameters()).device
+    warn_if_emulated_bf16(config.dtype, device)  # here, once per run: autocast() is entered every step
     # dropout, for models that have it, draws from config.seed; the caller's RNG is left as it was
     with seeded_rng(config.seed, device):
         return _train(model, encoded, pad_id=pad_id, config=config, plan=plan, state_dir=state_dir,
