@@ -195,6 +195,11 @@ def test_cells_keep_per_example_arrays_and_the_macro_metrics(bench):
     assert set(m["per_group"]) == {"copy", "reverse"} and m["exact_match_macro"] == 0.0
     row = next(r for r in _rows(out) if r["selector"] == "rds" and r["budget"] == "0.3" and r["seed"] == "0")
     assert float(row["eval_loss_macro"]) == pytest.approx(loss.macro)
+    # every greedy answer is kept for error analysis, and exact match is that answer against the output
+    evals = [json.loads(ln) for ln in (out / "data" / "eval.jsonl").read_text().splitlines()]
+    assert len(ex["answer"]) == 24 and all(isinstance(a, str) for a in ex["answer"])
+    assert ex["exact"] == [int(a == r["output"].strip()) for a, r in zip(ex["answer"], evals)]
+    assert [s["answer"] for s in m["samples"]] == ex["answer"][:8]
 
 
 def test_the_full_runs_flops_are_6_n_t_with_t_counted_independently(bench):

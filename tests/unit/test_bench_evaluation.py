@@ -253,6 +253,9 @@ def test_group_pooled_and_macro_metrics_by_hand():
     rec = _cell("full", None, 0, [1, np.nan, 10])["per_example"]
     assert rec["loss"] == [1.0, None, 10.0]
     assert example_arrays({"per_example": rec}).tokens.tolist() == [1, 3, 2]
+    assert example_arrays({"per_example": rec}).answers is None  # a result written before answers were kept
+    kept = ExampleArrays(list(IDS), np.ones(3), np.ones(3), np.array([1.0, 0.0, 1.0]), ["a b", "x", ""])
+    assert example_arrays({"per_example": example_record(kept)}).answers == ["a b", "x", ""]
 
 
 def test_macro_metrics_through_the_bench_aggregation_and_tables():

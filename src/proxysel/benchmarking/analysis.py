@@ -46,12 +46,15 @@ class ExampleArrays:
     loss: float64 (n,), mean response-token loss in nats, NaN where truncated away.
     tokens: float64 (n,), response tokens scored (the weight of the token-weighted loss).
     exact: float64 (n,) of 0/1, or None when exact match was not measured.
+    answers: the greedy answers that exact match compared (n strings), or None when not measured:
+        what a failing family actually answered, for error analysis.
     """
 
     ids: list[str]
     loss: np.ndarray
     tokens: np.ndarray
     exact: np.ndarray | None = None
+    answers: list[str] | None = None
 
 
 def example_record(arrays: ExampleArrays) -> dict[str, Any]:
@@ -61,6 +64,8 @@ def example_record(arrays: ExampleArrays) -> dict[str, Any]:
     out: dict[str, Any] = {"id": list(arrays.ids), "loss": loss, "tokens": tokens}
     if arrays.exact is not None:
         out["exact"] = [int(v) for v in arrays.exact.tolist()]
+    if arrays.answers is not None:
+        out["answer"] = list(arrays.answers)
     return out
 
 
@@ -71,7 +76,8 @@ def example_arrays(result: Mapping[str, Any]) -> ExampleArrays | None:
         return None
     loss = np.array([np.nan if v is None else v for v in rec["loss"]], dtype=np.float64)
     exact = np.asarray(rec["exact"], dtype=np.float64) if "exact" in rec else None
-    return ExampleArrays(list(rec["id"]), loss, np.asarray(rec["tokens"], dtype=np.float64), exact)
+    answers = list(rec["answer"]) if "answer" in rec else None  # absent in results written before them
+    return ExampleArrays(list(rec["id"]), loss, np.asarray(rec["tokens"], dtype=np.float64), exact, answers)
 
 
 def example_metrics(arrays: ExampleArrays, groups: Sequence[str]) -> dict[str, Any]:

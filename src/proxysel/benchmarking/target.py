@@ -147,20 +147,22 @@ def evaluate_target(trained: Trained, examples: Sequence[Example], *, exact_matc
                     groups: Sequence[str]) -> tuple[dict[str, Any], ExampleArrays]:
     """(the eval metrics of ``trained``, its per-example arrays). Metrics: ``analysis.example_metrics``
     (``groups``: one per example), ``samples`` (the first 8 greedy answers, with exact match) and
-    ``eval_seconds``."""
+    ``eval_seconds``. With ``exact_match`` the arrays keep every greedy answer too."""
     lm, renderer = trained.lm, trained.renderer
     t0 = time.perf_counter()
     encoded = [renderer.encode(e) for e in examples]
     res = score_losses(lm.model, encoded, pad_id=lm.tokenizer.pad_token_id, batch_tokens=batch_tokens)
     loss = np.where(res.truncated, np.nan, np.asarray(res.loss, dtype=np.float64))
     exact = None
+    answers: list[str] | None = None
     samples = None
     if exact_match:
         answers = greedy_answers(lm, renderer, examples, max_new_tokens=max_new_tokens, batch_size=batch_size)
         exact = np.array([a == _reference(e).strip() for a, e in zip(answers, examples)], dtype=np.float64)
         samples = [{"id": e.id, "answer": a, "reference": _reference(e).strip()}
                    for e, a in list(zip(examples, answers))[:8]]
-    arrays = ExampleArrays([e.id for e in examples], loss, res.n_response_tokens.astype(np.float64), exact)
+    arrays = ExampleArrays([e.id for e in examples], loss, res.n_response_tokens.astype(np.float64), exact,
+                           answers)
     metrics = example_metrics(arrays, groups)
     if samples is not None:
         metrics["samples"] = samples
