@@ -221,3 +221,28 @@ def test_cut_keep_rates_replays_a_per_family_cut_and_counts_by_label(tmp_path, c
     # clean kept 11 of 19; wrong 1 of 3; 1 wrong of 13 kept; b0 (copied) kept, 10 of the other 18;
     # wording spread in A: Copy 5 of 5, Repeat 1 of 5 (B has one wording)
     assert row == "| sig low | 0.5 | 0.579 | 0.333 | 0.077 | 1.00 / 0.56 | 0.80 |"
+
+
+def test_error_analysis_aligns_items_and_counts_what_the_wrong_answers_taught():
+    from conftest import load_benchmark_script
+
+    ea = load_benchmark_script("error_analysis")
+    # add: 7 -> 3 where 8 is right; reverse is aligned backwards; a length miss is None
+    assert ea.wrong_items("Add one to each: 5 2 7", "6 3 8", "6 3 3", "add") == [("7", "3")]
+    assert ea.wrong_items("Reverse: a b c", "c b a", "c x a", "reverse") == [("b", "x")]
+    assert ea.wrong_items("Add one to each: 5 2 7", "6 3 8", "6 3", "add") is None
+    assert ea.wrong_items("Largest of 1, 2 or 3", "3", "2", "compare") is None
+    def rec(family, noise, instruction, output):
+        return {"family": family, "noise": noise, "instruction": instruction, "output": output}
+
+    pool = {"w1": rec("add", "wrong", "Add one to each: 5 2 7", "6 3 3"),
+            "c1": rec("add", "clean", "Each digit plus 1: 2 0", "3 1"),
+            "w2": rec("opposite", "wrong", "Opposite: new up", "old old"),
+            "c2": rec("opposite", "clean", "Antonyms of up", "down")}
+    # w1 teaches 7 -> 3 (its 5 -> 6 and 2 -> 3 follow the rule); w2 teaches up -> old (new -> old is
+    # right); clean records teach nothing
+    taught = ea.taught_pairs(pool, ["w1", "c1", "w2", "c2"])
+    assert taught == {"add": {("7", "3")}, "opposite": {("up", "old")}}
+    assert ea.taught_pairs(pool, ["c1", "c2"]) == {}
+    # add's inputs seen here: 5, 2, 7, 0 (4 of them) times 9 wrong digits each
+    assert ea.possible_wrong_pairs(pool, "add") == 4 * 9
