@@ -10,7 +10,8 @@ copy, upper, code in order; reverse, rev_upper backwards), every miss is one of:
   when a wrong answer in the cell's training subset maps the same input item to the same wrong
   output item (the generator's `wrong` noise changes one item of a correct answer). Beside it,
   the chance level: the share of the family's possible (input, wrong output) pairs that the
-  subset teaches, which is what a wrong item drawn at random would match.
+  subset teaches, which is what a wrong item drawn at random would match. In brackets, the
+  substitution misses where a wrong item repeats the item just before it.
 
 For the single-item families (compare, count, sort_first) every miss is a `value` miss. Per
 selector (mean over the seeds given) and family it prints the exact match, the share of eval
@@ -50,6 +51,13 @@ def wrong_items(instruction: str, reference: str, answer: str, family: str) -> l
     if ALIGNED[family]:
         inputs = inputs[::-1]
     return [(x, a) for x, r, a in zip(inputs, ref, ans) if r != a]
+
+
+def repeats_previous(reference: str, answer: str) -> bool:
+    """Whether a wrong item of ``answer`` equals the item just before it (a model that lost its
+    place in the input writes the last item again: "cold cold" for "cold new")."""
+    ref, ans = reference.split(), answer.split()
+    return any(ans[i] == ans[i - 1] and (i >= len(ref) or ref[i] != ans[i]) for i in range(1, len(ans)))
 
 
 def taught_pairs(pool: dict[str, dict[str, Any]], ids: list[str]) -> dict[str, set[tuple[str, str]]]:
@@ -105,7 +113,7 @@ def cell_rows(out: Path, pool: dict[str, dict[str, Any]], evals: dict[str, dict[
         for eid, ok, ans in zip(ex["id"], ex["exact"], ex["answer"]):
             e = evals[eid]
             f = e["family"]
-            kind, n_wrong, n_taught = "", 0, 0
+            kind, n_wrong, n_taught, repeat = "", 0, 0, False
             if not ok:
                 pairs = wrong_items(e["instruction"], e["output"], ans, f)
                 if f not in ALIGNED:
@@ -114,9 +122,11 @@ def cell_rows(out: Path, pool: dict[str, dict[str, Any]], evals: dict[str, dict[
                     kind = "length"
                 else:
                     kind, n_wrong = "substitution", len(pairs)
+                    repeat = repeats_previous(e["output"], ans)
                     n_taught = sum(p in taught.get(f, set()) for p in pairs)
             rows.append({"selector": res["selector"], "seed": res["seed"], "family": f, "ok": int(ok),
                          "kind": kind, "n_wrong": n_wrong, "n_taught": n_taught, "chance": chance.get(f, 0.0),
+                         "repeat": repeat,
                          "template": e["instruction"].split()[0], "difficulty": e["difficulty"]})
     return rows
 
@@ -147,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     families = args.families or sorted({r["family"] for r in rows})
     seeds = sorted({r["seed"] for r in rows})
     print(f"seeds {seeds}; per-seed shares of each family's eval examples, then their mean over seeds\n")
-    print("| selector | family | exact match | length misses | substitution misses | value misses "
-          "| wrong items taught by the subset's wrong answers |")
+    print("| selector | family | exact match | length misses | substitution misses (repeating the item "
+          "before) | value misses | wrong items taught by the subset's wrong answers |")
     print("|---|---|---|---|---|---|---|")
     for s in args.selectors:
         for f in families:
@@ -157,14 +167,15 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             m = {k: mean_over_seeds(sel, lambda r: 0, v)[0] for k, v in (
                 ("ok", lambda r: r["ok"]), ("length", lambda r: r["kind"] == "length"),
-                ("sub", lambda r: r["kind"] == "substitution"), ("value", lambda r: r["kind"] == "value"))}
+                ("sub", lambda r: r["kind"] == "substitution"), ("repeat", lambda r: r["repeat"]),
+                ("value", lambda r: r["kind"] == "value"))}
             n_wrong = sum(r["n_wrong"] for r in sel)
             # chance: the share of the family's possible wrong pairs that the subset teaches
             chance = 100 * mean_over_seeds(sel, lambda r: 0, lambda r: r["chance"])[0]
             taught = (f"{sum(r['n_taught'] for r in sel)} of {n_wrong} (chance {chance:.0f}%)"
                       if n_wrong else "-")
             print(f"| {s} | {f} | {100 * m['ok']:.1f} | {100 * m['length']:.1f} | {100 * m['sub']:.1f} "
-                  f"| {100 * m['value']:.1f} | {taught} |")
+                  f"({100 * m['repeat']:.1f}) | {100 * m['value']:.1f} | {taught} |")
     for what, key in (("template (first word)", "template"), ("difficulty", "difficulty")):
         print(f"\nexact match by {what}\n")
         for f in families:

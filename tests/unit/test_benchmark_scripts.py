@@ -232,6 +232,9 @@ def test_error_analysis_aligns_items_and_counts_what_the_wrong_answers_taught():
     assert ea.wrong_items("Reverse: a b c", "c b a", "c x a", "reverse") == [("b", "x")]
     assert ea.wrong_items("Add one to each: 5 2 7", "6 3 8", "6 3", "add") is None
     assert ea.wrong_items("Largest of 1, 2 or 3", "3", "2", "compare") is None
+    # "cold cold" for "cold new" repeats the item before; "2 2" where the reference has "2 2" does not
+    assert ea.repeats_previous("cold new", "cold cold") and not ea.repeats_previous("cold new", "cold old")
+    assert not ea.repeats_previous("3 2 2", "4 2 2") and ea.repeats_previous("3 2", "3 2 2")
     def rec(family, noise, instruction, output):
         return {"family": family, "noise": noise, "instruction": instruction, "output": output}
 
