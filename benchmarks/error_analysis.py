@@ -41,16 +41,19 @@ def input_items(instruction: str, n: int) -> list[str]:
     return instruction.replace(",", " ").replace("?", " ").split()[-n:] if n else []
 
 
+def aligned_inputs(instruction: str, n: int, family: str) -> list[str]:
+    """The input item that each of an item-wise family's ``n`` output items answers, in output order."""
+    inputs = input_items(instruction, n)
+    return inputs[::-1] if ALIGNED[family] else inputs
+
+
 def wrong_items(instruction: str, reference: str, answer: str, family: str) -> list[tuple[str, str]] | None:
     """(input item, answered item) at every position where ``answer`` differs from ``reference``;
     None when the lengths differ (a length miss) or the family is not item-wise."""
     ref, ans = reference.split(), answer.split()
     if family not in ALIGNED or len(ref) != len(ans):
         return None
-    inputs = input_items(instruction, len(ref))
-    if ALIGNED[family]:
-        inputs = inputs[::-1]
-    return [(x, a) for x, r, a in zip(inputs, ref, ans) if r != a]
+    return [(x, a) for x, r, a in zip(aligned_inputs(instruction, len(ref), family), ref, ans) if r != a]
 
 
 def repeats_previous(reference: str, answer: str) -> bool:
@@ -72,11 +75,9 @@ def taught_pairs(pool: dict[str, dict[str, Any]], ids: list[str]) -> dict[str, s
         if f not in ALIGNED or r["noise"] != "wrong":
             continue
         out = r["output"].split()
-        inputs = input_items(r["instruction"], len(out))
-        if ALIGNED[f]:
-            inputs = inputs[::-1]
         # every item-wise family answers item by item: its rule on one item is the item's answer
-        taught[f].update((x, o) for x, o in zip(inputs, out) if FAMILIES[f].solve((x,)) != o)
+        taught[f].update((x, o) for x, o in zip(aligned_inputs(r["instruction"], len(out), f), out)
+                         if FAMILIES[f].solve((x,)) != o)
     return dict(taught)
 
 
@@ -101,6 +102,7 @@ def cell_rows(out: Path, pool: dict[str, dict[str, Any]], evals: dict[str, dict[
     from proxysel.store import RunFolder
 
     folder = RunFolder(out / "proxy")
+    possible = {f: possible_wrong_pairs(pool, f) for f in ALIGNED}  # depends on the pool only
     rows = []
     for path in sorted((out / "cells").glob("*/result.json")):
         res = json.loads(path.read_text())
@@ -109,7 +111,7 @@ def cell_rows(out: Path, pool: dict[str, dict[str, Any]], evals: dict[str, dict[
             continue
         ids = list(pool) if res["selector"] == "full" else folder.selection_ids(res["cell"])
         taught = taught_pairs(pool, ids)
-        chance = {f: len(pairs) / possible_wrong_pairs(pool, f) for f, pairs in taught.items()}
+        chance = {f: len(pairs) / possible[f] for f, pairs in taught.items()}
         for eid, ok, ans in zip(ex["id"], ex["exact"], ex["answer"]):
             e = evals[eid]
             f = e["family"]
