@@ -15,6 +15,11 @@ per family on the clean, family-balanced eval set (greedy decoding, ``target.eva
 ``--candidates SELECTION`` draws the last two from what a selection kept instead of the records
 labelled clean (``balanced-filtered-F``, ``sqrt-filtered-F``): the oracle's family quotas with a
 proxy's noise filter, which separates what the filter costs from what the quotas cost.
+``--swap wrong`` adds, beside each such draw, the same draw with its wrong answers swapped in
+place for unused clean records of their families (``...-swapped``): a paired test of what those
+records cost, since the rest of the subset and the target's data order stay the same;
+``--placebo`` adds a third arm that swaps as many clean records of the same families instead, to
+show how far the target moves when that many records change at all.
 
 The last two are sanity checks that a family-aware selection can beat random here. Every subset
 is drawn per seed, and the seed also orders the target's data. Defaults: the ``skewed`` preset
@@ -73,6 +78,47 @@ def subset(pool: list[dict[str, Any]], kind: str, share: float, seed: int,
     # a family with too few drawable records gives its remainder to the others
     quota = allocate_capped(base * factor, np.array([len(drawable[f]) for f in names]), k)
     return [str(i) for f, q in zip(names, quota) for i in rng.choice(drawable[f], int(q), replace=False)]
+
+
+def swap_out(pool: list[dict[str, Any]], ids: list[str], labels: tuple[str, ...], seed: int,
+             candidates: set[str] | None = None, *, placebo: bool = False) -> list[str]:
+    """``ids`` with every record labelled one of ``labels`` replaced, in place, by a clean record of
+    its family that ``ids`` does not hold (from ``candidates`` when given), drawn at random.
+
+    The paired arm of a draw: the same records in the same order but for the swapped ones, so the
+    target sees the same data order, and the difference between the two arms is those records
+    alone (an unpaired ``drop`` draws a different subset). ``placebo``: swap as many *clean*
+    records of the same families instead, chosen at random from the draw, and keep the labelled
+    ones: how far the target moves when that many records change at all. ValueError when a
+    family has too few clean records to swap."""
+    rng = np.random.default_rng([seed, 98 if not placebo else 97])  # not subset's stream
+    by_id = {r["id"]: r for r in pool}
+    taken = set(ids)
+    spare: dict[str, list[str]] = {}
+    for r in pool:
+        if r["noise"] == "clean" and r["id"] not in taken and (candidates is None or r["id"] in candidates):
+            spare.setdefault(r["family"], []).append(r["id"])
+    marked = [pos for pos, i in enumerate(ids) if by_id[i]["noise"] in labels]
+    if placebo:
+        clean = {}
+        for pos, i in enumerate(ids):
+            if by_id[i]["noise"] == "clean":
+                clean.setdefault(by_id[i]["family"], []).append(pos)
+        stand_ins = []
+        for pos in marked:
+            family = by_id[ids[pos]]["family"]
+            if not clean.get(family):
+                raise ValueError(f"no clean {family} record in the draw to swap as a placebo for {ids[pos]}")
+            stand_ins.append(clean[family].pop(int(rng.integers(len(clean[family])))))
+        marked = stand_ins
+    out = list(ids)
+    for pos in marked:
+        family = by_id[ids[pos]]["family"]
+        left = spare.get(family, [])
+        if not left:
+            raise ValueError(f"no clean {family} record left to swap in for {ids[pos]}")
+        out[pos] = left.pop(int(rng.integers(len(left))))
+    return out
 
 
 def family_weights(items: list[str]) -> dict[str, float]:
@@ -135,6 +181,17 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--drop", nargs="*", default=[], metavar="LABEL",
                     help="noise labels left out of --balanced/--sqrt's candidates too (e.g. duplicate "
                          "near_duplicate: a filter's kept set minus its duplicates)")
+    ap.add_argument("--swap", nargs="*", default=[], metavar="LABEL",
+                    help="also train, beside each --balanced/--sqrt draw, the same draw with its records of "
+                         "these noise labels swapped for unused clean records of their families (from "
+                         "--candidates when given): a paired test of what those records cost")
+    ap.add_argument("--placebo", action="store_true",
+                    help="with --swap, a third arm: as many clean records of the same families swapped "
+                         "instead (the labelled ones stay): how far the target moves when any that many "
+                         "records change")
+    ap.add_argument("--swapped-only", action="store_true",
+                    help="with --swap, train only the swapped arm (the drawn arm is the same as without "
+                         "--swap, so an earlier run's figures for it stand)")
     ap.add_argument("--weights", nargs="*", default=[], metavar="FAMILY=W",
                     help="a factor on a family's quota weight (default 1 for every family)")
     ap.add_argument("--sizes-from", choices=("pool", "candidates"), default="pool",
@@ -201,9 +258,18 @@ def main(argv: list[str] | None = None) -> int:
                                  "--data-seed, noise)")
         for kind in ("random", "balanced", "sqrt"):
             tag = "-filtered" if within is not None and kind != "random" else ""
-            runs += [(f"{kind}{tag}-{f:g}", subset(pool_recs, kind, f, seed, within, drop=tuple(args.drop),
-                                                   weights=weights, sizes_from=args.sizes_from), seed)
-                     for f in getattr(args, kind)]
+            for f in getattr(args, kind):
+                drawn = subset(pool_recs, kind, f, seed, within, drop=tuple(args.drop), weights=weights,
+                               sizes_from=args.sizes_from)
+                if not (args.swap and args.swapped_only):
+                    runs.append((f"{kind}{tag}-{f:g}", drawn, seed))
+                if args.swap and kind != "random":
+                    runs.append((f"{kind}{tag}-{f:g}-swapped", swap_out(pool_recs, drawn, tuple(args.swap),
+                                                                        seed, within), seed))
+                    if args.placebo:
+                        runs.append((f"{kind}{tag}-{f:g}-placebo",
+                                     swap_out(pool_recs, drawn, tuple(args.swap), seed, within, placebo=True),
+                                     seed))
     rows = []
     for name, ids, seed in runs:
         examples = pool.examples if ids is None else [by_id[i] for i in ids]

@@ -249,3 +249,35 @@ def test_error_analysis_aligns_items_and_counts_what_the_wrong_answers_taught():
     assert ea.taught_pairs(pool, ["c1", "c2"]) == {}
     # add's inputs seen here: 5, 2, 7, 0 (4 of them) times 9 wrong digits each
     assert ea.possible_wrong_pairs(pool, "add") == 4 * 9
+
+
+def test_calibrate_swap_replaces_only_the_labelled_records_in_place():
+    """--swap: the paired arm keeps every other record at its position and swaps each wrong answer
+    for an unused clean record of the same family, from the candidates when given."""
+    from conftest import load_benchmark_script
+
+    calibrate = load_benchmark_script("calibrate_skewed")
+    pool = ([{"id": f"a{i}", "family": "a", "noise": "clean"} for i in range(4)]
+            + [{"id": "aw", "family": "a", "noise": "wrong"},
+               {"id": "ad", "family": "a", "noise": "duplicate"}]
+            + [{"id": f"b{i}", "family": "b", "noise": "clean"} for i in range(3)]
+            + [{"id": "bw", "family": "b", "noise": "wrong"}])
+    drawn = ["a0", "aw", "b0", "bw", "ad"]
+    out = calibrate.swap_out(pool, drawn, ("wrong",), seed=0)
+    assert [out[i] for i in (0, 2, 4)] == ["a0", "b0", "ad"]  # the rest stays, in place
+    assert out[1] in {"a1", "a2", "a3"} and out[3] in {"b1", "b2"}
+    assert len(set(out)) == 5
+    assert calibrate.swap_out(pool, drawn, ("wrong",), seed=0) == out  # seeded
+    # only candidates may come in: a1 is the one unused clean a among them, and b has none left
+    with pytest.raises(ValueError, match="no clean b record left"):
+        calibrate.swap_out(pool, drawn, ("wrong",), seed=0, candidates={"a0", "a1", "aw", "b0", "bw"})
+    only_a = {"a0", "a1", "aw"}
+    assert calibrate.swap_out(pool, drawn[:2], ("wrong",), seed=3, candidates=only_a) == ["a0", "a1"]
+    # nothing labelled: the draw comes back unchanged
+    assert calibrate.swap_out(pool, drawn, ("garbage",), seed=0) == drawn
+    # placebo: the wrong answers stay; as many clean records of their families are swapped instead
+    placebo = calibrate.swap_out(pool, drawn, ("wrong",), seed=0, placebo=True)
+    assert [placebo[i] for i in (1, 3, 4)] == ["aw", "bw", "ad"]
+    assert placebo[0] in {"a1", "a2", "a3"} and placebo[2] in {"b1", "b2"}
+    with pytest.raises(ValueError, match="no clean a record in the draw"):
+        calibrate.swap_out(pool, ["aw", "b0"], ("wrong",), seed=0, placebo=True)
