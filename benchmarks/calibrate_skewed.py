@@ -121,6 +121,21 @@ def swap_out(pool: list[dict[str, Any]], ids: list[str], labels: tuple[str, ...]
     return out
 
 
+def arms(pool: list[dict[str, Any]], drawn: list[str], kind: str, seed: int, candidates: set[str] | None,
+         args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """The subsets to train for one draw, as (name suffix, ids): the draw itself, and with ``--swap``
+    its ``-swapped`` and ``--placebo`` arms (``swap_out``); ``--swapped-only`` leaves the draw out. A
+    ``random`` draw has no swapped arms."""
+    if not args.swap or kind == "random":
+        return [("", drawn)]
+    labels = tuple(args.swap)
+    out = [] if args.swapped_only else [("", drawn)]
+    out.append(("-swapped", swap_out(pool, drawn, labels, seed, candidates)))
+    if args.placebo:
+        out.append(("-placebo", swap_out(pool, drawn, labels, seed, candidates, placebo=True)))
+    return out
+
+
 def family_weights(items: list[str]) -> dict[str, float]:
     """``["add=0.5", "code=1.5"]`` -> ``{"add": 0.5, "code": 1.5}``; SystemExit on a malformed item."""
     out = {}
@@ -190,8 +205,8 @@ def _parser() -> argparse.ArgumentParser:
                          "instead (the labelled ones stay): how far the target moves when any that many "
                          "records change")
     ap.add_argument("--swapped-only", action="store_true",
-                    help="with --swap, train only the swapped arm (the drawn arm is the same as without "
-                         "--swap, so an earlier run's figures for it stand)")
+                    help="with --swap, leave out the drawn arm of each --balanced/--sqrt draw (it is the "
+                         "same as without --swap, so an earlier run's figures for it stand)")
     ap.add_argument("--weights", nargs="*", default=[], metavar="FAMILY=W",
                     help="a factor on a family's quota weight (default 1 for every family)")
     ap.add_argument("--sizes-from", choices=("pool", "candidates"), default="pool",
@@ -206,7 +221,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (args.placebo or args.swapped_only) and not args.swap:
+        parser.error("--placebo and --swapped-only need --swap LABEL")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -261,15 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             for f in getattr(args, kind):
                 drawn = subset(pool_recs, kind, f, seed, within, drop=tuple(args.drop), weights=weights,
                                sizes_from=args.sizes_from)
-                if not (args.swap and args.swapped_only):
-                    runs.append((f"{kind}{tag}-{f:g}", drawn, seed))
-                if args.swap and kind != "random":
-                    runs.append((f"{kind}{tag}-{f:g}-swapped", swap_out(pool_recs, drawn, tuple(args.swap),
-                                                                        seed, within), seed))
-                    if args.placebo:
-                        runs.append((f"{kind}{tag}-{f:g}-placebo",
-                                     swap_out(pool_recs, drawn, tuple(args.swap), seed, within, placebo=True),
-                                     seed))
+                runs += [(f"{kind}{tag}-{f:g}{arm}", ids, seed)
+                         for arm, ids in arms(pool_recs, drawn, kind, seed, within, args)]
     rows = []
     for name, ids, seed in runs:
         examples = pool.examples if ids is None else [by_id[i] for i in ids]

@@ -281,3 +281,30 @@ def test_calibrate_swap_replaces_only_the_labelled_records_in_place():
     assert placebo[0] in {"a1", "a2", "a3"} and placebo[2] in {"b1", "b2"}
     with pytest.raises(ValueError, match="no clean a record in the draw"):
         calibrate.swap_out(pool, ["aw", "b0"], ("wrong",), seed=0, placebo=True)
+
+
+def test_calibrate_arms_of_a_draw():
+    """The subsets trained for one draw: --swap adds -swapped (and -placebo), --swapped-only leaves
+    the drawn arm out, and a random draw keeps its one arm whatever the flags say."""
+    import argparse
+
+    from conftest import load_benchmark_script
+
+    calibrate = load_benchmark_script("calibrate_skewed")
+    pool = ([{"id": f"a{i}", "family": "a", "noise": "clean"} for i in range(4)]
+            + [{"id": "aw", "family": "a", "noise": "wrong"}])
+    drawn = ["a0", "a1", "aw"]
+
+    def names(kind, **flags):
+        args = argparse.Namespace(**{"swap": [], "placebo": False, "swapped_only": False, **flags})
+        return calibrate.arms(pool, drawn, kind, 0, None, args)
+
+    assert names("sqrt") == [("", drawn)]
+    swapped = calibrate.swap_out(pool, drawn, ("wrong",), 0)
+    placebo = calibrate.swap_out(pool, drawn, ("wrong",), 0, placebo=True)
+    assert names("sqrt", swap=["wrong"], placebo=True) == [("", drawn), ("-swapped", swapped),
+                                                            ("-placebo", placebo)]
+    assert names("sqrt", swap=["wrong"], swapped_only=True) == [("-swapped", swapped)]
+    assert names("random", swap=["wrong"], placebo=True, swapped_only=True) == [("", drawn)]
+    with pytest.raises(SystemExit):
+        calibrate.main(["--placebo"])
