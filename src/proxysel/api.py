@@ -65,16 +65,17 @@ def score(data: str | Path, *, out: str | Path, config: ScoreConfig | None = Non
     """Score every example of ``data`` and store the signals in the run directory ``out``.
 
     fields: the options of ``proxysel score`` (``ScoreConfig``: ``signals``, ``model``, ``judge``,
-    ``embedder``, ``max_length``, ``dtype``, ``template``, ``batch_tokens``, ``density``, ``near_dup``;
-    how the pool is read, ``ReadConfig``: ``format``, ``columns``, ``limit``, ``on_bad_record``, ``dedupe``,
-    ``max_record_bytes``; where it runs, ``RuntimeConfig``: ``device``, ``shard_size``,
-    ``backend``, ``ray_address``, ...), or ``config=ScoreConfig(...)`` for the first group.
+    ``embedder``, ``max_length``, ``dtype``, ``template``, ``batch_tokens``, ``density``, ``near_dup``,
+    ``lexical``; how the pool is read, ``ReadConfig``: ``format``, ``columns``, ``limit``,
+    ``on_bad_record``, ``dedupe``, ``max_record_bytes``; where it runs, ``RuntimeConfig``: ``device``,
+    ``shard_size``, ``backend``, ``ray_address``, ...), or ``config=ScoreConfig(...)`` for the first group.
 
     signals: ``loss`` (mean response-token loss in nats, plus ``ppl``, ``n_tokens``,
     ``n_response_tokens``, ``truncated``), ``ifd``, ``ask_llm`` (P(yes) of ``judge``), ``embedding``
     (vectors into embeddings.parquet), ``density`` (over the stored embeddings), ``near_dup``
-    (near-duplicate groups, no model), and the reference-aware signals, which need ``reference``
-    (a file read like ``data``).
+    (near-duplicate groups, no model), ``lexical`` (IBM Model 1 translation scores of each answer given
+    its prompt, over the stored embeddings' clusters; no model), and the reference-aware signals,
+    which need ``reference`` (a file read like ``data``).
     Work is split into shards of ``shard_size`` examples in input order; rerunning the same
     command skips finished shards. Returns the run directory.
     """

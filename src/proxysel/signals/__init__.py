@@ -18,7 +18,7 @@ from proxysel.signals.base import (
 
 # Importing a signal module registers it.
 from proxysel.signals import (  # noqa: E402,F401  isort:skip
-    loss, mink, ifd, ask_llm, embedding, density_stage, color, rds, near_dup, lp,
+    loss, mink, ifd, ask_llm, embedding, density_stage, color, rds, near_dup, lexical, lp,
 )
 
 __all__ = ["Signal", "available_signals", "derivable", "get_signal", "producer_of", "register_signal",

@@ -25,7 +25,9 @@ A signal is a per-example score a model gives the pool (``loss``, ``ifd``, ``ask
 A ``score`` signal computes shard by shard (``setup(device)`` once per worker, then
 ``compute(state, examples, bar)`` per shard; ``proxysel.stages.sharded`` runs them resumably on
 either backend), or, with ``sharded = False``, all at once from the outputs of ``requires``
-(``compute_all``). Its ``fingerprint`` keys the stage: the same fingerprint resumes it.
+(``compute_all``). Its ``fingerprint`` keys the stage: the same fingerprint resumes it. A model-free
+signal over the stored embeddings (``density``, ``lexical``) subclasses ``EmbeddingSignal``, which
+gives it that fingerprint and the vectors in pool order.
 
     @register_signal("my_signal")
     class MySignal(Signal):
@@ -39,14 +41,17 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Collection
 
+import numpy as np
+
 from proxysel.data.example import Example, Pool
+from proxysel.errors import UsageError
 from proxysel.models.loader import load_causal_lm, resolve_model_path
 from proxysel.models.render import Renderer
-from proxysel.options import RuntimeConfig
+from proxysel.options import RuntimeConfig, config_to_dict
 from proxysel.registry import Registry
 
-__all__ = ["Signal", "available_signals", "derivable", "get_signal", "producer_of", "register_signal",
-           "score_signals", "unregister_signal"]
+__all__ = ["EmbeddingSignal", "Signal", "available_signals", "derivable", "get_signal", "producer_of",
+           "register_signal", "score_signals", "unregister_signal"]
 
 def _declares_columns(name: str, cls: type) -> None:
     if not getattr(cls, "columns", None):
@@ -201,3 +206,39 @@ class Signal:
 
     def renderer(self, tokenizer: Any, **kwargs: Any) -> Any:
         return Renderer(tokenizer, max_length=self.config.max_length, template=self.config.template, **kwargs)
+
+
+class EmbeddingSignal(Signal):
+    """A model-free signal computed at once from the pool's stored ``embedding`` vectors (``density``,
+    ``lexical``). Its options are the score config's section named ``section``; the stage's fingerprint
+    is the pool, the embedding stage's fingerprint and those options."""
+
+    requires = ("embedding",)
+    model_option = None
+    sharded = False
+    section: ClassVar[str] = ""
+
+    @property
+    def options(self) -> Any:
+        """The signal's own options (``score.<section>``)."""
+        return getattr(self.config, self.section)
+
+    def fingerprint(self, pool: Pool, upstream: dict[str, Any]) -> dict[str, Any]:
+        return {"data": pool.fingerprint, "embeddings": upstream.get("embedding"),
+                "embeddings_model": upstream.get("embedding_model"), **config_to_dict(self.options)}
+
+    def stage_info(self) -> dict[str, Any]:
+        return {"params": config_to_dict(self.options)}
+
+    @staticmethod
+    def pool_vectors(pool: Pool, inputs: dict[str, tuple[list[str], Any]]) -> Any:
+        """float32 (n, dim): the stored embedding of every pool example, in pool order; UsageError
+        (exit 2) when some example has none."""
+        ids, vecs = inputs["embedding"]
+        pos = {i: k for k, i in enumerate(ids)}
+        missing = [e.id for e in pool.examples if e.id not in pos]
+        if missing:
+            raise UsageError(f"{len(missing)} examples have no embedding (first: {missing[:3]}); rerun the "
+                             "embedding signal")
+        return np.ascontiguousarray(vecs[np.asarray([pos[e.id] for e in pool.examples], dtype=np.int64)],
+                                    dtype=np.float32)

@@ -17,6 +17,7 @@ from proxysel.options import (
 from proxysel.signals.base import available_signals, get_signal, score_signals
 from proxysel.signals.color import ColorConfig
 from proxysel.signals.density_stage import DensityConfig
+from proxysel.signals.lexical import LexicalConfig
 from proxysel.signals.near_dup import NearDupConfig
 
 __all__ = ["ScoreConfig"]
@@ -42,6 +43,8 @@ class ScoreConfig:
                                minimum=1)
     density: DensityConfig = option(DensityConfig(), "the density sketch")
     near_dup: NearDupConfig = option(NearDupConfig(), "the near-duplicate groups of near_dup (MinHash LSH)")
+    lexical: LexicalConfig = option(LexicalConfig(), "the word-translation tables of lexical (IBM Model 1 "
+                                                     "per embedding cluster)")
     color: ColorConfig = option(ColorConfig(), "CoLoR-Filter's conditional model (the prior fine-tuned on "
                                                "the reference set)")
 

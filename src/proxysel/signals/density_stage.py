@@ -15,13 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from proxysel.data.example import Pool
 from proxysel.errors import UsageError
-from proxysel.options import check_fields, config_to_dict, option
-from proxysel.signals.base import Signal, register_signal
+from proxysel.options import check_fields, option
+from proxysel.signals.base import EmbeddingSignal, register_signal
 from proxysel.signals.density import DEFAULT_BUCKETS, DEFAULT_HASHES, DEFAULT_WIDTH, lsh_density
 
 
@@ -40,29 +39,14 @@ class DensityConfig:
 
 
 @register_signal("density")
-class DensitySignal(Signal):
+class DensitySignal(EmbeddingSignal):
     """Kernel density of every example's embedding (``score.density``: the sketch)."""
 
     columns = ("density",)
-    requires = ("embedding",)
-    model_option = None
-    sharded = False
-
-    def fingerprint(self, pool: Pool, upstream: dict[str, Any]) -> dict[str, Any]:
-        return {"data": pool.fingerprint, "embeddings": upstream.get("embedding"),
-                "embeddings_model": upstream.get("embedding_model"), **config_to_dict(self.config.density)}
-
-    def stage_info(self) -> dict[str, Any]:
-        return {"params": config_to_dict(self.config.density)}
+    section = "density"
 
     def compute_all(self, pool: Pool, inputs: dict[str, tuple[list[str], Any]]) -> Any:
-        ids, vecs = inputs["embedding"]
-        pos = {i: k for k, i in enumerate(ids)}
-        missing = [e.id for e in pool.examples if e.id not in pos]
-        if missing:
-            raise UsageError(f"{len(missing)} examples have no embedding (first: {missing[:3]}); rerun the "
-                             "embedding signal")
-        x = vecs[np.asarray([pos[e.id] for e in pool.examples], dtype=np.int64)]
+        x = self.pool_vectors(pool, inputs)
         d = self.config.density
         try:
             values = lsh_density(x, R=d.R, B=d.B, r=d.r, seed=d.seed)

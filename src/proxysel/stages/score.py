@@ -116,7 +116,7 @@ def run_signal(run: Any, pool: Pool, signal: Signal) -> None:
             entry = (run.manifest.get("stages") or {}).get(signal.name) or {}
             run.record_stage(signal.name, {**entry, **extra})
     else:
-        table = _run_global(run, pool, signal, fingerprint)
+        table = _run_global(run, pool, signal, fingerprint, missing)
     if signal.vectors:
         _store_vectors(run, signal, table, signal.name)
     if signal.reference_vectors and signal.reference is not None:
@@ -137,22 +137,30 @@ def _not_applicable_entry(name: str, missing: dict[str, str]) -> dict[str, Any]:
                                "first_ids": list(missing)[:5]}}
 
 
-def _run_global(run: Any, pool: Pool, signal: Signal, fingerprint: dict[str, Any]) -> Any:
-    """A signal computed at once from the vector sets it requires, stored as a single shard."""
+def _run_global(run: Any, pool: Pool, signal: Signal, fingerprint: dict[str, Any],
+                missing: dict[str, str]) -> Any:
+    """A signal computed at once from the vector sets it requires, stored as a single shard. The
+    examples it does not fit (``missing``: id -> reason) keep the NaN ``compute_all`` gives them and get
+    their reason in the ``<name>_na`` column, as in a sharded signal."""
     stage = run.stage(signal.name, fingerprint)
     t0 = time.perf_counter()
     computed = 0
     if not stage.shard_done(0):
         inputs = {dep: run.read_vectors(dep) for dep in signal.requires if dep in run.vector_sets()}
         # no model pass here, only arithmetic on the stored vectors: 0 forward tokens
-        stage.write_shard(0, signal.compute_all(pool, inputs), info={"forward_tokens": 0})
+        part = signal.compute_all(pool, inputs)
+        if missing:
+            na = [missing.get(i, "") for i in part.column("id").to_pylist()]
+            part = part.append_column(f"{signal.name}_na", pa.array(na, pa.string()))
+        stage.write_shard(0, part, info={"forward_tokens": 0})
         computed = 1
     table = stage.read_shards(1)
     if not signal.vectors:
         stage.merge_scores(table)
     elapsed = time.perf_counter() - t0
     stage.mark_complete({"seconds": round(elapsed, 3), "shards_computed": computed, "shards": 1,
-                         "examples": table.num_rows, **signal.stage_info()})
+                         "examples": table.num_rows, **signal.stage_info(),
+                         **(_not_applicable_entry(signal.name, missing) if missing else {})})
     log.info("%s: %d examples in %.1fs%s", signal.name, table.num_rows, elapsed, "" if computed else
              " (already computed)")
     return table
