@@ -42,3 +42,19 @@ def test_a_step_of_the_parent_cannot_be_the_child(tmp_path):
     proxysel.select(r.run, method="random", budget=0.25, name="b", parent="a")
     with pytest.raises(UsageError, match="a cycle"):
         proxysel.select(r.run, method="random", budget=0.1, name="a", parent="b", overwrite=True)
+
+
+def test_a_threshold_step_keeps_what_passes_of_the_parent(tmp_path):
+    r = build_run(tmp_path / "r", n=60, selections=False)
+    a = proxysel.select(r.run, method="random", budget=0.5, seed=3, name="a")
+    kept_a = {i for i, x in _table(a).items() if x["selected"]}
+    loss = {i: x for i, x in zip(*[pq.read_table(r.run / "scores.parquet").column(c).to_pylist()
+                                   for c in ("id", "loss")])}
+    cut = sorted(loss[i] for i in kept_a)[10]  # 10 of the parent's 30 lie below it
+    with pytest.raises(UsageError, match="budget 60 is larger than the 30 examples 'a' kept"):
+        proxysel.select(r.run, method="top", budget=1.0, signal="loss", order="high", at_least=cut,
+                        name="b", parent="a")
+    b = proxysel.select(r.run, method="top", budget=1.0, signal="loss", order="high", at_least=cut,
+                        on_short="keep", name="b", parent="a")
+    kept_b = {i for i, x in _table(b).items() if x["selected"]}
+    assert kept_b == {i for i in kept_a if loss[i] >= cut} and len(kept_b) == 20

@@ -218,6 +218,35 @@ def test_ifd_loss_variant():
     assert ids_of(sel) == ["c", "h"]
 
 
+# ----------------------------------------------------------------------- top with a threshold
+
+def test_top_threshold_drops_outside_the_range_then_ranks():
+    # LP: a .5 b .1 c .9 d .2 e .1 f .7 g .4 h .25 i .6 j .8; in [0.2, 0.7]: a d f g h i
+    sel = get_selector("top")(signal="lp", order="high", at_least=0.2, at_most=0.7).select(table(lp=LP), 3)
+    assert ids_of(sel) == ["a", "f", "i"]  # .5 .7 .6: the highest that pass; c (.9), j (.8) are out
+    assert sel.reason[2] == "lp=0.9 outside at_least 0.2 and at_most 0.7, dropped"
+    assert sel.reason[1] == "lp=0.1 outside at_least 0.2 and at_most 0.7, dropped"
+    assert sel.rank[[5, 8, 0, 6, 7, 3]].tolist() == [1, 2, 3, 4, 5, 6]
+    one_sided = get_selector("top")(signal="lp", order="low", at_least=0.3).select(table(lp=LP), 2)
+    assert ids_of(one_sided) == ["a", "g"] and one_sided.reason[7] == "lp=0.25 outside at_least 0.3, dropped"
+
+
+def test_top_threshold_too_few_left_is_an_error_or_kept_short():
+    top = get_selector("top")
+    with pytest.raises(ValueError, match=r"budget 7 is larger than the 6 candidates .*4 dropped outside"):
+        top(signal="lp", at_least=0.2, at_most=0.7).select(table(lp=LP), 7)
+    sel = top(signal="lp", at_least=0.2, at_most=0.7, on_short="keep").select(table(lp=LP), 1.0)
+    assert ids_of(sel) == ["a", "d", "f", "g", "h", "i"] and sel.budget == 6
+    assert "budget lowered to the 6 candidates" in sel.notes
+
+
+def test_top_threshold_options_are_checked():
+    from proxysel.options import FieldError
+
+    with pytest.raises(FieldError, match="at_least"):
+        get_selector("top")(signal="lp", at_least=0.8, at_most=0.2)
+
+
 # ------------------------------------------------------------------------ random / density
 
 def test_random_exact_ids_from_the_documented_stream():

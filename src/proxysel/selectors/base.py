@@ -607,6 +607,10 @@ def _candidate_rows(feats: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 KMEANS_BACKENDS = ("numpy", "sklearn", "faiss")
+#: what a selector that drops candidates by a rule does when fewer than the budget are left (on_short)
+ON_SHORT = ("error", "keep")
+ON_SHORT_HELP = ("when fewer than the budget pass the selector's rule (ifd: IFD < 1; top: at_least, "
+                 "at_most): error, or keep them all")
 #: where a ranking selector's clusters come from (RankingParams.cluster_by)
 CLUSTER_BYS = ("kmeans", "reference")
 
@@ -727,8 +731,9 @@ class RankingSelector(ClusterMixin, Selector):
         return candidates
 
     def _short_budget(self, table: ScoreTable, n_candidates: int, budget: float | int) -> int | None:
-        """Hook: a budget to use when it exceeds the candidates (None: raise)."""
-        return None
+        """A budget to use when it exceeds the candidates left after ``_filter``: all of them for a
+        selector whose ``on_short`` is ``keep`` (ifd, top with a threshold), else None (raise)."""
+        return n_candidates if getattr(self, "on_short", "error") == "keep" and n_candidates > 0 else None
 
     def _draw(self, rows: np.ndarray, k: int, rng: np.random.Generator, reason: list[str],
               notes: list[str]) -> np.ndarray:

@@ -12,18 +12,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from proxysel.options import option
-from proxysel.selectors.base import RankingParams, RankingSelector, ScoreTable, format_value
+from proxysel.selectors.base import (
+    ON_SHORT,
+    ON_SHORT_HELP,
+    RankingParams,
+    RankingSelector,
+    ScoreTable,
+    format_value,
+)
 from proxysel.selectors.registry import register_selector
-
-ON_SHORT = ("error", "keep")
 
 
 @dataclass(frozen=True)
 class IFDParams(RankingParams):
     signal: str = option("ifd", "ifd: the perplexity ratio (ifd, Superfiltering) or the loss ratio "
                                 "(ifd_loss, Cherry LLM)", choices=("ifd", "ifd_loss"))
-    on_short: str = option("error", "ifd: when fewer than the budget have IFD < 1: error, or keep them all",
-                           choices=ON_SHORT)
+    on_short: str = option("error", ON_SHORT_HELP, choices=ON_SHORT)
 
 
 @register_selector("ifd")
@@ -55,9 +59,6 @@ class IFDSelector(RankingSelector):
     def _budget(self, budget, table, n_candidates, why=""):
         return super()._budget(budget, table, n_candidates,
                                why=f"; {self._n_high} dropped with {self.signal} >= 1")
-
-    def _short_budget(self, table: ScoreTable, n_candidates: int, budget) -> int | None:
-        return n_candidates if self.on_short == "keep" and n_candidates > 0 else None
 
     def _order(self, values: np.ndarray | None, m: int, rng: np.random.Generator) -> np.ndarray:
         return np.argsort(-values, kind="stable")

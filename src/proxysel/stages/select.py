@@ -209,8 +209,10 @@ def select_run(run_dir: str | Path, config: SelectConfig, *, data: str | Path | 
                 keep = set(parent_ids)
                 rows = np.asarray([i for i, x in enumerate(table.ids) if x in keep], dtype=np.int64)
                 if k > len(rows):
-                    raise UsageError(f"budget {k} is larger than the {len(rows)} examples "
-                                     f"'{config.parent}' kept")
+                    if getattr(selector, "on_short", "error") != "keep":
+                        raise UsageError(f"budget {k} is larger than the {len(rows)} examples "
+                                         f"'{config.parent}' kept")
+                    k = len(rows)  # on_short: keep (a threshold filter): all that pass, at most these
                 sel = _widen(selector.select(table.take(rows), k, seed=config.seed), table, rows, dropped)
         except ValueError as e:
             raise UsageError(f"selector {config.method}: {e}") from None
